@@ -1,0 +1,1 @@
+"""Robot interfaces, interpolation, teleop and the safety filter every command passes through."""

@@ -1,0 +1,1 @@
+"""Cameras (RealSense live and playback, twin), multi-camera sync, RGB-D geometry and point clouds."""

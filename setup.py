@@ -1,0 +1,73 @@
+"""Build metadata for the `manip_stack` ROS 2 package (ament_python) and the pip distribution.
+
+colcon reads this file (a pyproject [project] table alone builds nothing on ROS' setuptools), and
+`pip install -e .[all,dev]` uses the same metadata for labs without ROS.
+"""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "manip_stack"
+TOP_LEVEL = ["robot_learning", "perception", "controllers", "calibration", "sim", "hardware_configs"]
+
+EXTRAS = {
+    # The Panda + Robotiq model comes from gym-hil's assets; install it with --no-deps (make setup does),
+    # since its metadata pins an older mujoco than the one we use.
+    "sim": ["mujoco==4.0.0", "mink==1.3.0", "gymnasium==1.4.0", "imageio==2.38.1", "imageio-ffmpeg==0.8.1"],
+    "learning": [
+        "torch==2.14.1",
+        "torchvision==0.29.1",
+        "robomimic==0.3.0",
+        "six==1.17.0",
+        "diffusers==0.42.1",
+        "matplotlib==3.11.2",
+    ],
+    "camera": ["pyrealsense2==2.59.1.11053", "open3d-cpu==0.20.0", "opencv-python-headless==4.14.0.94"],
+    "fm": ["openai==3.57.0"],
+    "ros": [
+        "ros-jazzy-rclpy==7.1.6",
+        "ros-jazzy-rmw-fastrtps-cpp",
+        "ros-jazzy-sensor-msgs",
+        "ros-jazzy-geometry-msgs",
+        "ros-jazzy-std-msgs",
+        "ros-jazzy-std-srvs",
+        "ros-jazzy-trajectory-msgs",
+        "rosbags==0.11.9",
+    ],
+    "dev": ["pytest==9.2.0", "pytest-timeout==2.4.0", "hypothesis==6.170.17", "ruff==0.17.6", "catkin-pkg==1.1.1"],
+}
+EXTRAS["all"] = sorted({req for name in ("sim", "learning", "camera", "fm") for req in EXTRAS[name]})
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Real-robot manipulation stack: RealSense perception, diffusion-policy BC, residual RL, MuJoCo twin",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=[f"{name}*" for name in TOP_LEVEL]),
+    package_data={"hardware_configs": ["cells/*.yaml", "tasks/*.yaml"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/hardware_configs/cells", glob("hardware_configs/cells/*.yaml")),
+        (f"share/{PACKAGE}/hardware_configs/tasks", glob("hardware_configs/tasks/*.yaml")),
+    ],
+    install_requires=[
+        "setuptools",
+        "numpy>=1.26,<3",
+        "pydantic==2.14.4",
+        "pyyaml==6.0.4",
+        "zarr==3.1.6",
+        "numcodecs==0.16.6",
+        "tqdm==4.70.1",
+    ],
+    extras_require=EXTRAS,
+    zip_safe=True,
+    entry_points={
+        "console_scripts": [
+            "manip-stack = robot_learning.cli.main:main",
+        ],
+    },
+)

@@ -1,0 +1,1 @@
+"""The MuJoCo twin of the cell, built from hardware_configs: scene, robot, tasks, scripted experts."""
