@@ -1,0 +1,158 @@
+"""Gymnasium environment of a task in the twin, acting exactly as the real robot loop acts.
+
+Action (7,), per policy step (``cell.rates.policy_hz``), in the robot base frame:
+``[dx, dy, dz]`` TCP translation [m], ``[rx, ry, rz]`` TCP rotation vector [rad] (applied on the left),
+``gripper`` closure target in [0, 1]. The step is interpolated to the control rate and every control-rate
+target passes through the safety filter (:class:`controllers.safe_robot.SafeRobot`), as on the robot.
+
+Observation (dict): ``<camera>_rgb`` (H, W, 3) uint8 and ``<camera>_depth`` (H, W) float32 [m] for each
+camera, ``tcp_position`` [m], ``tcp_rot6d`` (first two columns of the rotation matrix: continuous, unlike
+quaternions), ``tcp_quaternion`` (x, y, z, w), ``joint_pos`` [rad], ``gripper_width`` [m] and
+``privileged`` (object and fixture poses; sim only).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium import spaces
+
+from controllers.interface import CartesianTarget, RobotState
+from controllers.interpolation import upsample
+from controllers.safe_robot import SafeRobot
+from hardware_configs import load_cell, load_task
+from hardware_configs.frames import axis_angle_to_matrix, matrix_to_quat_xyzw, quat_xyzw_to_matrix
+from hardware_configs.schema import CellConfig, TaskConfig
+from sim.cameras import TwinCameras
+from sim.robot import TwinRobot
+from sim.scene import ImageSize, build_model
+from sim.tasks import TwinTask
+
+SETTLE_TICKS = 20  # control ticks after reset for objects to come to rest
+
+
+def proprio_observation(state: RobotState) -> dict[str, np.ndarray]:
+    """The proprioceptive part of an observation, shared by the twin and the real robot."""
+    rot = quat_xyzw_to_matrix(state.tcp_quaternion_xyzw)
+    return {
+        "tcp_position": state.tcp_position_m.astype(np.float32),
+        "tcp_rot6d": rot[:, :2].T.reshape(6).astype(np.float32),
+        "tcp_quaternion": state.tcp_quaternion_xyzw.astype(np.float32),
+        "joint_pos": state.joint_positions_rad.astype(np.float32),
+        "gripper_width": np.array([state.gripper_width_m], dtype=np.float32),
+    }
+
+
+def apply_delta_action(base: CartesianTarget, action: np.ndarray) -> CartesianTarget:
+    """The Cartesian target a 7-D delta action asks for, relative to ``base``."""
+    rot = axis_angle_to_matrix(action[3:6]) @ quat_xyzw_to_matrix(base.quaternion_xyzw)
+    return CartesianTarget(base.position_m + action[:3], matrix_to_quat_xyzw(rot), float(action[6]))
+
+
+class TwinEnv(gym.Env):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(
+        self,
+        cell: CellConfig | str = "franka_3cam",
+        task: TaskConfig | str = "lift",
+        image_size: tuple[int, int] | None = (96, 96),
+        cameras: list[str] | None = None,
+        depth: bool = False,
+        render_mode: str | None = None,
+    ):
+        self.cell = load_cell(cell) if isinstance(cell, str) else cell
+        self.task_config = load_task(task) if isinstance(task, str) else task
+        self.image_size = ImageSize(*image_size) if image_size else None
+        self.render_mode = render_mode
+        self.model = build_model(self.cell, self.task_config, self.image_size)
+        self.data = mujoco.MjData(self.model)
+        self.robot = TwinRobot(self.model, self.data, self.cell)
+        self.safe_robot = SafeRobot(self.robot, self.cell)
+        self.task = TwinTask(self.model, self.data, self.task_config)
+        self.cameras = TwinCameras(self.model, self.data, self.cell, self.image_size, cameras) if self.image_size else None
+        self.depth = depth
+        self.ticks_per_step = round(self.cell.rates.control_hz / self.cell.rates.policy_hz)
+        self._commanded: CartesianTarget | None = None
+        self._steps = 0
+
+        limits = self.cell.motion_limits
+        max_translation = limits.max_linear_speed_m_s / self.cell.rates.policy_hz
+        max_rotation = limits.max_angular_speed_rad_s / self.cell.rates.policy_hz
+        high = np.array([max_translation] * 3 + [max_rotation] * 3 + [1.0], dtype=np.float32)
+        low = -high.copy()
+        low[6] = 0.0
+        self.action_space = spaces.Box(low=low, high=high, dtype=np.float32)
+        self.observation_space = spaces.Dict(self._observation_spaces())
+
+    def _observation_spaces(self) -> dict[str, spaces.Space]:
+        inf = np.inf
+        obs: dict[str, spaces.Space] = {
+            "tcp_position": spaces.Box(-inf, inf, (3,), np.float32),
+            "tcp_rot6d": spaces.Box(-1.0, 1.0, (6,), np.float32),
+            "tcp_quaternion": spaces.Box(-1.0, 1.0, (4,), np.float32),
+            "joint_pos": spaces.Box(-inf, inf, (7,), np.float32),
+            "gripper_width": spaces.Box(0.0, 1.0, (1,), np.float32),
+            "privileged": spaces.Box(-inf, inf, (self.task.privileged_dim,), np.float32),
+        }
+        if self.cameras is not None:
+            h, w = self.image_size.height, self.image_size.width
+            for name in self.cameras.camera_names:
+                obs[f"{name}_rgb"] = spaces.Box(0, 255, (h, w, 3), np.uint8)
+                if self.depth:
+                    obs[f"{name}_depth"] = spaces.Box(0.0, inf, (h, w), np.float32)
+        return obs
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        mujoco.mj_resetData(self.model, self.data)
+        self.robot.reset_to()
+        self.task.reset(self.np_random)
+        state = self.robot.read_state()
+        self.safe_robot.reset(state)
+        self._commanded = state.tcp_target(gripper_closure=0.0)
+        for _ in range(SETTLE_TICKS):
+            self.safe_robot.send_target(self._commanded)
+            self.safe_robot.wait_for_tick()
+        self._steps = 0
+        return self._observation(), {"success": False}
+
+    def step(self, action: np.ndarray):
+        action = np.asarray(action, dtype=np.float64).reshape(-1)
+        if action.shape != (7,):
+            raise ValueError(f"action must have 7 values [dx dy dz rx ry rz gripper], got shape {action.shape}")
+        goal = apply_delta_action(self._commanded, action)
+        for target in upsample(self._commanded, goal, self.ticks_per_step):
+            self.safe_robot.send_target(target)
+            self.safe_robot.wait_for_tick()
+        self._commanded = self.safe_robot.last_result.target
+        self._steps += 1
+        success = self.task.is_success()
+        truncated = self._steps >= self.task_config.horizon_steps and not success
+        info = {"success": success, "safety_violations": self.safe_robot.last_result.violations}
+        return self._observation(), float(success), success, truncated, info
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array" or self.cameras is None:
+            return None
+        return np.concatenate([self.cameras.render_rgb(n) for n in self.cameras.camera_names], axis=1)
+
+    def close(self) -> None:
+        if self.cameras is not None:
+            self.cameras.close()
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def commanded_target(self) -> CartesianTarget:
+        return self._commanded
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        obs = proprio_observation(self.robot.read_state())
+        obs["privileged"] = self.task.privileged_state()
+        if self.cameras is not None:
+            obs.update(self.cameras.render_all(depth=self.depth))
+        return obs

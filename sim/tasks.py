@@ -1,0 +1,112 @@
+"""Task logic in the twin: sample initial scenes from the task file, read object poses, judge success.
+
+Only the twin knows object poses exactly; policies get them as *privileged* state (for fast RL in sim,
+as ResiP does), never on the robot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+
+from hardware_configs.frames import wxyz_to_xyzw, xyzw_to_wxyz, yaw_to_quat_xyzw
+from hardware_configs.schema import InitialPose, InsertSuccess, LiftSuccess, TaskConfig
+from sim.scene import TABLE_TOP_Z_M
+
+MIN_SEPARATION_M = 0.09  # objects and fixtures are resampled until this far apart (xy)
+
+
+@dataclass(frozen=True)
+class ObjectPose:
+    position_m: np.ndarray
+    quaternion_xyzw: np.ndarray
+
+
+def _sample(pose: InitialPose, rng: np.random.Generator) -> tuple[float, float, float]:
+    return (
+        rng.uniform(pose.x_m.low, pose.x_m.high),
+        rng.uniform(pose.y_m.low, pose.y_m.high),
+        rng.uniform(pose.yaw_rad.low, pose.yaw_rad.high),
+    )
+
+
+class TwinTask:
+    """Places a task's objects and fixtures in a twin and evaluates its success condition."""
+
+    def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, task: TaskConfig):
+        self.model, self.data, self.config = model, data, task
+        self._free_qpos = {o.name: model.jnt_qposadr[model.joint(f"{o.name}_free").id] for o in task.objects}
+        self._free_dof = {o.name: model.jnt_dofadr[model.joint(f"{o.name}_free").id] for o in task.objects}
+        self._mocap = {f.name: model.body_mocapid[model.body(f.name).id] for f in task.fixtures}
+        self._half_height = {o.name: o.half_size_m[-1] for o in task.objects}
+        self._initial_height: dict[str, float] = {}
+
+    def reset(self, rng: np.random.Generator) -> None:
+        """Sample a scene: objects upright on the table at random poses, fixtures likewise, none overlapping."""
+        placed: list[tuple[float, float]] = []
+
+        def sample_apart(pose: InitialPose) -> tuple[float, float, float]:
+            for _ in range(100):
+                x, y, yaw = _sample(pose, rng)
+                if all(np.hypot(x - px, y - py) >= MIN_SEPARATION_M for px, py in placed):
+                    placed.append((x, y))
+                    return x, y, yaw
+            raise RuntimeError(f"task {self.config.name}: cannot place objects {MIN_SEPARATION_M} m apart")
+
+        for fixture in self.config.fixtures:
+            x, y, yaw = sample_apart(fixture.initial_pose)
+            mocap = self._mocap[fixture.name]
+            self.data.mocap_pos[mocap] = [x, y, TABLE_TOP_Z_M]
+            self.data.mocap_quat[mocap] = xyzw_to_wxyz(yaw_to_quat_xyzw(yaw))
+        for obj in self.config.objects:
+            x, y, yaw = sample_apart(obj.initial_pose)
+            z = TABLE_TOP_Z_M + self._half_height[obj.name] + 1e-4
+            adr = self._free_qpos[obj.name]
+            self.data.qpos[adr : adr + 3] = [x, y, z]
+            self.data.qpos[adr + 3 : adr + 7] = xyzw_to_wxyz(yaw_to_quat_xyzw(yaw))
+            self.data.qvel[self._free_dof[obj.name] : self._free_dof[obj.name] + 6] = 0.0
+            self._initial_height[obj.name] = z
+        mujoco.mj_forward(self.model, self.data)
+
+    def object_pose(self, name: str) -> ObjectPose:
+        adr = self._free_qpos[name]
+        return ObjectPose(self.data.qpos[adr : adr + 3].copy(), wxyz_to_xyzw(self.data.qpos[adr + 3 : adr + 7]))
+
+    def fixture_pose(self, name: str) -> ObjectPose:
+        mocap = self._mocap[name]
+        return ObjectPose(self.data.mocap_pos[mocap].copy(), wxyz_to_xyzw(self.data.mocap_quat[mocap]))
+
+    def privileged_state(self) -> np.ndarray:
+        """Object poses (pos + quat xyzw) then fixture poses, in base frame: the RL/expert view of the scene."""
+        parts = [np.concatenate([p.position_m, p.quaternion_xyzw]) for p in map(self.object_pose, self._free_qpos)]
+        parts += [np.concatenate([p.position_m, p.quaternion_xyzw]) for p in map(self.fixture_pose, self._mocap)]
+        return np.concatenate(parts).astype(np.float32)
+
+    @property
+    def privileged_dim(self) -> int:
+        return 7 * (len(self._free_qpos) + len(self._mocap))
+
+    def is_success(self) -> bool:
+        cond = self.config.success
+        if isinstance(cond, LiftSuccess):
+            return bool(self.object_pose(cond.object).position_m[2] - self._initial_height[cond.object] >= cond.height_m)
+        assert isinstance(cond, InsertSuccess)
+        return self.insertion_depth_m() >= cond.depth_m and self.insertion_lateral_error_m() <= cond.max_lateral_error_m
+
+    def insertion_depth_m(self) -> float:
+        """How far the object's bottom is below the fixture's top face (negative when above)."""
+        cond = self.config.success
+        assert isinstance(cond, InsertSuccess)
+        fixture = next(f for f in self.config.fixtures if f.name == cond.fixture)
+        top_z = self.fixture_pose(cond.fixture).position_m[2] + fixture.height_m
+        bottom_z = self.object_pose(cond.object).position_m[2] - self._half_height[cond.object]
+        return float(top_z - bottom_z)
+
+    def insertion_lateral_error_m(self) -> float:
+        cond = self.config.success
+        assert isinstance(cond, InsertSuccess)
+        obj = self.object_pose(cond.object).position_m
+        hole = self.fixture_pose(cond.fixture).position_m
+        return float(np.hypot(*(obj[:2] - hole[:2])))
