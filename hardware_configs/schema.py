@@ -42,6 +42,8 @@ class Pose(StrictModel):
         norm = math.sqrt(sum(c * c for c in q))
         if not 0.99 < norm < 1.01:
             raise ValueError(f"quaternion {q} has norm {norm:.4f}; give a unit quaternion (x, y, z, w)")
+        if abs(norm - 1.0) < 1e-9:
+            return q  # already unit: keep the file's digits so a dump reloads identically
         return tuple(c / norm for c in q)  # type: ignore[return-value]
 
     def matrix(self) -> np.ndarray:

@@ -63,12 +63,13 @@ class TwinEnv(gym.Env):
         cameras: list[str] | None = None,
         depth: bool = False,
         render_mode: str | None = None,
+        fast_render: bool = True,
     ):
         self.cell = load_cell(cell) if isinstance(cell, str) else cell
         self.task_config = load_task(task) if isinstance(task, str) else task
         self.image_size = ImageSize(*image_size) if image_size else None
         self.render_mode = render_mode
-        self.model = build_model(self.cell, self.task_config, self.image_size)
+        self.model = build_model(self.cell, self.task_config, self.image_size, fast_render=fast_render)
         self.data = mujoco.MjData(self.model)
         self.robot = TwinRobot(self.model, self.data, self.cell)
         self.safe_robot = SafeRobot(self.robot, self.cell)

@@ -1,0 +1,1 @@
+"""Sessions: collect, fine-tune, validate — loops that drive the cores, free of ROS."""

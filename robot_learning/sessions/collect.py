@@ -1,0 +1,132 @@
+"""Collect demonstrations into the episode store: scripted experts in the twin (teleop comes later).
+
+Each episode is recorded step by step and committed whole when it ends; a failed or interrupted episode is
+discarded (or kept, flagged unsuccessful, with ``keep_failures``), so the store only ever holds complete
+episodes, whatever happens to the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from robot_learning.data.episode_store import ArraySpec, EpisodeStore
+from sim.env import TwinEnv
+from sim.experts import make_expert
+
+log = logging.getLogger(__name__)
+
+LOW_DIM_UNITS: dict[str, tuple[str, str | None, str]] = {
+    "tcp_position": ("m", "base", "tool centre point position"),
+    "tcp_rot6d": ("1", "base", "first two columns of the TCP rotation matrix"),
+    "tcp_quaternion": ("1", "base", "TCP orientation quaternion (x, y, z, w)"),
+    "joint_pos": ("rad", None, "arm joint positions"),
+    "gripper_width": ("m", None, "opening between the fingers"),
+    "privileged": ("m|1", "base", "sim only: object then fixture poses, position + quaternion (x, y, z, w)"),
+}
+ACTION_SPEC = ArraySpec(
+    shape=(7,), dtype=np.float32, unit="m,m,m,rad,rad,rad,1", frame="base",
+    description="TCP delta translation, delta rotation vector, gripper closure target (0 open, 1 closed)",
+)
+
+
+def dataset_specs(env: TwinEnv) -> dict[str, ArraySpec]:
+    """Array specs for every observation key of the env, plus action, reward and time."""
+    specs: dict[str, ArraySpec] = {}
+    for key, space in env.observation_space.spaces.items():
+        if key.endswith("_rgb"):
+            specs[key] = ArraySpec(space.shape, np.uint8, "rgb8", frame=key.removesuffix("_rgb") + "_color_optical_frame")
+        elif key.endswith("_depth"):
+            specs[key] = ArraySpec(space.shape, np.float32, "m", frame=key.removesuffix("_depth") + "_color_optical_frame")
+        else:
+            unit, frame, description = LOW_DIM_UNITS[key]
+            specs[key] = ArraySpec(space.shape, np.float32, unit, frame=frame, description=description)
+    specs["action"] = ACTION_SPEC
+    specs["reward"] = ArraySpec((), np.float32, "1", description="task reward after the action")
+    specs["timestamp"] = ArraySpec((), np.float64, "s", description="observation time (sim clock)")
+    return specs
+
+
+@dataclass
+class CollectReport:
+    path: Path
+    attempted: int
+    committed: int
+    successes: int
+    steps: int
+    wall_s: float
+
+    def __str__(self) -> str:
+        rate = self.successes / max(self.attempted, 1)
+        return (
+            f"{self.committed} episodes committed to {self.path} ({self.successes}/{self.attempted} expert successes, "
+            f"{rate:.0%}; {self.steps} steps in {self.wall_s:.1f} s, {self.steps / max(self.wall_s, 1e-9):.0f} steps/s)"
+        )
+
+
+def collect_expert_episodes(
+    out: Path,
+    cell: str = "franka_3cam",
+    task: str = "lift",
+    n_episodes: int = 10,
+    image_size: tuple[int, int] = (96, 96),
+    depth: bool = False,
+    seed: int = 0,
+    keep_failures: bool = False,
+    progress: bool = True,
+) -> CollectReport:
+    """Roll the task's scripted expert in the twin and append its episodes to the store at ``out``."""
+    env = TwinEnv(cell=cell, task=task, image_size=image_size, depth=depth)
+    specs = dataset_specs(env)
+    attrs = {"cell": env.cell.name, "task": env.task_config.name, "instruction": env.task_config.instruction,
+             "source": "scripted_expert", "policy_hz": env.cell.rates.policy_hz, "image_size": list(image_size)}
+    store = EpisodeStore.open_or_create(out, specs, attrs)
+    first_seed = seed + store.n_episodes * 1000  # a resumed collection continues with new scenes
+    attempted = committed = successes = steps = 0
+    start = time.monotonic()
+    bar = tqdm(total=n_episodes, desc=f"collect {task}", unit="ep", disable=not progress)
+    try:
+        while committed < n_episodes:
+            episode_seed = first_seed + attempted
+            attempted += 1
+            success, n = _record_episode(env, store, episode_seed, keep_failures)
+            successes += success
+            steps += n
+            committed += success or keep_failures
+            bar.update(int(success or keep_failures))
+            bar.set_postfix(success=f"{successes}/{attempted}")
+            if attempted > 3 * n_episodes + 10:
+                raise RuntimeError(f"expert succeeded only {successes}/{attempted} times on {task}; check the task")
+    finally:
+        bar.close()
+        store.close()
+        env.close()
+    return CollectReport(Path(out), attempted, committed, successes, steps, time.monotonic() - start)
+
+
+def _record_episode(env: TwinEnv, store: EpisodeStore, episode_seed: int, keep_failures: bool) -> tuple[bool, int]:
+    obs, _ = env.reset(seed=episode_seed)
+    expert = make_expert(env.cell, env.task_config, seed=episode_seed)
+    success = False
+    with store.begin_episode({"seed": episode_seed, "task": env.task_config.name, "operator": "scripted_expert"}) as ep:
+        for _ in range(env.task_config.horizon_steps):
+            action = expert.act(obs)
+            stamp = env.data.time
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            ep.add_step(**obs, action=action, reward=np.float32(reward), timestamp=np.float64(stamp))
+            obs = next_obs
+            if terminated or truncated:
+                success = bool(info["success"])
+                break
+        n_steps = len(ep)
+        if success or keep_failures:
+            ep.commit(success=success)
+        else:
+            ep.discard()
+            log.info("episode with seed %d failed (%s); discarded", episode_seed, expert.phase)
+    return success, n_steps
