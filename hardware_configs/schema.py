@@ -155,7 +155,9 @@ class Intrinsics(StrictModel):
     @model_validator(mode="after")
     def _principal_point_inside(self) -> Intrinsics:
         if not (0 <= self.cx <= self.width and 0 <= self.cy <= self.height):
-            raise ValueError(f"principal point ({self.cx}, {self.cy}) lies outside the {self.width}x{self.height} image")
+            raise ValueError(
+                f"principal point ({self.cx}, {self.cy}) lies outside the {self.width}x{self.height} image"
+            )
         return self
 
     def matrix(self) -> np.ndarray:

@@ -21,10 +21,15 @@ import numpy as np
 from gymnasium import spaces
 
 from controllers.interface import CartesianTarget, RobotState
-from controllers.interpolation import upsample
+from controllers.interpolation import interpolate_pose, upsample
 from controllers.safe_robot import SafeRobot
 from hardware_configs import load_cell, load_task
-from hardware_configs.frames import axis_angle_to_matrix, matrix_to_quat_xyzw, quat_xyzw_to_matrix
+from hardware_configs.frames import (
+    axis_angle_to_matrix,
+    matrix_to_quat_xyzw,
+    quat_xyzw_to_matrix,
+    rotation_angle_between,
+)
 from hardware_configs.schema import CellConfig, TaskConfig
 from sim.cameras import TwinCameras
 from sim.robot import TwinRobot
@@ -74,10 +79,13 @@ class TwinEnv(gym.Env):
         self.robot = TwinRobot(self.model, self.data, self.cell)
         self.safe_robot = SafeRobot(self.robot, self.cell)
         self.task = TwinTask(self.model, self.data, self.task_config)
-        self.cameras = TwinCameras(self.model, self.data, self.cell, self.image_size, cameras) if self.image_size else None
+        self.cameras = (
+            TwinCameras(self.model, self.data, self.cell, self.image_size, cameras) if self.image_size else None
+        )
         self.depth = depth
         self.ticks_per_step = round(self.cell.rates.control_hz / self.cell.rates.policy_hz)
-        self._commanded: CartesianTarget | None = None
+        self._commanded: CartesianTarget | None = None  # last target the safety filter let through
+        self._goal: CartesianTarget | None = None  # where the actions so far asked the TCP to be
         self._steps = 0
 
         limits = self.cell.motion_limits
@@ -114,11 +122,12 @@ class TwinEnv(gym.Env):
         self.robot.reset_to()
         self.task.reset(self.np_random)
         state = self.robot.read_state()
-        self.safe_robot.reset(state)
+        self.safe_robot.safety_filter.reset(state)  # the scene was teleported: restart from it, at rest
         self._commanded = state.tcp_target(gripper_closure=0.0)
+        self._goal = self._commanded
         for _ in range(SETTLE_TICKS):
-            self.safe_robot.send_target(self._commanded)
             self.safe_robot.wait_for_tick()
+            self.safe_robot.send_target(self._commanded)
         self._steps = 0
         return self._observation(), {"success": False}
 
@@ -126,7 +135,11 @@ class TwinEnv(gym.Env):
         action = np.asarray(action, dtype=np.float64).reshape(-1)
         if action.shape != (7,):
             raise ValueError(f"action must have 7 values [dx dy dz rx ry rz gripper], got shape {action.shape}")
-        goal = apply_delta_action(self._commanded, action)
+        goal = apply_delta_action(self._goal, action)
+        if np.all(np.isfinite(action)):
+            goal = self._bounded_goal(goal)
+            self._goal = goal
+        # else: the filter rejects the non-finite goal and holds; the remembered goal stays clean
         for target in upsample(self._commanded, goal, self.ticks_per_step):
             self.safe_robot.send_target(target)
             self.safe_robot.wait_for_tick()
@@ -147,6 +160,22 @@ class TwinEnv(gym.Env):
             self.cameras.close()
 
     # ------------------------------------------------------------------ helpers
+    def _bounded_goal(self, goal: CartesianTarget) -> CartesianTarget:
+        """Deltas accumulate on the previous goal (so distance the filter delays is not lost), but the goal
+        stays inside the workspace and at most one policy step of motion ahead of the arm (no wind-up)."""
+        box = self.cell.workspace
+        goal = CartesianTarget(np.clip(goal.position_m, box.min_m, box.max_m), goal.quaternion_xyzw,
+                               float(np.clip(goal.gripper_closure, 0.0, 1.0)))
+        lead_m = float(np.linalg.norm(goal.position_m - self._commanded.position_m))
+        lead_rad = rotation_angle_between(quat_xyzw_to_matrix(goal.quaternion_xyzw),
+                                          quat_xyzw_to_matrix(self._commanded.quaternion_xyzw))
+        fraction = min(1.0, self.action_space.high[0] * np.sqrt(3) / max(lead_m, 1e-12),
+                       self.action_space.high[3] * np.sqrt(3) / max(lead_rad, 1e-12))
+        if fraction >= 1.0:
+            return goal
+        bounded = interpolate_pose(self._commanded, goal, fraction)
+        return CartesianTarget(bounded.position_m, bounded.quaternion_xyzw, goal.gripper_closure)
+
     @property
     def commanded_target(self) -> CartesianTarget:
         return self._commanded

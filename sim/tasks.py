@@ -91,7 +91,8 @@ class TwinTask:
     def is_success(self) -> bool:
         cond = self.config.success
         if isinstance(cond, LiftSuccess):
-            return bool(self.object_pose(cond.object).position_m[2] - self._initial_height[cond.object] >= cond.height_m)
+            lifted_m = self.object_pose(cond.object).position_m[2] - self._initial_height[cond.object]
+            return bool(lifted_m >= cond.height_m)
         assert isinstance(cond, InsertSuccess)
         return self.insertion_depth_m() >= cond.depth_m and self.insertion_lateral_error_m() <= cond.max_lateral_error_m
 

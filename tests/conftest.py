@@ -4,9 +4,9 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import pytest  # noqa: E402
+import pytest
 
-from hardware_configs import load_cell, load_task  # noqa: E402
+from hardware_configs import load_cell, load_task
 
 
 @pytest.fixture(scope="session")

@@ -40,9 +40,11 @@ def dataset_specs(env: TwinEnv) -> dict[str, ArraySpec]:
     specs: dict[str, ArraySpec] = {}
     for key, space in env.observation_space.spaces.items():
         if key.endswith("_rgb"):
-            specs[key] = ArraySpec(space.shape, np.uint8, "rgb8", frame=key.removesuffix("_rgb") + "_color_optical_frame")
+            frame = key.removesuffix("_rgb") + "_color_optical_frame"
+            specs[key] = ArraySpec(space.shape, np.uint8, "rgb8", frame=frame)
         elif key.endswith("_depth"):
-            specs[key] = ArraySpec(space.shape, np.float32, "m", frame=key.removesuffix("_depth") + "_color_optical_frame")
+            frame = key.removesuffix("_depth") + "_color_optical_frame"
+            specs[key] = ArraySpec(space.shape, np.float32, "m", frame=frame)
         else:
             unit, frame, description = LOW_DIM_UNITS[key]
             specs[key] = ArraySpec(space.shape, np.float32, unit, frame=frame, description=description)

@@ -6,8 +6,8 @@ import pytest
 
 from hardware_configs.frames import invert, matrix_to_quat_xyzw, quat_xyzw_to_matrix, rotation_angle_between
 from hardware_configs.schema import CellConfig
-from sim.scene import OPTICAL_TO_MUJOCO_CAMERA, ImageSize, build_spec, scaled_intrinsics
 from sim.robot import TwinRobot
+from sim.scene import OPTICAL_TO_MUJOCO_CAMERA, ImageSize, build_spec, scaled_intrinsics
 
 
 def render_markers(cell: CellConfig, size: ImageSize, points: list[np.ndarray]):

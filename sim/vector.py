@@ -1,0 +1,35 @@
+"""Many twins at once: a gymnasium vector env (subprocesses by default, one per core is a good start).
+
+Same-step autoreset, so a policy (and PPO's bootstrapping) sees the final observation of an episode in
+``info["final_obs"]`` and the first of the next one as the observation.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import gymnasium as gym
+
+from sim.env import TwinEnv
+
+
+def _make(cell: str, task: str, image_size: tuple[int, int] | None, depth: bool) -> TwinEnv:
+    return TwinEnv(cell=cell, task=task, image_size=image_size, depth=depth)
+
+
+def make_vector_env(
+    n_envs: int,
+    cell: str = "franka_3cam",
+    task: str = "lift",
+    image_size: tuple[int, int] | None = (96, 96),
+    depth: bool = False,
+    asynchronous: bool = True,
+) -> gym.vector.VectorEnv:
+    if n_envs < 1:
+        raise ValueError(f"n_envs must be at least 1, got {n_envs}")
+    factories = [partial(_make, cell, task, image_size, depth) for _ in range(n_envs)]
+    mode = gym.vector.AutoresetMode.SAME_STEP
+    if asynchronous:
+        # spawn: each worker creates its own GL context, never inheriting one through fork
+        return gym.vector.AsyncVectorEnv(factories, context="spawn", autoreset_mode=mode)
+    return gym.vector.SyncVectorEnv(factories, autoreset_mode=mode)
