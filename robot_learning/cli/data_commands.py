@@ -1,0 +1,82 @@
+"""Verbs over demonstrations and episode stores: collect, show, render, demo."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from robot_learning.cli.common import add_cell_task, image_size
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from robot_learning.sessions.collect import collect_expert_episodes
+
+    args.out = args.out or f"outputs/{Path(args.task).stem}.zarr"
+    if not args.expert:
+        raise SystemExit("only --expert collection exists in the twin for now (teleop devices come with issue 9)")
+    report = collect_expert_episodes(
+        Path(args.out), cell=args.cell, task=args.task, n_episodes=args.episodes, image_size=args.image_size,
+        depth=args.depth, seed=args.seed, keep_failures=args.keep_failures,
+    )
+    print(report)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from robot_learning.data.episode_store import EpisodeStore
+
+    with EpisodeStore.open(args.store) as store:
+        print(store.summary())
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from robot_learning.data.episode_store import EpisodeStore
+    from robot_learning.data.video import render_episode_video, write_contact_sheet
+
+    out = Path(args.out) if args.out else Path(args.store).with_suffix("") / f"episode_{args.episode:04d}.mp4"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with EpisodeStore.open(args.store) as store:
+        render_episode_video(store, args.episode, out, fps=args.fps)
+        sheet = write_contact_sheet(store, args.episode, out.with_suffix(".png"))
+    print(f"wrote {out} and {sheet}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The embedded main job: everything the stack does, end to end, on the twin cell."""
+    from robot_learning.sessions.demo import run_demo
+
+    run_demo(Path(args.out), cell=args.cell, task=args.task, n_episodes=args.episodes, seed=args.seed)
+    return 0
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    p = verbs.add_parser("collect", help="record demonstrations into a zarr episode store")
+    add_cell_task(p)
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--expert", action="store_true", help="use the task's scripted expert in the twin")
+    p.add_argument("--out", default=None, help="store path (default outputs/<task>.zarr)")
+    p.add_argument("--image-size", type=image_size, default=(96, 96), help="WIDTHxHEIGHT of stored images")
+    p.add_argument("--depth", action="store_true", help="also store aligned depth [m]")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keep-failures", action="store_true", help="commit failed episodes too, flagged unsuccessful")
+    p.set_defaults(func=cmd_collect)
+
+    p = verbs.add_parser("show", help="print a summary of an episode store")
+    p.add_argument("store")
+    p.set_defaults(func=cmd_show)
+
+    p = verbs.add_parser("render", help="write an mp4 (all cameras side by side) and a contact sheet of an episode")
+    p.add_argument("store")
+    p.add_argument("--episode", type=int, default=0)
+    p.add_argument("--out", default=None, help="mp4 path (default next to the store)")
+    p.add_argument("--fps", type=float, default=10.0)
+    p.set_defaults(func=cmd_render)
+
+    p = verbs.add_parser("demo", help="the main job on the twin: collect expert demos, render, summarise")
+    add_cell_task(p)
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--out", default="outputs/demo")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
