@@ -18,15 +18,15 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
+import mujoco
+import numpy as np
 
-from hardware_configs import load_cell, load_task  # noqa: E402
-from sim.env import TwinEnv  # noqa: E402
-from sim.experts import make_expert  # noqa: E402
-from sim.robot import TwinRobot  # noqa: E402
-from sim.scene import build_model  # noqa: E402
-from sim.vector import make_vector_env  # noqa: E402
+from hardware_configs import load_cell, load_task
+from sim.env import TwinEnv
+from sim.experts import make_expert
+from sim.robot import TwinRobot
+from sim.scene import build_model
+from sim.vector import make_vector_env
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -106,11 +106,13 @@ def main() -> None:
         print(f"  {label:<58} {value}", flush=True)
 
     print(f"twin benchmark on {os.cpu_count()} cores, MUJOCO_GL={os.environ['MUJOCO_GL']}")
-    report("physics steps/s (lift scene, 2 ms step)", f"{physics_steps_per_s(20_000 if not args.quick else 5000):,.0f}")
+    physics_steps = 5000 if args.quick else 20_000
+    report("physics steps/s (lift scene, 2 ms step)", f"{physics_steps_per_s(physics_steps):,.0f}")
     report("env steps/s (10 Hz policy step, no images)", f"{env_steps_per_s(n, None):.1f}")
     report("env steps/s, 3 cameras RGB 96x96", f"{env_steps_per_s(n, (96, 96)):.1f}")
     report("env steps/s, 3 cameras RGB 640x480", f"{env_steps_per_s(n // 2, (640, 480)):.1f}")
-    report("env steps/s, 3 cameras RGB 640x480, full visual meshes", f"{env_steps_per_s(n // 2, (640, 480), False):.1f}")
+    full_meshes = env_steps_per_s(n // 2, (640, 480), fast_render=False)
+    report("env steps/s, 3 cameras RGB 640x480, full visual meshes", f"{full_meshes:.1f}")
     for n_envs in (1, 2, 4):
         rate = vector_steps_per_s(n_envs, n // 2, (96, 96))
         report(f"{n_envs} parallel twin(s), 3 cameras 96x96: env steps/s (total)", f"{rate:.1f}")
