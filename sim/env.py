@@ -186,3 +186,19 @@ class TwinEnv(gym.Env):
         if self.cameras is not None:
             obs.update(self.cameras.render_all(depth=self.depth))
         return obs
+
+
+def register_task_envs() -> list[str]:
+    """One gymnasium id per shipped task (``manip_stack/Lift-v0``, ...), for ``gym.make``."""
+    from hardware_configs.loader import available
+
+    ids = []
+    for task in available("tasks"):
+        env_id = "manip_stack/" + "".join(part.capitalize() for part in task.split("_")) + "-v0"
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point="sim.env:TwinEnv", kwargs={"task": task})
+        ids.append(env_id)
+    return ids
+
+
+register_task_envs()

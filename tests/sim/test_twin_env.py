@@ -117,3 +117,11 @@ def test_vector_env_runs_parallel_twins_and_autoresets_in_the_same_step():
         assert envs.metadata["autoreset_mode"] == gym.vector.AutoresetMode.SAME_STEP
     finally:
         envs.close()
+
+
+def test_each_task_is_a_registered_gymnasium_environment():
+    env = gym.make("manip_stack/PegInsert-v0", image_size=None)
+    obs, _ = env.reset(seed=3)
+    assert env.unwrapped.task_config.name == "peg_insert"
+    assert obs["privileged"].shape == (14,)
+    env.close()
