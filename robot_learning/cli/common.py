@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 
 
-def image_size(text: str) -> tuple[int, int]:
-    """Parse WIDTHxHEIGHT."""
+def image_size(text: str) -> tuple[int, int] | None:
+    """Parse WIDTHxHEIGHT, or ``none`` for no cameras (low-dimensional state only)."""
+    if text.lower() == "none":
+        return None
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:

@@ -57,7 +57,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--expert", action="store_true", help="use the task's scripted expert in the twin")
     p.add_argument("--out", default=None, help="store path (default outputs/<task>.zarr)")
-    p.add_argument("--image-size", type=image_size, default=(96, 96), help="WIDTHxHEIGHT of stored images")
+    p.add_argument("--image-size", type=image_size, default=(96, 96), help="WIDTHxHEIGHT of stored images, or none")
     p.add_argument("--depth", action="store_true", help="also store aligned depth [m]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep-failures", action="store_true", help="commit failed episodes too, flagged unsuccessful")

@@ -76,7 +76,7 @@ def collect_expert_episodes(
     cell: str = "franka_3cam",
     task: str = "lift",
     n_episodes: int = 10,
-    image_size: tuple[int, int] = (96, 96),
+    image_size: tuple[int, int] | None = (96, 96),
     depth: bool = False,
     seed: int = 0,
     keep_failures: bool = False,
@@ -86,7 +86,8 @@ def collect_expert_episodes(
     env = TwinEnv(cell=cell, task=task, image_size=image_size, depth=depth)
     specs = dataset_specs(env)
     attrs = {"cell": env.cell.name, "task": env.task_config.name, "instruction": env.task_config.instruction,
-             "source": "scripted_expert", "policy_hz": env.cell.rates.policy_hz, "image_size": list(image_size)}
+             "source": "scripted_expert", "policy_hz": env.cell.rates.policy_hz,
+             "image_size": list(image_size) if image_size else None}
     store = EpisodeStore.open_or_create(out, specs, attrs)
     first_seed = seed + store.n_episodes * 1000  # a resumed collection continues with new scenes
     attempted = committed = successes = steps = 0

@@ -1,0 +1,67 @@
+"""Typed configs for residual PPO; defaults are ResiP's published values (see shared/notes/methods.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PosInt = Annotated[int, Field(gt=0)]
+PosFloat = Annotated[float, Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ResidualConfig(_Strict):
+    """Per-step Gaussian residual over the normalised action: a = base + scale * r, r ~ N(mu(s, a_base), std)."""
+
+    hidden_sizes: list[PosInt] = Field(default_factory=lambda: [256, 256])
+    action_scale: PosFloat = 0.1
+    init_log_std: float = -1.0
+    learn_log_std: bool = False
+    obs_keys: list[str] = Field(
+        default_factory=lambda: ["tcp_position", "tcp_rot6d", "gripper_width", "privileged"],
+        description="low-dimensional observation keys the residual and critic see (privileged is sim only)",
+    )
+
+
+class PPOConfig(_Strict):
+    n_envs: PosInt = 1024
+    steps_per_iteration: PosInt = 700
+    update_epochs: PosInt = 50
+    n_minibatches: PosInt = 1
+    gamma: Annotated[float, Field(gt=0, le=1)] = 0.999
+    gae_lambda: Annotated[float, Field(ge=0, le=1)] = 0.95
+    clip_coef: PosFloat = 0.2
+    target_kl: PosFloat | None = 0.1
+    actor_lr: PosFloat = 3e-4
+    critic_lr: PosFloat = 5e-3
+    max_grad_norm: PosFloat = 1.0
+    normalize_advantages: bool = True
+    normalize_values: bool = True
+    value_coef: PosFloat = 1.0
+    entropy_coef: Annotated[float, Field(ge=0)] = 0.0
+    critic_warmup_iterations: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _minibatches_divide_the_batch(self) -> PPOConfig:
+        batch = self.n_envs * self.steps_per_iteration
+        if batch % self.n_minibatches:
+            raise ValueError(
+                f"n_minibatches ({self.n_minibatches}) must divide the batch n_envs*steps_per_iteration ({batch})"
+            )
+        return self
+
+
+class FinetuneConfig(_Strict):
+    task: str = "peg_insert"
+    cell: str = "franka_3cam"
+    base_inference_steps: PosInt = Field(4, description="DDIM steps of the frozen base during RL (ResiP: 4)")
+    iterations: PosInt = 100
+    eval_every: PosInt = 5
+    eval_episodes: PosInt = 32
+    seed: int = 0
+    residual: ResidualConfig = ResidualConfig()
+    ppo: PPOConfig = PPOConfig()

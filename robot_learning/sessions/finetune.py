@@ -1,0 +1,165 @@
+"""Residual PPO fine-tuning of a frozen diffusion base in parallel twins (`manip-stack finetune`).
+
+Each iteration collects ``steps_per_iteration`` steps in every env, updates the residual, logs a CSV row,
+redraws the curves and saves a checkpoint atomically, so a crashed run resumes from its last iteration.
+The result is one combined checkpoint (base path + fingerprint, residual weights, normalisers, config).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from robot_learning.rl.base_policy import ChunkedBase, DiffusionChunkedBase
+from robot_learning.rl.config import FinetuneConfig
+from robot_learning.rl.ppo import PPOUpdater, RolloutBuffer
+from robot_learning.rl.residual import ResidualPolicy
+from robot_learning.rl.rollout import ResidualRolloutCollector
+from robot_learning.sessions.evaluate import wilson_interval
+from sim.vector import make_vector_env
+
+log = logging.getLogger(__name__)
+CSV_FIELDS = ["iteration", "env_steps", "wall_s", "train_success", "train_return", "episodes", "eval_success",
+              "eval_ci_low", "eval_ci_high", "approx_kl", "epochs_run", "value_loss", "explained_variance"]
+
+
+@dataclass
+class FinetuneResult:
+    checkpoint: Path
+    iterations: int
+    env_steps: int
+    wall_s: float
+    last_eval_success: float | None
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _obs_dim(envs, keys: list[str]) -> int:
+    spaces = envs.single_observation_space.spaces
+    missing = [k for k in keys if k not in spaces]
+    if missing:
+        raise ValueError(f"residual observation keys {missing} are not in the env; it has {sorted(spaces)}")
+    return int(sum(np.prod(spaces[k].shape) for k in keys))
+
+
+def evaluate_residual(envs, base: ChunkedBase, policy: ResidualPolicy, keys: list[str], n_episodes: int,
+                      seed: int) -> tuple[int, int]:
+    """Deterministic residual (its mean) on fresh scenes: (successes, episodes)."""
+    collector = ResidualRolloutCollector(envs, base, policy, keys, seed=seed)
+    obs_dim, action_dim = _obs_dim(envs, keys), int(base.action_low.size)
+    successes: list[bool] = []
+    while len(successes) < n_episodes:
+        buffer = RolloutBuffer.allocate(50, envs.num_envs, obs_dim, action_dim)
+        stats, _ = collector.collect(buffer, deterministic=True, update_obs_stats=False)
+        successes += stats.successes
+    return int(sum(successes[:n_episodes])), n_episodes
+
+
+def plot_curves(csv_path: Path, png_path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with csv_path.open() as f:
+        rows = list(csv.DictReader(f))
+    steps = np.array([float(r["env_steps"]) for r in rows])
+    fig, (ax_s, ax_r) = plt.subplots(1, 2, figsize=(11, 4))
+    ax_s.plot(steps, [float(r["train_success"]) for r in rows], label="training rollouts (stochastic)")
+    evals = [(s, float(r["eval_success"]), float(r["eval_ci_low"]), float(r["eval_ci_high"]))
+             for s, r in zip(steps, rows, strict=True) if r["eval_success"]]
+    if evals:
+        e = np.array(evals)
+        ax_s.errorbar(e[:, 0], e[:, 1], yerr=[e[:, 1] - e[:, 2], e[:, 3] - e[:, 1]], fmt="o-",
+                      label="evaluation (deterministic, 95% CI)")
+    ax_s.axhline(0.95, color="grey", ls="--", lw=0.8)
+    ax_s.set(xlabel="env steps", ylabel="success rate", ylim=(0, 1.02), title="success")
+    ax_s.legend(loc="lower right")
+    ax_r.plot(steps, [float(r["train_return"]) for r in rows])
+    ax_r.set(xlabel="env steps", ylabel="mean episode return", title="return")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+    return png_path
+
+
+def finetune(base_checkpoint: Path, out: Path, config: FinetuneConfig, progress: bool = True) -> FinetuneResult:
+    from robot_learning.policies.diffusion.checkpoint import DiffusionPolicy
+
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    ppo = config.ppo
+    policy_base = DiffusionPolicy.from_checkpoint(base_checkpoint, device="auto", seed=config.seed)
+    envs = make_vector_env(ppo.n_envs, cell=config.cell, task=config.task, image_size=policy_base.image_size,
+                           asynchronous=ppo.n_envs > 1)
+    policy_base.check_observation(envs.single_observation_space)
+    base = DiffusionChunkedBase(policy_base, ppo.n_envs, config.base_inference_steps)
+    keys = list(config.residual.obs_keys)
+    obs_dim, action_dim = _obs_dim(envs, keys), int(base.action_low.size)
+    policy = ResidualPolicy(obs_dim, action_dim, config.residual)
+    updater = PPOUpdater(policy, ppo)
+    ckpt_path, csv_path = out / "residual_last.pt", out / "finetune_log.csv"
+    start_iteration, env_steps, wall_offset = 0, 0, 0.0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=False)
+        policy.load_state_dict(state["residual"])
+        updater.load_state_dict(state["ppo"])
+        start_iteration, env_steps, wall_offset = state["iteration"], state["env_steps"], state["wall_s"]
+        log.info("resuming from %s at iteration %d (%d env steps)", ckpt_path, start_iteration, env_steps)
+    elif csv_path.exists():
+        csv_path.unlink()
+    if not csv_path.exists():
+        with csv_path.open("w", newline="") as f:
+            csv.DictWriter(f, CSV_FIELDS).writeheader()
+
+    collector = ResidualRolloutCollector(envs, base, policy, keys, seed=config.seed + 7919 * start_iteration)
+    started = time.monotonic() - wall_offset
+    last_eval: float | None = None
+    bar = tqdm(range(start_iteration, config.iterations), desc=f"finetune {config.task}", unit="it",
+               disable=not progress, initial=start_iteration, total=config.iterations)
+    try:
+        for iteration in bar:
+            buffer = RolloutBuffer.allocate(ppo.steps_per_iteration, ppo.n_envs, obs_dim, action_dim)
+            stats, next_value = collector.collect(buffer)
+            update = updater.update(buffer, next_value)
+            env_steps += ppo.steps_per_iteration * ppo.n_envs
+            row = {"iteration": iteration + 1, "env_steps": env_steps, "wall_s": round(time.monotonic() - started, 1),
+                   "train_success": stats.success_rate, "train_return": float(np.mean(stats.returns or [np.nan])),
+                   "episodes": len(stats.successes), "eval_success": "", "eval_ci_low": "", "eval_ci_high": "",
+                   "approx_kl": update.approx_kl, "epochs_run": update.epochs_run, "value_loss": update.value_loss,
+                   "explained_variance": update.explained_variance}
+            if (iteration + 1) % config.eval_every == 0 or iteration + 1 == config.iterations:
+                k, n = evaluate_residual(envs, base, policy, keys, config.eval_episodes, seed=10_000 + iteration)
+                low, high = wilson_interval(k, n)
+                last_eval = k / n
+                row.update(eval_success=last_eval, eval_ci_low=low, eval_ci_high=high)
+                collector = ResidualRolloutCollector(envs, base, policy, keys, seed=config.seed + 7919 * iteration)
+            with csv_path.open("a", newline="") as f:
+                csv.DictWriter(f, CSV_FIELDS).writerow(row)
+            _atomic_save({"residual": policy.state_dict(), "ppo": updater.state_dict(), "iteration": iteration + 1,
+                          "env_steps": env_steps, "wall_s": time.monotonic() - started,
+                          "config": config.model_dump(mode="json")}, ckpt_path)
+            plot_curves(csv_path, out / "finetune_curves.png", f"residual PPO on {config.task}")
+            bar.set_postfix(success=f"{stats.success_rate:.2f}", eval="-" if last_eval is None else f"{last_eval:.2f}")
+    finally:
+        bar.close()
+        envs.close()
+    combined = out / "base_plus_residual.pt"
+    _atomic_save({"kind": "residual_diffusion", "base_checkpoint": str(base_checkpoint),
+                  "base_dataset": policy_base.dataset, "residual": policy.state_dict(),
+                  "action_low": base.action_low.tolist(), "action_high": base.action_high.tolist(),
+                  "config": config.model_dump(mode="json")}, combined)
+    return FinetuneResult(combined, config.iterations, env_steps, time.monotonic() - started, last_eval)
