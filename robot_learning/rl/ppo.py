@@ -28,6 +28,7 @@ class RolloutBuffer:
     reward: torch.Tensor
     done: torch.Tensor  # episode ended after this step (terminated or truncated)
     bootstrap_value: torch.Tensor  # V(final obs) for truncated steps, 0 elsewhere
+    policy_weight: torch.Tensor | None = None  # 0 where the executed action was not the policy's (interventions)
     step: int = 0
 
     @classmethod
@@ -95,7 +96,9 @@ class PPOUpdater:
         if cfg.normalize_values:
             self.return_normalizer.update(returns.reshape(-1, 1))
             scale = self.value_scale()
+        weight = buffer.policy_weight if buffer.policy_weight is not None else torch.ones_like(buffer.reward)
         flat = {
+            "weight": weight.reshape(-1),
             "obs": buffer.obs.reshape(-1, buffer.obs.shape[-1]),
             "base": buffer.base_action_norm.reshape(-1, buffer.base_action_norm.shape[-1]),
             "residual": buffer.residual.reshape(-1, buffer.residual.shape[-1]),
@@ -136,11 +139,12 @@ class PPOUpdater:
         log_prob = dist.log_prob(batch["residual"]).sum(-1)
         log_ratio = log_prob - batch["log_prob"]
         ratio = log_ratio.exp()
-        advantage = batch["advantage"]
+        advantage, weight = batch["advantage"], batch["weight"]
         if cfg.normalize_advantages and advantage.numel() > 1:
             advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
         policy_loss = torch.max(-advantage * ratio, -advantage * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef))
-        policy_loss = policy_loss.mean() - cfg.entropy_coef * dist.entropy().sum(-1).mean()
+        policy_loss = (policy_loss * weight).sum() / weight.sum().clamp(min=1.0)
+        policy_loss = policy_loss - cfg.entropy_coef * dist.entropy().sum(-1).mean()
         value_loss = 0.5 * (policy.critic(obs_norm, batch["base"]) - batch["return"]).pow(2).mean()
 
         if train_actor:
@@ -153,8 +157,9 @@ class PPOUpdater:
         nn.utils.clip_grad_norm_(policy.critic.parameters(), cfg.max_grad_norm)
         self.critic_optimizer.step()
         with torch.no_grad():
-            approx_kl = float(((ratio - 1) - log_ratio).mean())
-            clipped = float(((ratio - 1).abs() > cfg.clip_coef).float().mean())
+            on_policy = weight > 0
+            approx_kl = float(((ratio - 1) - log_ratio)[on_policy].mean()) if on_policy.any() else 0.0
+            clipped = float(((ratio - 1).abs() > cfg.clip_coef).float()[on_policy].mean()) if on_policy.any() else 0.0
         return approx_kl, clipped, float(policy_loss.detach()), float(value_loss.detach())
 
     def state_dict(self) -> dict:
