@@ -12,9 +12,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from robot_learning.rl.config import FinetuneConfig
     from robot_learning.sessions.finetune import finetune
 
-    if args.online:
-        raise SystemExit("online fine-tuning sessions are not built yet (issue 7); run without --online in the twin")
     raw = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+    if args.online:
+        return _online(args, raw)
     overrides = {k: v for k, v in {"task": args.task, "iterations": args.iterations}.items() if v is not None}
     if args.envs is not None:
         raw.setdefault("ppo", {})["n_envs"] = args.envs
@@ -22,6 +22,40 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     result = finetune(Path(args.checkpoint), Path(args.out), config)
     print(f"combined checkpoint: {result.checkpoint}\n{result.env_steps} env steps in {result.wall_s / 60:.1f} min; "
           f"last evaluation success {result.last_eval_success}")
+    return 0
+
+
+def _online(args: argparse.Namespace, raw: dict) -> int:
+    """Online session: the twin stands in for the robot here; on the robot the env is the ROS robot env."""
+    import numpy as np
+
+    from robot_learning.policies.diffusion.checkpoint import DiffusionPolicy
+    from robot_learning.rl.base_policy import DiffusionChunkedBase
+    from robot_learning.rl.config import FinetuneConfig, PPOConfig
+    from robot_learning.rl.ppo import PPOUpdater
+    from robot_learning.rl.residual import ResidualPolicy
+    from robot_learning.sessions.online_finetune import OnlineFinetuneSession
+    from sim.env import TwinEnv
+
+    config = FinetuneConfig.model_validate({**raw, **({"task": args.task} if args.task else {})})
+    base_policy = DiffusionPolicy.from_checkpoint(Path(args.checkpoint), device="auto", seed=config.seed)
+    env = TwinEnv(cell=config.cell, task=config.task, image_size=base_policy.image_size)
+    base_policy.check_observation(env.observation_space)
+    base = DiffusionChunkedBase(base_policy, 1, config.base_inference_steps)
+    keys = list(config.residual.obs_keys)
+    obs_dim = int(sum(np.prod(env.observation_space[k].shape) for k in keys))
+    policy = ResidualPolicy(obs_dim, int(base.action_low.size), config.residual)
+    ppo = PPOConfig.model_validate({**config.ppo.model_dump(), "n_envs": 1, "steps_per_iteration": 1,
+                                    "n_minibatches": 1})
+    session = OnlineFinetuneSession(env, base, policy, PPOUpdater(policy, ppo), keys, Path(args.out),
+                                    episodes_per_update=args.episodes_per_update, seed=config.seed)
+    try:
+        report = session.run(args.episodes)
+    finally:
+        session.close()
+    print(f"{report.episodes_in_store} episodes in {Path(args.out) / 'online_rollouts.zarr'} "
+          f"({report.episodes_run} this run), {report.updates} updates, {report.interventions} intervention steps, "
+          f"recent success {report.recent_success:.0%}")
     return 0
 
 
@@ -33,5 +67,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--envs", type=int, default=None, help="parallel twins (default from the config)")
     p.add_argument("--iterations", type=int, default=None)
     p.add_argument("--out", default="outputs/finetune")
-    p.add_argument("--online", action="store_true", help="fine-tune on the robot in real time (not built yet)")
+    p.add_argument("--online", action="store_true",
+                   help="one episode at a time through the robot interface, every rollout stored; resumable")
+    p.add_argument("--episodes", type=int, default=20, help="--online: episodes the store should hold at the end")
+    p.add_argument("--episodes-per-update", type=int, default=4, help="--online: episodes per PPO update")
     p.set_defaults(func=cmd_finetune)

@@ -1,0 +1,1 @@
+"""Sim-to-real validation: replay recorded episodes in the twin, measure, diagnose, report."""
