@@ -117,10 +117,15 @@ class TwinEnv(gym.Env):
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """A new scene from ``seed``; ``options`` may give a recorded start: ``joint_pos`` [rad] and
+        ``privileged`` (object and fixture poses as in the observation)."""
         super().reset(seed=seed)
         mujoco.mj_resetData(self.model, self.data)
-        self.robot.reset_to()
+        options = options or {}
+        self.robot.reset_to(options.get("joint_pos"))
         self.task.reset(self.np_random)
+        if options.get("privileged") is not None:  # a recorded scene (replay, validation)
+            self.task.set_poses(options["privileged"])
         state = self.robot.read_state()
         self.safe_robot.safety_filter.reset(state)  # the scene was teleported: restart from it, at rest
         self._commanded = state.tcp_target(gripper_closure=0.0)

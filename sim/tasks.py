@@ -70,6 +70,24 @@ class TwinTask:
             self._initial_height[obj.name] = z
         mujoco.mj_forward(self.model, self.data)
 
+    def set_poses(self, privileged: np.ndarray) -> None:
+        """Place objects and fixtures at recorded poses (the layout of :meth:`privileged_state`)."""
+        values = np.asarray(privileged, dtype=float).reshape(-1)
+        if values.size != self.privileged_dim:
+            raise ValueError(f"privileged must hold {self.privileged_dim} values (7 per object/fixture), "
+                             f"got {values.size}")
+        poses = values.reshape(-1, 7)
+        for name, pose in zip(self._free_qpos, poses, strict=False):
+            adr, dof = self._free_qpos[name], self._free_dof[name]
+            self.data.qpos[adr : adr + 3] = pose[:3]
+            self.data.qpos[adr + 3 : adr + 7] = xyzw_to_wxyz(pose[3:])
+            self.data.qvel[dof : dof + 6] = 0.0
+            self._initial_height[name] = float(pose[2])
+        for name, pose in zip(self._mocap, poses[len(self._free_qpos) :], strict=True):
+            self.data.mocap_pos[self._mocap[name]] = pose[:3]
+            self.data.mocap_quat[self._mocap[name]] = xyzw_to_wxyz(pose[3:])
+        mujoco.mj_forward(self.model, self.data)
+
     def object_pose(self, name: str) -> ObjectPose:
         adr = self._free_qpos[name]
         return ObjectPose(self.data.qpos[adr : adr + 3].copy(), wxyz_to_xyzw(self.data.qpos[adr + 3 : adr + 7]))

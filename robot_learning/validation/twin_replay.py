@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import mujoco
 import numpy as np
 
-from hardware_configs.frames import xyzw_to_wxyz
 from robot_learning.data.episode_store import EpisodeStore
-from sim.env import SETTLE_TICKS, TwinEnv
+from sim.env import TwinEnv
 
 LOW_DIM_KEYS = ("tcp_position", "tcp_rot6d", "joint_pos", "gripper_width", "privileged")
 
@@ -25,35 +23,9 @@ class ReplayTwinEnv(TwinEnv):
 
     def reset_to_recorded(self, joint_pos_rad: np.ndarray, privileged: np.ndarray,
                           seed: int | None = None) -> dict[str, np.ndarray]:
-        expected = self.task.privileged_dim
-        if privileged.shape != (expected,):
-            raise ValueError(f"privileged must hold {expected} values (7 per object/fixture), got {privileged.shape}")
-        super().reset(seed=seed)  # samples a scene (ignored below) and sets the success reference heights
-        self.robot.reset_to(np.asarray(joint_pos_rad, dtype=float))
-        m, d = self.model, self.data
-        poses = np.asarray(privileged, dtype=float).reshape(-1, 7)
-        names = [o.name for o in self.task_config.objects] + [f.name for f in self.task_config.fixtures]
-        for name, pose in zip(names, poses, strict=True):
-            body = m.body(name)
-            if body.mocapid[0] >= 0:
-                d.mocap_pos[body.mocapid[0]] = pose[:3]
-                d.mocap_quat[body.mocapid[0]] = xyzw_to_wxyz(pose[3:])
-            else:
-                joint = m.joint(f"{name}_free")
-                adr, dof = m.jnt_qposadr[joint.id], m.jnt_dofadr[joint.id]
-                d.qpos[adr : adr + 3] = pose[:3]
-                d.qpos[adr + 3 : adr + 7] = xyzw_to_wxyz(pose[3:])
-                d.qvel[dof : dof + 6] = 0.0
-        mujoco.mj_forward(m, d)
-        state = self.robot.read_state()
-        self.safe_robot.safety_filter.reset(state)
-        self._commanded = state.tcp_target(gripper_closure=0.0)
-        self._goal = self._commanded
-        for _ in range(SETTLE_TICKS):
-            self.safe_robot.wait_for_tick()
-            self.safe_robot.send_target(self._commanded)
-        self._steps = 0
-        return self._observation()
+        obs, _ = self.reset(seed=seed, options={"joint_pos": np.asarray(joint_pos_rad, dtype=float),
+                                                "privileged": np.asarray(privileged, dtype=float)})
+        return obs
 
 
 @dataclass
