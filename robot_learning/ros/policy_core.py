@@ -1,0 +1,114 @@
+"""What ``policy_node`` does without ROS: check a checkpoint against the cell, assemble observations from the
+streams, and run :class:`robot_learning.runtime.policy_runner.PolicyRunner` at the policy rate.
+
+Refusing to start is the point of :func:`check_policy_against_cell`: a checkpoint trained on other cameras,
+another image size, sim-only inputs (``privileged``) or another cell would otherwise produce actions from the
+wrong inputs. Each problem is named, with what the cell has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from hardware_configs.schema import CellConfig
+from robot_learning.ros_msgs.params import CELL, REQUIRED, ParamSpec
+from robot_learning.ros_msgs.recording import MissingStreamsError, StepBuilder, robot_dataset_specs
+
+POLICY_PARAMETERS: tuple[ParamSpec, ...] = (
+    CELL,
+    ParamSpec("checkpoint", "string", REQUIRED, "policy checkpoint (.pt) written by manip-stack train"),
+    ParamSpec("device", "string", "auto", "cpu, cuda[:N] or auto"),
+    ParamSpec("seed", "int", 0, "sampling seed of the diffusion policy", minimum=0),
+    ParamSpec("latency_margin_s", "double", 0.0, "actions due before now + margin are dropped as late [s]",
+              minimum=0.0, maximum=1.0),
+    ParamSpec("replan_remaining", "int", 0, "ask for the next chunk when this many actions remain", minimum=0),
+    ParamSpec("sync_tolerance_s", "double", 0.06, "largest stamp difference within an observation [s]",
+              minimum=0.0, maximum=1.0),
+    ParamSpec("max_observation_age_s", "double", 0.3, "an observation older than this is not acted on [s] "
+              "(the controller's watchdog then holds)", minimum=0.001),
+    ParamSpec("action_topic", "string", "/manip/action", "delta actions out (JointTrajectory over the action names)"),
+    ParamSpec("joint_states_topic", "string", "/joint_states", "sensor_msgs/JointState in"),
+    ParamSpec("tcp_pose_topic", "string", "/tcp_pose", "geometry_msgs/PoseStamped in"),
+    ParamSpec("joint_prefix", "string", "", "prefix of the arm's joint names"),
+    ParamSpec("gripper_joint", "string", "gripper_width", "joint_states entry of the gripper"),
+    ParamSpec("gripper_joint_scale", "double", 1.0, "opening [m] = scale * position", minimum=1e-6),
+)
+
+
+class PolicyMismatchError(ValueError):
+    """The checkpoint cannot run on this cell; the message names every mismatch."""
+
+
+def check_policy_against_cell(policy: Any, cell: CellConfig) -> list[str]:
+    """The cameras the policy needs; raises :class:`PolicyMismatchError` if the cell cannot feed it."""
+    problems = []
+    trained_cell = policy.dataset.get("cell")
+    if trained_cell is not None and trained_cell != cell.name:
+        problems.append(f"trained on cell {trained_cell!r}, this is cell {cell.name!r}")
+    cell_cameras = [c.name for c in cell.cameras]
+    cameras = [k.removesuffix("_rgb") for k in policy.camera_keys]
+    unknown = [c for c in cameras if c not in cell_cameras]
+    if unknown:
+        problems.append(f"cameras {unknown} are not in the cell, which has {cell_cameras}")
+    if problems:
+        raise PolicyMismatchError(f"checkpoint {policy.source} does not fit: " + "; ".join(problems))
+    size = policy.image_size or (96, 96)
+    specs = robot_dataset_specs(cell, cameras, size, depth=False)
+    try:
+        policy.check_observation({k: s.shape for k, s in specs.items() if k not in ("action", "reward", "timestamp")})
+    except ValueError as exc:  # ObservationMismatchError: keys the robot cannot observe (e.g. privileged)
+        raise PolicyMismatchError(str(exc)) from None
+    return cameras
+
+
+class PolicyLoop:
+    """Streams → observation at the newest reference frame → runner → the action due now, stamped."""
+
+    def __init__(self, policy: Any, cell: CellConfig, params: dict[str, Any], clock: Callable[[], float]) -> None:
+        from robot_learning.runtime.policy_runner import DeltaHold, PolicyRunner, RunnerConfig
+
+        self.cameras = check_policy_against_cell(policy, cell)
+        self.policy, self.cell, self.params = policy, cell, params
+        size = policy.image_size or (96, 96)
+        self.builder = StepBuilder(cell, self.cameras, size, depth=False, tolerance_s=params["sync_tolerance_s"])
+        config = RunnerConfig(period_s=1.0 / cell.rates.policy_hz, latency_margin_s=params["latency_margin_s"],
+                              replan_remaining=params["replan_remaining"])
+        self.runner = PolicyRunner(policy, DeltaHold(7, [0, 1, 2, 3, 4, 5]), config, clock=clock)
+        self.reference = self.cameras[0] if self.cameras else None
+        self._last_obs_t: float | None = None
+        self.skipped: dict[str, int] = {}
+
+    def _skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+    def tick(self, now_s: float) -> tuple[float, np.ndarray, str] | None:
+        """(observation stamp, action, source) for this policy period, or None when there is no fresh observation
+        (nothing is sent then: the controller's watchdog holds the arm)."""
+        if self.reference is not None:
+            t = self.builder.buffers[f"{self.reference}_rgb"].latest_stamp()
+        else:
+            t = self.builder.buffers["tcp"].latest_stamp()
+        if t is None:
+            self._skip("no_observation")
+            return None
+        if now_s - t > self.params["max_observation_age_s"]:
+            self._skip("stale_observation")
+            return None
+        if self._last_obs_t is not None and t <= self._last_obs_t:
+            self._skip("no_new_frame")
+            return None
+        try:
+            obs = self.builder.observation(t)
+        except MissingStreamsError as exc:
+            self._skip("missing:" + ",".join(exc.streams))
+            return None
+        self._last_obs_t = t
+        self.runner.observe({k: obs[k] for k in self.policy.obs_keys}, t)  # due times count from the frame
+        item = self.runner.next_action(now_s)
+        return t, np.asarray(item.action, dtype=np.float64), item.source
+
+    def close(self) -> None:
+        self.runner.close()

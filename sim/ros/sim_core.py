@@ -1,0 +1,200 @@
+"""The twin as a robot cell, without ROS: what ``sim_node`` wraps.
+
+The real cell's low level is ros2_control (a ``JointTrajectoryController``) or franka's Cartesian impedance
+controller, plus camera drivers. :class:`SimCell` offers the same three inputs (a joint trajectory, an
+equilibrium pose, a gripper closure) and the same outputs (joint states, TCP pose, camera frames) on the
+twin's clock, so the nodes above cannot tell it from the robot. Physics advances only in :meth:`SimCell.step`,
+one control period at a time; sim time never goes backwards, not even across scene resets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+
+from controllers.interface import CartesianTarget, RobotState
+from hardware_configs import load_cell, load_task
+from hardware_configs.schema import CellConfig, TaskConfig
+from robot_learning.ros_msgs.conversions import DEPTH_ENCODINGS
+from robot_learning.ros_msgs.params import CELL, TASK, ParamSpec
+from sim.cameras import TwinCameras
+from sim.robot import GRIPPER_CTRL_CLOSED, TwinRobot
+from sim.scene import ImageSize, build_model
+from sim.tasks import TwinTask
+
+SETTLE_TICKS = 20
+
+SIM_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
+    CELL,
+    TASK,
+    ParamSpec("seed", "int", 0, "seed of the first scene; each ~/reset draws the next", minimum=0),
+    ParamSpec("image_width", "int", 0, "rendered width [px]; 0 = the cell's camera resolution", minimum=0),
+    ParamSpec("image_height", "int", 0, "rendered height [px]; 0 = the cell's camera resolution", minimum=0),
+    ParamSpec("camera_fps", "double", 0.0, "frames per second of sim time; 0 = each camera's fps from the cell",
+              minimum=0.0, maximum=90.0),
+    ParamSpec("cameras", "string_array", [], "cameras to publish; empty = every camera of the cell"),
+    ParamSpec("publish_depth", "bool", True, "also publish aligned depth (as realsense-ros align_depth)"),
+    ParamSpec("depth_encoding", "string", "16UC1", "16UC1 (mm, the driver's) or 32FC1 (m)", choices=DEPTH_ENCODINGS),
+    ParamSpec("publish_cameras", "bool", True, "set false at run time to simulate a camera dropout",
+              read_only=False),
+    ParamSpec("real_time_factor", "double", 1.0, "sim seconds per wall second; 0 = as fast as possible",
+              minimum=0.0, maximum=100.0),
+    ParamSpec("publish_clock", "bool", True, "publish /clock (the graph then runs with use_sim_time:=true)"),
+    ParamSpec("joint_prefix", "string", "", "prefix of joint names in /joint_states (fr3_ on an FR3)"),
+    ParamSpec("gripper_joint", "string", "gripper_width", "joint_states entry for the gripper (opening [m])"),
+    ParamSpec("joint_states_topic", "string", "/joint_states", "sensor_msgs/JointState out"),
+    ParamSpec("tcp_pose_topic", "string", "/tcp_pose", "geometry_msgs/PoseStamped of the TCP in the base frame, out"),
+    ParamSpec("trajectory_topic", "string", "/joint_trajectory_controller/joint_trajectory",
+              "trajectory_msgs/JointTrajectory in (as ros2_control's JointTrajectoryController)"),
+    ParamSpec("equilibrium_pose_topic", "string", "/cartesian_impedance_controller/equilibrium_pose",
+              "geometry_msgs/PoseStamped in (as franka's Cartesian impedance example)"),
+    ParamSpec("gripper_command_topic", "string", "/gripper_controller/commands",
+              "std_msgs/Float64MultiArray [closure 0..1] in (a forward command controller)"),
+)
+
+
+class TrajectoryFollower:
+    """Joint-space trajectory sampled per tick, as a JointTrajectoryController with linear interpolation.
+
+    A new trajectory replaces the old one from its start time, beginning at the position commanded now, so
+    the command never jumps; before its first point it interpolates from there, after its last it holds.
+    """
+
+    def __init__(self, start_q: np.ndarray) -> None:
+        self._times = np.array([0.0])
+        self._points = np.asarray(start_q, dtype=float)[None].copy()
+
+    def set(self, now_s: float, start_s: float, current_q: np.ndarray, points: np.ndarray,
+            times_from_start_s: np.ndarray) -> None:
+        start_s = max(start_s, now_s) if start_s > 0 else now_s
+        times = start_s + np.asarray(times_from_start_s, dtype=float)
+        keep = times > now_s
+        if not np.any(keep):  # every point already due: go to the last one
+            self._times, self._points = np.array([now_s]), np.asarray(points[-1:], dtype=float)
+            return
+        self._times = np.concatenate([[now_s], times[keep]])
+        self._points = np.vstack([current_q[None], points[keep]])
+
+    def sample(self, t_s: float) -> np.ndarray:
+        return np.array([np.interp(t_s, self._times, self._points[:, j]) for j in range(self._points.shape[1])])
+
+
+@dataclass(frozen=True)
+class CameraFrame:
+    camera: str
+    stamp_s: float
+    rgb: np.ndarray
+    depth_m: np.ndarray | None
+
+
+class SimCell:
+    """The twin of one cell and task, driven like the real cell's controllers."""
+
+    def __init__(self, cell: CellConfig | str, task: TaskConfig | str, image_size: tuple[int, int] | None = None,
+                 cameras: list[str] | None = None, seed: int = 0, fast_render: bool = True) -> None:
+        self.cell = load_cell(cell) if isinstance(cell, str) else cell
+        self.task_config = load_task(task) if isinstance(task, str) else task
+        first = self.cell.cameras[0].intrinsics
+        self.image_size = ImageSize(*image_size) if image_size and all(image_size) else ImageSize(first.width,
+                                                                                                  first.height)
+        self.camera_names = list(cameras) if cameras else [c.name for c in self.cell.cameras]
+        for name in self.camera_names:
+            self.cell.camera(name)  # raises with the valid names
+        self.model = build_model(self.cell, self.task_config, self.image_size, fast_render=fast_render)
+        self.data = mujoco.MjData(self.model)
+        self.robot = TwinRobot(self.model, self.data, self.cell)
+        self.task = TwinTask(self.model, self.data, self.task_config)
+        self.cameras = TwinCameras(self.model, self.data, self.cell, self.image_size, self.camera_names)
+        self.joint_names = [j.name for j in self.cell.robot.joints]
+        self._arm_actuators = np.array([self.model.actuator(f"actuator{i}").id for i in range(1, 8)])
+        self._gripper_actuator = self.model.actuator("fingers_actuator").id
+        self._lower = np.array([j.lower_rad for j in self.cell.robot.joints])
+        self._upper = np.array([j.upper_rad for j in self.cell.robot.joints])
+        self._rng = np.random.default_rng(seed)
+        self._mode = "joint"  # or "cartesian": which input drives the arm
+        self._equilibrium: CartesianTarget | None = None
+        self._gripper_closure = 0.0
+        self._follower = TrajectoryFollower(np.array(self.cell.robot.home_joint_positions_rad))
+        self.reset()
+
+    # ------------------------------------------------------------------ scene
+    @property
+    def time_s(self) -> float:
+        return float(self.data.time)
+
+    def reset(self) -> None:
+        """A new scene from the task's distribution, arm at home; sim time keeps running."""
+        now = float(self.data.time)
+        mujoco.mj_resetData(self.model, self.data)
+        self.data.time = now
+        self.robot.reset_to()
+        self.task.reset(self._rng)
+        self._gripper_closure = 0.0
+        self._mode, self._equilibrium = "joint", None
+        home = np.array(self.cell.robot.home_joint_positions_rad)
+        self._follower = TrajectoryFollower(home)
+        for _ in range(SETTLE_TICKS):
+            self.step()
+
+    # ------------------------------------------------------------------ inputs
+    def command_trajectory(self, names: list[str], points: np.ndarray, times_from_start_s: np.ndarray,
+                           start_s: float = 0.0) -> None:
+        """A JointTrajectory for the arm's joints (any order, all of them); replaces the running one."""
+        if sorted(names) != sorted(self.joint_names):
+            raise ValueError(f"trajectory joints {names} must be exactly the arm's {self.joint_names}")
+        if len(points) == 0:
+            raise ValueError("trajectory has no points")
+        order = [names.index(n) for n in self.joint_names]
+        points = np.clip(np.asarray(points, dtype=float)[:, order], self._lower, self._upper)
+        if not np.all(np.isfinite(points)) or not np.all(np.isfinite(times_from_start_s)):
+            raise ValueError("trajectory has non-finite positions or times")
+        current = self._follower.sample(self.time_s) if self._mode == "joint" else self._measured_q()
+        self._mode = "joint"
+        self._follower.set(self.time_s, start_s, current, points, times_from_start_s)
+
+    def command_pose(self, position_m: np.ndarray, quaternion_xyzw: np.ndarray) -> None:
+        """An equilibrium pose of the TCP (base frame), tracked through the twin's IK every tick."""
+        target = CartesianTarget(np.asarray(position_m, float), np.asarray(quaternion_xyzw, float), 0.0)
+        if not (np.all(np.isfinite(target.position_m)) and np.all(np.isfinite(target.quaternion_xyzw))):
+            raise ValueError("equilibrium pose has non-finite values")
+        if self._mode != "cartesian":
+            self.robot.stop()  # linearise the IK at where the arm is, not at a stale joint target
+        self._mode, self._equilibrium = "cartesian", target
+
+    def command_gripper(self, closure: float) -> None:
+        if not np.isfinite(closure):
+            raise ValueError("gripper closure must be finite")
+        self._gripper_closure = float(np.clip(closure, 0.0, 1.0))
+
+    # ------------------------------------------------------------------ physics
+    def step(self) -> float:
+        """One control period: apply the active command, advance physics; returns the new sim time [s]."""
+        if self._mode == "cartesian" and self._equilibrium is not None:
+            eq = self._equilibrium
+            self.robot.send_target(CartesianTarget(eq.position_m, eq.quaternion_xyzw, self._gripper_closure))
+        else:
+            self.data.ctrl[self._arm_actuators] = self._follower.sample(self.time_s)
+            self.data.ctrl[self._gripper_actuator] = GRIPPER_CTRL_CLOSED * self._gripper_closure
+        return self.robot.wait_for_tick()
+
+    def state(self) -> RobotState:
+        state = self.robot.read_state()
+        return RobotState(state.stamp_s, state.joint_positions_rad, state.joint_velocities_rad_s,
+                          state.tcp_position_m, state.tcp_quaternion_xyzw, state.gripper_width_m,
+                          self._gripper_closure)
+
+    def render(self, camera: str, depth: bool = True) -> CameraFrame:
+        """The camera's view now (call from one thread only: the GL context belongs to it)."""
+        rgb = self.cameras.render_rgb(camera)
+        return CameraFrame(camera, self.time_s, rgb, self.cameras.render_depth_m(camera) if depth else None)
+
+    def is_success(self) -> bool:
+        return self.task.is_success()
+
+    def close(self) -> None:
+        self.cameras.close()
+
+    def _measured_q(self) -> np.ndarray:
+        return self.robot.read_state().joint_positions_rad
