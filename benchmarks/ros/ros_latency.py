@@ -1,6 +1,6 @@
 """ROS 2 graph latency and camera transport cost, beside the same chain called in process. Prints a table.
 
-    python benchmarks/ros_latency.py [--seconds 10] [--width 640 --height 480 --fps 30]
+    python benchmarks/ros/ros_latency.py [--seconds 10] [--width 640 --height 480 --fps 30]
 
 Three processes on loopback (an isolated ROS_DOMAIN_ID, localhost discovery):
 - this one: three cameras at WIDTHxHEIGHTxFPS (rgb8 + 16UC1 aligned depth + camera_info, sensor-data QoS,
