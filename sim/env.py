@@ -131,8 +131,8 @@ class TwinEnv(gym.Env):
         self._commanded = state.tcp_target(gripper_closure=0.0)
         self._goal = self._commanded
         for _ in range(SETTLE_TICKS):
-            self.safe_robot.wait_for_tick()
             self.safe_robot.send_target(self._commanded)
+            self.safe_robot.wait_for_tick()
         self._steps = 0
         return self._observation(), {"success": False}
 
