@@ -38,10 +38,14 @@ def _online(args: argparse.Namespace, raw: dict) -> int:
     from sim.env import TwinEnv
 
     config = FinetuneConfig.model_validate({**raw, **({"task": args.task} if args.task else {})})
-    base_policy = DiffusionPolicy.from_checkpoint(Path(args.checkpoint), device="auto", seed=config.seed)
+    import torch
+
+    torch.set_num_threads(config.torch_threads)
+    base_policy = DiffusionPolicy.from_checkpoint(Path(args.checkpoint), device="auto", seed=config.seed,
+                                                  num_inference_steps=config.base_inference_steps)
     env = TwinEnv(cell=config.cell, task=config.task, image_size=base_policy.image_size)
     base_policy.check_observation(env.observation_space)
-    base = DiffusionChunkedBase(base_policy, 1, config.base_inference_steps)
+    base = DiffusionChunkedBase(base_policy, 1)
     keys = list(config.residual.obs_keys)
     obs_dim = int(sum(np.prod(env.observation_space[k].shape) for k in keys))
     policy = ResidualPolicy(obs_dim, int(base.action_low.size), config.residual)

@@ -31,13 +31,13 @@ class ChunkedBase(Protocol):
 
 
 class DiffusionChunkedBase:
-    """A trained :class:`DiffusionPolicy` as the frozen base of N parallel envs."""
+    """A trained :class:`DiffusionPolicy` as the frozen base of N parallel envs.
 
-    def __init__(self, policy, n_envs: int, inference_steps: int | None = 4):
+    Load it with ``DiffusionPolicy.from_checkpoint(..., num_inference_steps=4)`` for ResiP's few-step base.
+    """
+
+    def __init__(self, policy, n_envs: int):
         self.policy = policy
-        if inference_steps is not None:
-            policy.model.config = policy.model.config.model_copy(update={"num_inference_steps": inference_steps})
-            policy.config = policy.model.config
         self.n_envs = n_envs
         stats = policy.processor.normalizer.stats[policy.config.action_key]
         self.action_low, self.action_high = stats["min"].copy(), stats["max"].copy()

@@ -101,12 +101,14 @@ def finetune(base_checkpoint: Path, out: Path, config: FinetuneConfig, progress:
 
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
+    torch.set_num_threads(config.torch_threads)
     ppo = config.ppo
-    policy_base = DiffusionPolicy.from_checkpoint(base_checkpoint, device="auto", seed=config.seed)
+    policy_base = DiffusionPolicy.from_checkpoint(base_checkpoint, device="auto", seed=config.seed,
+                                                  num_inference_steps=config.base_inference_steps)
     envs = make_vector_env(ppo.n_envs, cell=config.cell, task=config.task, image_size=policy_base.image_size,
                            asynchronous=ppo.n_envs > 1)
     policy_base.check_observation(envs.single_observation_space)
-    base = DiffusionChunkedBase(policy_base, ppo.n_envs, config.base_inference_steps)
+    base = DiffusionChunkedBase(policy_base, ppo.n_envs)
     keys = list(config.residual.obs_keys)
     obs_dim, action_dim = _obs_dim(envs, keys), int(base.action_low.size)
     policy = ResidualPolicy(obs_dim, action_dim, config.residual)
