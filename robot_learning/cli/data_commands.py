@@ -12,8 +12,15 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from robot_learning.sessions.collect import collect_expert_episodes
 
     args.out = args.out or f"outputs/{Path(args.task).stem}.zarr"
+    if args.teleop:
+        from robot_learning.sessions.teleop_collect import run_teleop_collection
+
+        print(run_teleop_collection(args.out, device_spec=args.teleop, cell=args.cell, task=args.task,
+                                    n_episodes=args.episodes, operator=args.operator,
+                                    image_size=args.image_size or (96, 96), seed=args.seed))
+        return 0
     if not args.expert:
-        raise SystemExit("only --expert collection exists in the twin for now (teleop devices come with issue 9)")
+        raise SystemExit("say where demonstrations come from: --expert (scripted, twin) or --teleop DEVICE")
     report = collect_expert_episodes(
         Path(args.out), cell=args.cell, task=args.task, n_episodes=args.episodes, image_size=args.image_size,
         depth=args.depth, seed=args.seed, keep_failures=args.keep_failures,
@@ -56,6 +63,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
     add_cell_task(p)
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--expert", action="store_true", help="use the task's scripted expert in the twin")
+    p.add_argument("--teleop", default=None, metavar="DEVICE",
+                   help="a person teleoperates: spacemouse, keyboard, gamepad, ros, replay:<file>, scripted "
+                        "(the full session options are on `manip-stack teleop`)")
+    p.add_argument("--operator", default="operator", help="--teleop: operator name stored with each episode")
     p.add_argument("--out", default=None, help="store path (default outputs/<task>.zarr)")
     p.add_argument("--image-size", type=image_size, default=(96, 96), help="WIDTHxHEIGHT of stored images, or none")
     p.add_argument("--depth", action="store_true", help="also store aligned depth [m]")
