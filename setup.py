@@ -23,7 +23,13 @@ EXTRAS = {
         "diffusers==0.42.1",
         "matplotlib==3.11.2",
     ],
-    "camera": ["pyrealsense2==2.59.1.11053", "open3d-cpu==0.20.0", "opencv-python-headless==4.14.0.94"],
+    "camera": [
+        "pyrealsense2==2.59.1.11053",
+        "open3d-cpu==0.20.0",
+        "opencv-python-headless==4.14.0.94",
+        "scipy==1.17.1",
+        "ruamel.yaml==0.19.1",
+    ],
     "fm": ["openai==3.57.0"],
     # Teleop devices: SpaceMouse over HID, gamepads through SDL, keyboards through evdev (Linux).
     "teleop": ["hidapi==0.15.0", "pygame==2.6.1", "evdev==2.0.0; sys_platform == 'linux'"],

@@ -67,10 +67,11 @@ def _add_camera(parent: mujoco.MjsBody, camera: CameraConfig, size: ImageSize) -
         pos=list(pose.position_m),
         quat=list(xyzw_to_wxyz(matrix_to_quat_xyzw(rot_mj))),
     )
-    # Pinhole intrinsics in pixels; MuJoCo shifts the image by -principal_pixel from the centre (checked in tests).
+    # Pinhole intrinsics in pixels. MuJoCo shifts the image by -principal_pixel from the centre and puts pixel
+    # centres at i + 0.5, where OpenCV/RealSense put them at i: hence the half pixel (checked in tests).
     cam.resolution = [size.width, size.height]
     cam.focal_pixel = [fx, fy]
-    cam.principal_pixel = [size.width / 2.0 - cx, size.height / 2.0 - cy]
+    cam.principal_pixel = [size.width / 2.0 - (cx + 0.5), size.height / 2.0 - (cy + 0.5)]
     cam.sensor_size = [size.width * 1e-6, size.height * 1e-6]  # non-zero: use intrinsics, not fovy
 
 

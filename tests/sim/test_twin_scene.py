@@ -47,8 +47,8 @@ def test_points_appear_where_the_cell_intrinsics_and_extrinsics_project_them(cel
             mask = (image[..., 1] > 120) & (image[..., 0] < 90) & (image[..., 2] < 90)
             ys, xs = np.nonzero(mask)
             assert len(xs) > 0, f"marker {index} not visible in {camera}"
-            seen = np.array([xs.mean() + 0.5, ys.mean() + 0.5])
-            tolerance_px = 1.0 * size.width / 640 + 0.5
+            seen = np.array([xs.mean(), ys.mean()])  # OpenCV convention: pixel i is centred at i
+            tolerance_px = 0.5 * size.width / 640 + 0.3
             np.testing.assert_allclose(seen, project(cell, camera, size, point), atol=tolerance_px)
 
 
@@ -69,7 +69,7 @@ def test_rendered_depth_is_metric_distance_along_the_optical_axis(cell):
     for v in (70, 90, 110):
         for u in (30, 80, 130):
             z = depth[v, u]
-            ray_cam = np.array([(u + 0.5 - cx) / fx, (v + 0.5 - cy) / fy, 1.0]) * z
+            ray_cam = np.array([(u - cx) / fx, (v - cy) / fy, 1.0]) * z
             point_base = T_base_cam[:3, :3] @ ray_cam + T_base_cam[:3, 3]
             assert point_base[2] == pytest.approx(0.0, abs=0.003)
 

@@ -1,0 +1,136 @@
+"""The twin's cameras behind the same :class:`~perception.cameras.base.Camera` interface as a RealSense.
+
+Each camera renders RGB and metric depth from the shared ``MjData`` in its own reader thread (its GL
+context belongs to that thread). The scene is copied under ``sim_lock`` (the lock the physics loop holds
+while stepping) and rendered outside it, so rendering never stalls physics.
+
+The cameras are triggered by the sim clock, as hardware-synced cameras are by their sync line: a camera
+takes frame ``k`` once sim time passes ``k / fps`` and stamps it ``k / fps`` (``device_time_ms``), so cameras
+at one rate produce matching framesets however their threads are scheduled. The state rendered is the one
+at the moment of rendering (at most a render's latency later, like an exposure's delay). No sim time, no
+frames: a paused simulation looks like stalled cameras.
+
+Intrinsics are read back from the compiled model, in the OpenCV/RealSense convention (pixel centres at
+integer coordinates). MuJoCo puts pixel centres at half-integers of the pinhole it is given, so the
+principal point reported here is half a pixel less than the one in the model.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import nullcontext
+
+import mujoco
+import numpy as np
+
+from hardware_configs.schema import Intrinsics
+from perception.cameras.base import (
+    DEFAULT_BUFFER_FRAMES,
+    DEFAULT_STALL_TIMEOUT_S,
+    CameraError,
+    Frame,
+    StreamingCamera,
+)
+
+MUJOCO_PIXEL_CENTRE_PX = 0.5  # MuJoCo samples pixel (u, v) at (u + 0.5, v + 0.5) of its pinhole model
+DEFAULT_MAX_DEPTH_M = 6.0  # beyond this a D435 reports no depth; the twin's background is at ~100 m
+POLL_S = 0.002  # how often a camera looks at the sim clock
+
+
+def twin_intrinsics(model: mujoco.MjModel, camera: str, width: int, height: int) -> Intrinsics:
+    """Effective pinhole intrinsics of a twin camera rendered at ``width`` x ``height`` (OpenCV convention)."""
+    cam_id = model.camera(camera).id
+    sensor_w_m, sensor_h_m = model.cam_sensorsize[cam_id]
+    if sensor_w_m <= 0 or sensor_h_m <= 0:
+        raise CameraError(f"twin camera {camera} has no sensor size: its intrinsics come from fovy, not pixels")
+    fx_len, fy_len, px_len, py_len = (float(v) for v in model.cam_intrinsic[cam_id])
+    px_per_m_x, px_per_m_y = width / sensor_w_m, height / sensor_h_m
+    return Intrinsics(
+        width=width, height=height, fx=fx_len * px_per_m_x, fy=fy_len * px_per_m_y,
+        cx=width / 2.0 - px_len * px_per_m_x - MUJOCO_PIXEL_CENTRE_PX,
+        cy=height / 2.0 - py_len * px_per_m_y - MUJOCO_PIXEL_CENTRE_PX,
+        distortion_model="none", distortion=[0.0] * 5,
+    )
+
+
+class TwinCamera(StreamingCamera):
+    """One camera of the twin, triggered every ``1 / fps`` of sim time; ``pause()`` makes it stop delivering."""
+
+    def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, camera: str, width: int, height: int,
+                 fps: float = 30.0, sim_lock: threading.Lock | None = None, serial: str | None = None,
+                 max_depth_m: float = DEFAULT_MAX_DEPTH_M, buffer_frames: int = DEFAULT_BUFFER_FRAMES,
+                 stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S) -> None:
+        super().__init__(camera, serial or f"twin-{camera}", buffer_frames, stall_timeout_s)
+        if not fps > 0:
+            raise ValueError(f"twin camera {camera}: fps must be > 0, got {fps}")
+        self.model, self.data = model, data
+        self.width, self.height, self.period_s = width, height, 1.0 / fps
+        self.max_depth_m = max_depth_m
+        self._sim_lock = sim_lock
+        self._intrinsics = twin_intrinsics(model, camera, width, height)
+        self._rgb: mujoco.Renderer | None = None
+        self._depth: mujoco.Renderer | None = None
+        self._last_trigger = -1
+        self._frame_number = 0
+        self._paused = False
+
+    @property
+    def intrinsics(self) -> Intrinsics:
+        return self._intrinsics
+
+    def _open(self) -> None:
+        self._rgb = mujoco.Renderer(self.model, self.height, self.width)
+        self._depth = mujoco.Renderer(self.model, self.height, self.width)
+        self._depth.enable_depth_rendering()
+
+    def _reconnect(self) -> None:
+        """The twin never disconnects: a paused camera comes back when resumed."""
+
+    def _grab(self, timeout_s: float) -> Frame | None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            trigger = int(np.floor(self.data.time / self.period_s + 1e-9))
+            if trigger < self._last_trigger:  # the simulation was reset: its clock starts again
+                self._last_trigger = trigger - 1
+            if trigger > self._last_trigger and not self._paused:
+                self._last_trigger = trigger
+                frame = self.render(stamp_ms=trigger * self.period_s * 1e3)
+                return None if self._paused else frame
+            time.sleep(POLL_S)
+        return None
+
+    def render(self, stamp_ms: float | None = None) -> Frame:
+        """Render one frame now, stamped ``stamp_ms`` (default: the current sim time). The reader thread calls
+        this; so can a single-threaded caller after ``_open``."""
+        if self._rgb is None or self._depth is None:
+            raise CameraError(f"twin camera {self.name} is not open")
+        with self._sim_lock or nullcontext():
+            self._rgb.update_scene(self.data, self.name)
+            self._depth.update_scene(self.data, self.name)
+            sim_time_ms = float(self.data.time) * 1e3
+        color = self._rgb.render().copy()
+        depth_m = self._depth.render().astype(np.float32)
+        depth_m[depth_m > self.max_depth_m] = 0.0
+        self._frame_number += 1
+        stamp = sim_time_ms if stamp_ms is None else stamp_ms
+        return Frame(self.name, color, depth_m, stamp, time.monotonic(), self._frame_number)
+
+    def open(self) -> None:
+        """Create the renderers in the caller's thread, to call :meth:`render` without the reader thread."""
+        self._open()
+
+    def close(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        for renderer in (self._rgb, self._depth):
+            if renderer is not None:
+                renderer.close()
+        self._rgb = self._depth = None
+
+    def pause(self) -> None:
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
