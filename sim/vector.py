@@ -6,6 +6,7 @@ Same-step autoreset, so a policy (and PPO's bootstrapping) sees the final observ
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import gymnasium as gym
@@ -13,8 +14,10 @@ import gymnasium as gym
 from sim.env import TwinEnv
 
 
-def _make(cell: str, task: str, image_size: tuple[int, int] | None, depth: bool) -> TwinEnv:
-    return TwinEnv(cell=cell, task=task, image_size=image_size, depth=depth)
+def _make(cell: str, task: str, image_size: tuple[int, int] | None, depth: bool,
+          wrapper: Callable[[gym.Env], gym.Env] | None = None) -> gym.Env:
+    env = TwinEnv(cell=cell, task=task, image_size=image_size, depth=depth)
+    return wrapper(env) if wrapper is not None else env
 
 
 def make_vector_env(
@@ -24,10 +27,13 @@ def make_vector_env(
     image_size: tuple[int, int] | None = (96, 96),
     depth: bool = False,
     asynchronous: bool = True,
+    wrapper: Callable[[gym.Env], gym.Env] | None = None,
 ) -> gym.vector.VectorEnv:
+    """``wrapper`` (picklable: a module-level function or a partial of one) wraps each twin in its worker,
+    e.g. to replace the sparse reward by a foundation-model reward (:class:`RewardWrapper`)."""
     if n_envs < 1:
         raise ValueError(f"n_envs must be at least 1, got {n_envs}")
-    factories = [partial(_make, cell, task, image_size, depth) for _ in range(n_envs)]
+    factories = [partial(_make, cell, task, image_size, depth, wrapper) for _ in range(n_envs)]
     mode = gym.vector.AutoresetMode.SAME_STEP
     if asynchronous:
         # spawn: each worker creates its own GL context, never inheriting one through fork

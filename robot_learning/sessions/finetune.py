@@ -22,6 +22,7 @@ from robot_learning.rl.base_policy import ChunkedBase, DiffusionChunkedBase
 from robot_learning.rl.config import FinetuneConfig
 from robot_learning.rl.ppo import PPOUpdater, RolloutBuffer
 from robot_learning.rl.residual import ResidualPolicy
+from robot_learning.rl.rewards import reward_wrapper
 from robot_learning.rl.rollout import ResidualRolloutCollector
 from robot_learning.sessions.evaluate import wilson_interval
 from sim.vector import make_vector_env
@@ -106,7 +107,8 @@ def finetune(base_checkpoint: Path, out: Path, config: FinetuneConfig, progress:
     policy_base = DiffusionPolicy.from_checkpoint(base_checkpoint, device="auto", seed=config.seed,
                                                   num_inference_steps=config.base_inference_steps)
     envs = make_vector_env(ppo.n_envs, cell=config.cell, task=config.task, image_size=policy_base.image_size,
-                           asynchronous=ppo.n_envs > 1)
+                           asynchronous=ppo.n_envs > 1,
+                           wrapper=reward_wrapper(config.reward, config.task, config.plan_path))
     policy_base.check_observation(envs.single_observation_space)
     base = DiffusionChunkedBase(policy_base, ppo.n_envs)
     keys = list(config.residual.obs_keys)

@@ -1,0 +1,36 @@
+"""The reward a fine-tuning run optimises, built inside each twin worker (the rewards of issue 8 plug in here)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import partial
+from pathlib import Path
+
+import gymnasium as gym
+
+log = logging.getLogger(__name__)
+
+
+def wrap_with_stage_reward(env: gym.Env, plan_json: str) -> gym.Env:
+    from robot_learning.rewards.base import RewardWrapper
+    from robot_learning.rewards.stages.language import StagePlan
+    from robot_learning.rewards.stages.reward import StagePlanReward
+
+    task = env.unwrapped.task_config
+    return RewardWrapper(env, StagePlanReward(StagePlan.model_validate_json(plan_json), task))
+
+
+def reward_wrapper(reward: str, task_name: str, plan_path: str | None):
+    """None for the env's sparse success reward; otherwise a picklable wrapper for ``make_vector_env``."""
+    if reward == "sparse":
+        return None
+    if plan_path:
+        plan_json = Path(plan_path).read_text()
+    else:
+        from hardware_configs import load_task
+        from robot_learning.rewards.oracles import good_plan
+
+        log.warning("no plan_path: using the oracle's stage plan for %s (what a good model answers)", task_name)
+        plan_json = json.dumps(good_plan(load_task(task_name)))
+    return partial(wrap_with_stage_reward, plan_json=plan_json)
