@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -22,20 +21,12 @@ import mujoco
 import numpy as np
 
 from hardware_configs import load_cell, load_task
+from robot_learning.sessions.evaluate import wilson_interval
 from sim.env import TwinEnv
 from sim.experts import make_expert
 from sim.robot import TwinRobot
 from sim.scene import build_model
 from sim.vector import make_vector_env
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def physics_steps_per_s(n_steps: int) -> float:

@@ -18,6 +18,12 @@ log = logging.getLogger("manip_stack")
 # One module per group of verbs; add a module here to add its verbs.
 COMMAND_MODULES = (
     "robot_learning.cli.data_commands",
+    "robot_learning.cli.perception_commands",
+    "robot_learning.cli.reward_commands",
+    "robot_learning.cli.policy_commands",
+    "robot_learning.cli.ros_commands",
+    "robot_learning.cli.rl_commands",
+    "robot_learning.cli.teleop_commands",
 )
 
 

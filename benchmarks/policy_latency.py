@@ -1,0 +1,117 @@
+"""Milliseconds per action chunk of the diffusion policy (observation history in, 8 actions out).
+
+Prints a table over backbone (CPU default ``small_conv`` with its small U-Net, published ``resnet18`` with
+U-Net 256-512-1024), camera count (1 and 3 at 96x96) and device; 16 DDIM steps unless told otherwise.
+Weights are random: latency does not depend on them. Run: ``python benchmarks/policy_latency.py``.
+
+With ``--lerobot`` it also times LeRobot's DiffusionPolicy (its default config at the same image size and
+horizons) if ``lerobot`` imports, which it does in the separate benchmark venv only (see the report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from robot_learning.policies.diffusion.configuration import DiffusionConfig, load_training_config
+from robot_learning.policies.diffusion.modeling import DiffusionModel
+
+
+def time_chunks(model: DiffusionModel, n_cameras: int, image_px: int, device: torch.device, repeats: int,
+                dtype: torch.dtype = torch.float32) -> list[float]:
+    cfg = model.config
+    obs = {f"cam{i}_rgb": torch.rand(1, cfg.n_obs_steps, 3, image_px, image_px, device=device, dtype=dtype)
+           for i in range(n_cameras)}
+    obs["low_dim"] = torch.rand(1, cfg.n_obs_steps, 10, device=device, dtype=dtype)
+    times = []
+    for i in range(repeats + 2):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            model.sample(obs)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= 2:  # warm-up
+            times.append(1000 * (time.perf_counter() - start))
+    return times
+
+
+def build(config: DiffusionConfig, n_cameras: int, image_px: int, ddim_steps: int) -> DiffusionModel:
+    config = DiffusionConfig.model_validate({**config.model_dump(), "num_inference_steps": ddim_steps,
+                                             "camera_keys": None, "low_dim_keys": None})
+    images = {f"cam{i}_rgb": (3, image_px, image_px) for i in range(n_cameras)}
+    return DiffusionModel(config, images, {"low_dim": 10}, action_dim=7).eval()
+
+
+def lerobot_row(n_cameras: int, image_px: int, ddim_steps: int, repeats: int) -> list[float] | None:
+    try:
+        from lerobot.configs.types import FeatureType, PolicyFeature
+        from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig as LeRobotConfig
+        from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy as LeRobotPolicy
+    except ImportError:
+        return None
+    features = {f"observation.images.cam{i}": PolicyFeature(FeatureType.VISUAL, (3, image_px, image_px))
+                for i in range(n_cameras)}
+    features["observation.state"] = PolicyFeature(FeatureType.STATE, (10,))
+    cfg = LeRobotConfig(input_features=features, output_features={"action": PolicyFeature(FeatureType.ACTION, (7,))},
+                        crop_shape=(84, 84), noise_scheduler_type="DDIM", num_inference_steps=ddim_steps,
+                        pretrained_backbone_weights=None)  # offline: no ImageNet download
+    policy = LeRobotPolicy(cfg).eval()
+    batch = {k: torch.rand(1, cfg.n_obs_steps, *f.shape) for k, f in features.items()}
+    batch["observation.images"] = torch.stack([batch[k] for k in features if "images" in k], dim=-4)
+    times = []
+    for i in range(repeats + 1):
+        start = time.perf_counter()
+        with torch.inference_mode():
+            policy.diffusion.generate_actions(batch)
+        if i >= 1:
+            times.append(1000 * (time.perf_counter() - start))
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--ddim-steps", type=int, default=16)
+    parser.add_argument("--image-px", type=int, default=96)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="CPU thread counts to try")
+    parser.add_argument("--lerobot", action="store_true", help="also time LeRobot's diffusion policy if installed")
+    args = parser.parse_args()
+    configs = {"small_conv (CPU default)": load_training_config("lift_cpu").policy,
+               "resnet18 (published)": load_training_config("gpu_resnet18").policy}
+    devices = [("cpu", t) for t in args.threads] + ([("cuda", None)] if torch.cuda.is_available() else [])
+    print(f"ms per action chunk: {args.ddim_steps} DDIM steps, {args.image_px}x{args.image_px}, batch 1, "
+          f"median (min-max) of {args.repeats}")
+    print(f"{'model':<26} {'params':>8} {'cams':>4} {'device':<10} {'ms/chunk':>22}")
+    for name, config in configs.items():
+        for n_cameras in (1, 3):
+            torch.manual_seed(0)
+            model = build(config, n_cameras, args.image_px, args.ddim_steps)
+            params = sum(p.numel() for p in model.parameters()) / 1e6
+            for device_name, threads in devices:
+                if threads:
+                    torch.set_num_threads(threads)
+                device = torch.device(device_name)
+                times = time_chunks(model.to(device), n_cameras, args.image_px, device, args.repeats)
+                label = f"cpu x{threads}" if threads else device_name
+                print(f"{name:<26} {params:>7.1f}M {n_cameras:>4} {label:<10} "
+                      f"{statistics.median(times):>9.0f} ({min(times):.0f}-{max(times):.0f})")
+            model.to("cpu")
+    if args.lerobot:
+        torch.set_num_threads(max(args.threads))
+        for n_cameras in (1, 3):
+            times = lerobot_row(n_cameras, args.image_px, args.ddim_steps, max(1, args.repeats // 2))
+            if times is None:
+                print("lerobot: not importable here (install it in a separate venv, see the module docstring)")
+                break
+            print(f"{'lerobot 0.4.4 default':<26} {'':>8} {n_cameras:>4} {f'cpu x{max(args.threads)}':<10} "
+                  f"{np.median(times):>9.0f} ({min(times):.0f}-{max(times):.0f})")
+
+
+if __name__ == "__main__":
+    main()

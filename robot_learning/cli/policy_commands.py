@@ -1,0 +1,59 @@
+"""Verbs over policies: train (resumable) and eval (rollouts in the twin)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_CONFIG = "lift_cpu"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from robot_learning.sessions.train import train_policy
+
+    result = train_policy(args.dataset, args.config, args.out, device=args.device, progress=not args.no_progress)
+    print(result)
+    print(f"loss curve: {Path(args.out) / 'loss.png'}  log: {Path(args.out) / 'train_log.csv'}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from robot_learning.sessions.evaluate import evaluate_policy, plot_eval_summary
+
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval"
+    report = evaluate_policy(args.checkpoint, task=args.task, cell=args.cell, n_episodes=args.episodes,
+                             n_envs=args.envs, seed=args.seed, out=out, n_videos=args.videos, device=args.device,
+                             progress=not args.no_progress, half=args.half, compile_unet=args.compile,
+                             n_action_steps=args.action_steps, num_inference_steps=args.ddim_steps)
+    plot_eval_summary(report, out / "eval_summary.png")
+    print(report)
+    print(f"report: {out / 'eval_report.json'}  videos: {', '.join(report.videos) or 'none'}")
+    return 0
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    p = verbs.add_parser("train", help="train the diffusion policy on an episode store (resumes in --out)")
+    p.add_argument("--dataset", required=True, help="episode store (zarr) to train on")
+    p.add_argument("--config", default=DEFAULT_CONFIG,
+                   help=f"YAML path, or a name in configs/policy/ (default {DEFAULT_CONFIG})")
+    p.add_argument("--out", required=True, help="run directory; an existing run there is resumed")
+    p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    p.set_defaults(func=cmd_train)
+
+    p = verbs.add_parser("eval", help="roll a trained policy out in the twin: success rate, CI, videos, report")
+    p.add_argument("--checkpoint", required=True, help="policy.pt (or checkpoints/last.pt) of a training run")
+    p.add_argument("--task", default=None, help="task name or .yaml (default: the task the policy was trained on)")
+    p.add_argument("--cell", default=None, help="cell name or .yaml (default: the policy's cell)")
+    p.add_argument("--episodes", type=int, default=50)
+    p.add_argument("--envs", type=int, default=2, help="parallel twin processes (about one per core)")
+    p.add_argument("--seed", type=int, default=100_000, help="first scene seed (collection uses 0, 1, ...)")
+    p.add_argument("--videos", type=int, default=2, help="videos of this many successes and as many failures")
+    p.add_argument("--out", default=None, help="output directory (default: <checkpoint dir>/eval)")
+    p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
+    p.add_argument("--action-steps", type=int, default=None, help="actions executed per chunk (default: trained)")
+    p.add_argument("--ddim-steps", type=int, default=None, help="DDIM denoising steps (default: trained, 16)")
+    p.add_argument("--half", action="store_true", help="float16 inference (CUDA only)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the U-Net (CUDA; slow first chunk)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_eval)

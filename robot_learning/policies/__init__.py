@@ -1,0 +1,1 @@
+"""Learned policies (the diffusion-policy behaviour-cloning base) and their training windows."""

@@ -1,0 +1,34 @@
+"""Evaluation: the Wilson interval is the textbook one, and a rollout in the twin writes report, plot and videos."""
+
+import json
+
+import pytest
+
+from robot_learning.sessions.evaluate import evaluate_policy, plot_eval_summary, wilson_interval
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "expected"),
+    [(45, 50, (0.7864, 0.9565)), (50, 50, (0.9287, 1.0)), (0, 10, (0.0, 0.2775)), (5, 10, (0.2366, 0.7634))],
+)
+def test_wilson_interval_matches_reference_values(k, n, expected):
+    lo, hi = wilson_interval(k, n)
+    assert (lo, hi) == pytest.approx(expected, abs=1e-4)
+
+
+def test_wilson_interval_of_nothing_is_everything():
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_evaluation_rolls_out_counts_and_writes_report_plot_and_videos(tiny_run, tmp_path):
+    report = evaluate_policy(tiny_run.policy_path, n_episodes=2, n_envs=1, out=tmp_path, n_videos=1, device="cpu",
+                             progress=False)
+    assert report.task == "lift" and report.n_episodes == 2 and len(report.episodes) == 2
+    assert report.successes == sum(e["success"] for e in report.episodes)
+    assert report.ci95 == pytest.approx(wilson_interval(report.successes, 2))
+    assert report.runner["chunks"] >= 2 and report.runner["failures"] == 0 and report.runner["holds"] == 0
+    saved = json.loads((tmp_path / "eval_report.json").read_text())
+    assert saved["successes"] == report.successes and saved["episodes"] == report.episodes
+    assert report.videos and all((tmp_path / "videos").joinpath(v.split("/")[-1]).stat().st_size > 0
+                                 for v in report.videos)
+    assert plot_eval_summary(report, tmp_path / "summary.png").stat().st_size > 0
