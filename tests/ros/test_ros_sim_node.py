@@ -54,7 +54,8 @@ def sim_graph():
     with Graph(context) as graph:
         for node in (sim, probe, driver):
             graph.add(node)
-        assert wait_for(lambda: all(probe.counts[c.topic("color")] for c in CELL.cameras), 30.0)
+        streams = [c.topic(s) for c in CELL.cameras for s in ("color", "depth", "camera_info")]
+        assert wait_for(lambda: all(probe.counts[topic] for topic in streams), 30.0)
         yield sim, probe, driver, pubs
     rclpy.try_shutdown(context=context)
 
