@@ -1,11 +1,15 @@
 """(Observation history, action chunk) training windows over an episode store, held in memory.
 
-Windows follow Diffusion Policy's sequence sampler: every start from ``-(n_obs_steps - 1)`` to
-``L - horizon + n_action_steps - 1`` of an episode of ``L`` steps, so the first window's current
-step is the episode's first and the last window executes the episode's last ``n_action_steps`` actions.
-Indices outside the episode are padded: observations repeat the first/last frame; actions become a
-*hold* (zero in the delta dimensions, the edge value in the absolute ones such as the gripper), because
-repeating a delta action past the end would teach the policy to keep moving after the demo stopped.
+Every step of every episode is the current (latest observed) step of exactly one window: windows start
+from ``-(n_obs_steps - 1)`` to ``L - n_obs_steps`` for an episode of ``L`` steps. Indices outside the
+episode are padded: observations repeat the first frame; actions become a *hold* (zero in the delta
+dimensions, the edge value in the absolute ones such as the gripper), because repeating a delta action
+past the end would teach the policy to keep moving after the demonstration stopped.
+
+This departs from Diffusion Policy's sampler, which pads only ``n_action_steps - 1`` after the end, so the
+last ``horizon - n_obs_steps - n_action_steps + 1`` steps are never a current step. With ~25-step lift
+episodes that is the grasp and the lift (11 of 25 steps with 4 executed actions): trained that way the
+policy failed all of its first 26 lift evaluation episodes (numbers in configs/policy/lift_cpu.yaml).
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ class WindowDataset:
         if missing:
             raise KeyError(f"arrays lack keys {missing}; have {sorted(arrays)}")
         self.arrays, self.obs_keys, self.action_key = arrays, list(obs_keys), action_key
-        self.n_obs_steps, self.horizon = n_obs_steps, horizon
+        self.n_obs_steps, self.horizon, self.n_action_steps = n_obs_steps, horizon, n_action_steps
         action_dim = arrays[action_key].shape[-1]
         self.delta_mask = np.zeros(action_dim, bool)
         self.delta_mask[list(delta_action_dims)] = True
@@ -53,7 +57,7 @@ class WindowDataset:
         begin = 0
         for end in np.asarray(episode_ends, np.int64):
             length = int(end) - begin
-            window_starts = np.arange(-(n_obs_steps - 1), length - horizon + n_action_steps)
+            window_starts = np.arange(-(n_obs_steps - 1), length - n_obs_steps + 1)
             if length <= 0 or window_starts.size == 0:
                 raise ValueError(f"episode ending at step {end} has {length} steps; too short for these horizons")
             starts.append(begin + window_starts)

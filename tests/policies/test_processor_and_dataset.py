@@ -54,13 +54,12 @@ def _toy_windows(n_obs=2, horizon=4, n_action=2):
                          delta_action_dims=[0, 1])
 
 
-def test_windows_start_before_each_episode_and_end_when_its_last_actions_are_executed():
-    windows = _toy_windows()  # n_obs 2, horizon 4, n_action 2
+def test_every_step_is_the_current_step_of_exactly_one_window():
+    windows = _toy_windows()  # n_obs 2, horizon 4, n_action 2; episodes of 5 and 3 steps
     batch = windows.batch(np.arange(len(windows)))
     current = batch["obs"][:, -1, 0].tolist()  # latest observation of each window
-    assert current == [0, 1, 2, 3, 5, 6]  # episode steps 0 .. L - n_action_steps
-    executed = batch["action"][:, 1:3, 0]  # actions the policy would execute from each window
-    assert set(executed.ravel().tolist()) == set(range(8))  # every action is learnt, the last ones included
+    assert current == list(range(8))  # the grasp-and-lift end of short episodes is learnt too
+    np.testing.assert_array_equal(batch["action"][:, 1, 0], np.arange(8))  # the action taken at that step
 
 
 def test_edges_repeat_observations_and_pad_actions_with_a_hold():
@@ -68,10 +67,10 @@ def test_edges_repeat_observations_and_pad_actions_with_a_hold():
     batch = windows.batch(np.arange(len(windows)))
     assert batch["obs"][0, :, 0].tolist() == [0.0, 0.0]  # before the start: first frame repeated
     np.testing.assert_array_equal(batch["action"][0, 0], [0.0, 0.0, 0.0])  # and a hold as the action
-    last = 3  # last window of episode 0: steps 2, 3, 4 and one past the end
-    np.testing.assert_array_equal(batch["action"][last, :3, 0], [2.0, 3.0, 4.0])
+    last = 4  # current step 4, the last of episode 0: steps 3, 4, then two past the end
+    np.testing.assert_array_equal(batch["action"][last, :2, 0], [3.0, 4.0])
     # past the end: no motion and the gripper at its last value (0), never the next episode's step 5 (1)
-    np.testing.assert_array_equal(batch["action"][last, 3], [0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(batch["action"][last, 2:], [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
 
 
 def test_epoch_batches_cover_the_windows_once_and_depend_only_on_the_seed():
