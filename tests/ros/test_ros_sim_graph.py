@@ -128,7 +128,9 @@ def test_sim_graph_in_one_process(ros_context, tmp_path):
         assert policy.sent > sent and np.linalg.norm(sim.sim.state().tcp_position_m - held) < 0.001
         assert controller.holding.startswith("no data")
     ep = check_episode(tmp_path / "graph.zarr", min_steps=15)
-    np.testing.assert_allclose(ep["tcp_position"][-1], goal, atol=0.015)
+    # the last step is stamped with the last action before accept: up to one policy period (0.1 s at <= 0.25 m/s)
+    # older than the moment the TCP was within 1 cm of the goal
+    assert np.linalg.norm(ep["tcp_position"][-1] - goal) < 0.01 + 0.025
     assert np.linalg.norm(ep["tcp_position"][-1] - ep["tcp_position"][0]) > 0.03  # recorded while moving
 
 
