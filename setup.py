@@ -47,7 +47,14 @@ EXTRAS = {
     ],
     # Reading and writing ROS 2 bags needs no ROS (manip-stack import-bag).
     "bags": ["rosbags==0.11.9"],
-    "dev": ["pytest==9.2.0", "pytest-timeout==2.4.0", "hypothesis==6.170.17", "ruff==0.17.6", "catkin-pkg==1.1.1"],
+    "dev": [
+        "pytest==9.2.0",
+        "pytest-timeout==2.4.0",
+        "pytest-rerunfailures==16.1",
+        "hypothesis==6.170.17",
+        "ruff==0.17.6",
+        "catkin-pkg==1.1.1",
+    ],
 }
 EXTRAS["all"] = sorted({req for name in ("sim", "learning", "camera", "fm", "teleop", "bags") for req in EXTRAS[name]})
 
