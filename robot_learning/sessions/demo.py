@@ -3,7 +3,8 @@
 Stages, each writing into ``out``: expert demonstrations (zarr), a summary, a video and a contact sheet
 of one episode; then a diffusion policy trained on them (``policy/``: loss curve, log, checkpoints) and
 evaluated in the twin (``eval/``: success rate with a 95% interval, a summary plot, videos of successes
-and failures). Sized for a 2-core CPU: measured times are in the policy issue's report.
+and failures). Sized for a 2-core CPU: with 100 demonstrations the whole job took 14.5 min on a shared
+2-core machine (collect 1.4, train 11.3, evaluate 1.7 min) and the policy lifted the cube in 48/50 new scenes.
 """
 
 from __future__ import annotations

@@ -185,10 +185,13 @@ def plot_eval_summary(report: EvalReport, png: str | Path) -> Path:
                      color="k", capsize=8)
     ax_rate.set(xticks=[], ylim=(0, 1), ylabel="success rate",
                 title=f"{report.successes}/{report.n_episodes} ({lo:.0%}-{hi:.0%})")
+    all_lengths = [e["steps"] for e in report.episodes] or [0]
+    edges = np.arange(min(all_lengths), max(all_lengths) + 2) - 0.5  # one bin per step, shared by both groups
     for success, colour in ((True, "tab:green"), (False, "tab:red")):
         lengths = [e["steps"] for e in report.episodes if e["success"] == success]
         if lengths:
-            ax_len.hist(lengths, bins=20, alpha=0.7, color=colour, label=f"{'success' if success else 'failure'}")
+            ax_len.hist(lengths, bins=edges, alpha=0.7, color=colour,
+                        label=f"{'success' if success else 'failure'} ({len(lengths)})")
     ax_len.set(xlabel="episode length [policy steps]", ylabel="episodes", title=f"{report.task} in the twin")
     ax_len.legend(fontsize=8)
     fig.tight_layout()
