@@ -21,7 +21,7 @@ $(STAMP): setup.py Makefile
 	touch $@
 
 demo: setup
-	$(VENV)/bin/manip-stack demo --cell franka_3cam --task lift --out outputs/demo
+	$(VENV)/bin/manip-stack demo --cell franka_3cam --task lift --episodes 100 --out outputs/demo
 
 test: setup
 	$(VENV)/bin/ruff check .
