@@ -10,7 +10,7 @@ import time
 import mujoco
 import pyrealsense2 as rs
 import pytest
-from twin_recordings import SimStepper
+from twin_recordings import SimStepper, wait_until
 
 from perception.cameras import (
     CameraGroup,
@@ -65,7 +65,7 @@ def test_a_paused_camera_is_named_within_a_second_while_the_others_keep_streamin
             assert group.cameras[name].read_latest(max_age_s=0.15).camera == name
 
         side.resume()
-        frameset = group.read(timeout_s=2.0) if _wait(lambda: not group.stalled, 1.0) else None
+        frameset = group.read(timeout_s=2.0) if wait_until(lambda: not group.stalled, 1.0) else None
         assert frameset is not None and frameset.skew_ms == pytest.approx(5.0, abs=0.01)
         assert [(e.camera, e.kind) for e in events] == [("cam_side", "stalled"), ("cam_side", "recovered")]
         assert side.status is CameraStatus.streaming
@@ -102,17 +102,10 @@ def test_twin_cameras_are_synced_by_sim_time_and_recover_from_a_pause(cell, lift
             assert frameset.skew_ms == 0.0  # all three triggered at the same sim instant
             assert frameset.reference_time_ms % 100.0 == pytest.approx(0.0, abs=1e-6)
             group.cameras["cam_wrist"].pause()
-            assert _wait(lambda: group.stalled == ["cam_wrist"], 1.0)
+            assert wait_until(lambda: group.stalled == ["cam_wrist"], 1.0)
             group.cameras["cam_wrist"].resume()
-            assert _wait(lambda: not group.stalled, 1.0)
+            assert wait_until(lambda: not group.stalled, 1.0)
             later = group.read(timeout_s=3.0)
             assert later.skew_ms == 0.0 and later.reference_time_ms > frameset.reference_time_ms
 
 
-def _wait(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()

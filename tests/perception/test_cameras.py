@@ -10,7 +10,7 @@ import mujoco
 import numpy as np
 import pyrealsense2 as rs
 import pytest
-from twin_recordings import SYNC_SIZE, SimStepper
+from twin_recordings import SYNC_SIZE, SimStepper, wait_until
 
 from perception.cameras import Camera, CameraNotFoundError, CameraStatus, StaleFrameError, recording_path
 from perception.cameras.realsense import RealSenseCamera, RealSensePlaybackCamera, connected_serials
@@ -26,13 +26,6 @@ def small_config(cell, name):
     return config.model_copy(update={"intrinsics": intr})
 
 
-def wait_until(predicate, timeout_s):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def test_a_missing_serial_is_reported_with_the_serials_that_are_connected(cell, sync_recordings):

@@ -8,6 +8,7 @@ cam_front at 30 fps, cam_side at 30 fps but 5 ms late, cam_wrist at 15 fps. ``sc
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,3 +112,13 @@ class SimStepper:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def wait_until(predicate, timeout_s: float) -> bool:
+    """Poll ``predicate`` every 10 ms until it holds or ``timeout_s`` passes; its final value."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
