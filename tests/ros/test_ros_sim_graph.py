@@ -104,7 +104,7 @@ def test_sim_graph_in_one_process(ros_context, tmp_path):
     policy = ScriptedPolicy(ros_context)
     cloud = Probe(ros_context)
     cloud.watch(PointCloud2, "/manip/points", SENSOR_QOS)
-    with Graph(ros_context, threads=6) as graph:
+    with Graph(ros_context) as graph:
         for node in (sim, controller, session, perception, policy, cloud):
             graph.add(node)
         assert wait_for(lambda: policy.sent > 2, 30.0), "the policy never got an image and a pose"
