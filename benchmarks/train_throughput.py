@@ -34,7 +34,7 @@ def synthetic(n_steps: int, image_px: int) -> tuple[dict[str, np.ndarray], np.nd
 
 
 def measure(config_name: str, dataset: str | None, device: str, batch_size: int, steps: int, threads: int,
-            image_px: int) -> tuple[float, float]:
+            image_px: int) -> tuple[float, float, int]:
     torch.set_num_threads(threads)
     cfg = load_training_config(config_name)
     if dataset:
@@ -73,7 +73,7 @@ def measure(config_name: str, dataset: str | None, device: str, batch_size: int,
         if i >= 2:
             times.append(time.perf_counter() - start)
     per_step = float(np.median(times))
-    return batch_size / per_step, 1000 * per_step
+    return batch_size / per_step, 1000 * per_step, len(windows)
 
 
 def main() -> None:
@@ -88,12 +88,12 @@ def main() -> None:
     args = parser.parse_args()
     print(f"training throughput, batch {args.batch_size}, median of {args.steps} steps, "
           f"data: {args.dataset or f'synthetic {args.image_px}x{args.image_px}'}")
-    print(f"{'config':<14} {'device':<10} {'samples/s':>10} {'ms/step':>9} {'min/epoch (1811 windows)':>26}")
+    print(f"{'config':<14} {'device':<10} {'samples/s':>10} {'ms/step':>9} {'windows':>8} {'min/epoch':>10}")
     for name in args.configs:
         for threads in args.threads:
-            rate, ms = measure(name, args.dataset, args.device, args.batch_size, args.steps, threads, args.image_px)
+            rate, ms, n = measure(name, args.dataset, args.device, args.batch_size, args.steps, threads, args.image_px)
             label = f"{resolve_device(args.device).type} x{threads}"
-            print(f"{name:<14} {label:<10} {rate:>10.1f} {ms:>9.0f} {1811 / rate / 60:>26.2f}")
+            print(f"{name:<14} {label:<10} {rate:>10.1f} {ms:>9.0f} {n:>8} {n / rate / 60:>10.2f}")
 
 
 if __name__ == "__main__":
