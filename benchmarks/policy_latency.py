@@ -4,8 +4,11 @@ Prints a table over backbone (CPU default ``small_conv`` with its small U-Net, p
 U-Net 256-512-1024), camera count (1 and 3 at 96x96) and device; 16 DDIM steps unless told otherwise.
 Weights are random: latency does not depend on them. Run: ``python benchmarks/policy_latency.py``.
 
-With ``--lerobot`` it also times LeRobot's DiffusionPolicy (its default config at the same image size and
-horizons) if ``lerobot`` imports, which it does in the separate benchmark venv only (see the report).
+With ``--lerobot`` it also times LeRobot's DiffusionPolicy set to our published configuration (same U-Net,
+encoders, crop, horizons and DDIM steps) if ``lerobot`` imports. lerobot 0.4.4 pins torch<2.11 and diffusers<0.36;
+to time both on the same torch it goes into a copy of our environment without its pins:
+``python -m venv .venv-bench && .venv-bench/bin/pip install -e ".[learning]" && .venv-bench/bin/pip install
+--no-deps lerobot==0.4.4 draccus==0.11.6``, then ``.venv-bench/bin/python benchmarks/policy_latency.py --lerobot``.
 """
 
 from __future__ import annotations
@@ -48,18 +51,27 @@ def build(config: DiffusionConfig, n_cameras: int, image_px: int, ddim_steps: in
     return DiffusionModel(config, images, {"low_dim": 10}, action_dim=7).eval()
 
 
-def lerobot_row(n_cameras: int, image_px: int, ddim_steps: int, repeats: int) -> list[float] | None:
+def lerobot_row(ours: DiffusionConfig, n_cameras: int, image_px: int, ddim_steps: int, repeats: int
+                ) -> list[float] | None:
+    """LeRobot's DiffusionPolicy set to our published configuration (U-Net widths, kernel, step embedding,
+    per-camera ResNet-18 with GroupNorm and spatial softmax, crop), so the two rows time the same network."""
     try:
         from lerobot.configs.types import FeatureType, PolicyFeature
         from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig as LeRobotConfig
         from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy as LeRobotPolicy
     except ImportError:
         return None
+    crop = round(image_px * ours.crop_ratio)
     features = {f"observation.images.cam{i}": PolicyFeature(FeatureType.VISUAL, (3, image_px, image_px))
                 for i in range(n_cameras)}
     features["observation.state"] = PolicyFeature(FeatureType.STATE, (10,))
     cfg = LeRobotConfig(input_features=features, output_features={"action": PolicyFeature(FeatureType.ACTION, (7,))},
-                        crop_shape=(84, 84), noise_scheduler_type="DDIM", num_inference_steps=ddim_steps,
+                        crop_shape=(crop, crop), noise_scheduler_type="DDIM", num_inference_steps=ddim_steps,
+                        n_obs_steps=ours.n_obs_steps, horizon=ours.horizon, n_action_steps=ours.n_action_steps,
+                        down_dims=tuple(ours.down_dims), kernel_size=ours.kernel_size, n_groups=ours.n_groups,
+                        diffusion_step_embed_dim=ours.diffusion_step_embed_dim,
+                        spatial_softmax_num_keypoints=ours.spatial_softmax_keypoints, use_group_norm=True,
+                        use_separate_rgb_encoder_per_camera=True,
                         pretrained_backbone_weights=None)  # offline: no ImageNet download
     policy = LeRobotPolicy(cfg).eval()
     batch = {k: torch.rand(1, cfg.n_obs_steps, *f.shape) for k, f in features.items()}
@@ -105,11 +117,12 @@ def main() -> None:
     if args.lerobot:
         torch.set_num_threads(max(args.threads))
         for n_cameras in (1, 3):
-            times = lerobot_row(n_cameras, args.image_px, args.ddim_steps, max(1, args.repeats // 2))
+            times = lerobot_row(configs["resnet18 (published)"], n_cameras, args.image_px, args.ddim_steps,
+                                max(1, args.repeats // 2))
             if times is None:
                 print("lerobot: not importable here (install it in a separate venv, see the module docstring)")
                 break
-            print(f"{'lerobot 0.4.4 default':<26} {'':>8} {n_cameras:>4} {f'cpu x{max(args.threads)}':<10} "
+            print(f"{'lerobot, same config':<26} {'':>8} {n_cameras:>4} {f'cpu x{max(args.threads)}':<10} "
                   f"{np.median(times):>9.0f} ({min(times):.0f}-{max(times):.0f})")
 
 

@@ -17,9 +17,11 @@ def played_back(scene_recordings):
                                          loop=False)
         with camera:
             assert camera.wait_for_frame(0.0, 5.0)
-            while camera.read_latest(max_age_s=10.0).frame_number < 2 and camera.wait_for_frame(0.0, 1.0):
-                pass
-            frames[name] = camera.read_latest(max_age_s=10.0)
+            latest = camera.read_latest(max_age_s=60.0)
+            # past the first frames, or the recording's end (no newer frame comes); never a busy wait
+            while latest.frame_number < 2 and camera.wait_for_frame(latest.host_time_s, 2.0):
+                latest = camera.read_latest(max_age_s=60.0)
+            frames[name] = latest
             intrinsics[name] = camera.intrinsics
     return frames, intrinsics
 
