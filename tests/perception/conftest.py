@@ -52,3 +52,18 @@ def scene_recordings(tmp_path_factory, cell, lift_task) -> SceneRecordings:
     T_base_flange[:3, 3] = data.site_xpos[flange]
     half = lift_task.objects[0].half_size_m[2]
     return SceneRecordings(directory, frames, intrinsics, T_base_flange, data.body("cube").xpos.copy(), half)
+
+
+PLAYBACK_TEST_FILES = {"test_camera_group.py", "test_cameras.py", "test_pointcloud.py", "test_record_cameras_cli.py",
+                       "test_recording_playback.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """librealsense's playback pipeline has, rarely and only on a loaded CI machine, not started within 10 s
+    (the camera then raises ``CameraError``, as it should; not reproduced in 15 loaded reruns here). Tests
+    that start playbacks get one rerun; a real fault fails both runs, and reruns show in the summary."""
+    if not config.pluginmanager.hasplugin("rerunfailures"):
+        return
+    for item in items:
+        if item.path.name in PLAYBACK_TEST_FILES:
+            item.add_marker(pytest.mark.flaky(reruns=1))
