@@ -28,6 +28,7 @@ from robot_learning.sessions.evaluate import wilson_interval
 from sim.vector import make_vector_env
 
 log = logging.getLogger(__name__)
+EVAL_SEED = 10_000  # every evaluation sees the same scenes, so points of one curve differ by the policy only
 CSV_FIELDS = ["iteration", "env_steps", "wall_s", "train_success", "train_return", "episodes", "eval_success",
               "eval_ci_low", "eval_ci_high", "approx_kl", "epochs_run", "value_loss", "explained_variance"]
 
@@ -77,8 +78,10 @@ def plot_curves(csv_path: Path, png_path: Path, title: str) -> Path:
     with csv_path.open() as f:
         rows = list(csv.DictReader(f))
     steps = np.array([float(r["env_steps"]) for r in rows])
+    trained = [r["train_success"] != "" for r in rows]  # row 0 is the base alone: evaluation only
     fig, (ax_s, ax_r) = plt.subplots(1, 2, figsize=(11, 4))
-    ax_s.plot(steps, [float(r["train_success"]) for r in rows], label="training rollouts (stochastic)")
+    ax_s.plot(steps[trained], [float(r["train_success"]) for r in rows if r["train_success"] != ""],
+              label="training rollouts (stochastic)")
     evals = [(s, float(r["eval_success"]), float(r["eval_ci_low"]), float(r["eval_ci_high"]))
              for s, r in zip(steps, rows, strict=True) if r["eval_success"]]
     if evals:
@@ -88,7 +91,7 @@ def plot_curves(csv_path: Path, png_path: Path, title: str) -> Path:
     ax_s.axhline(0.95, color="grey", ls="--", lw=0.8)
     ax_s.set(xlabel="env steps", ylabel="success rate", ylim=(0, 1.02), title="success")
     ax_s.legend(loc="lower right")
-    ax_r.plot(steps, [float(r["train_return"]) for r in rows])
+    ax_r.plot(steps[trained], [float(r["train_return"]) for r in rows if r["train_success"] != ""])
     ax_r.set(xlabel="env steps", ylabel="mean episode return", title="return")
     fig.suptitle(title)
     fig.tight_layout()
@@ -109,6 +112,15 @@ def finetune(base_checkpoint: Path, out: Path, config: FinetuneConfig, progress:
     envs = make_vector_env(ppo.n_envs, cell=config.cell, task=config.task, image_size=policy_base.image_size,
                            asynchronous=ppo.n_envs > 1,
                            wrapper=reward_wrapper(config.reward, config.task, config.plan_path))
+    try:  # the twins are subprocesses: closed on every exit, a refused config included
+        return _run(envs, policy_base, base_checkpoint, out, config, progress)
+    finally:
+        envs.close()
+
+
+def _run(envs, policy_base, base_checkpoint: Path, out: Path, config: FinetuneConfig, progress: bool
+         ) -> FinetuneResult:
+    ppo = config.ppo
     policy_base.check_observation(envs.single_observation_space)
     base = DiffusionChunkedBase(policy_base, ppo.n_envs)
     keys = list(config.residual.obs_keys)
@@ -129,6 +141,14 @@ def finetune(base_checkpoint: Path, out: Path, config: FinetuneConfig, progress:
         with csv_path.open("w", newline="") as f:
             csv.DictWriter(f, CSV_FIELDS).writeheader()
 
+    if start_iteration == 0:  # the curve starts at the base alone (the zero-initialised residual adds nothing)
+        k, n = evaluate_residual(envs, base, policy, keys, config.eval_episodes, seed=EVAL_SEED)
+        low, high = wilson_interval(k, n)
+        with csv_path.open("a", newline="") as f:
+            csv.DictWriter(f, CSV_FIELDS).writerow({**dict.fromkeys(CSV_FIELDS, ""), "iteration": 0, "env_steps": 0,
+                                                    "wall_s": 0.0, "eval_success": k / n, "eval_ci_low": low,
+                                                    "eval_ci_high": high})
+        log.info("base alone: %d/%d evaluation successes", k, n)
     collector = ResidualRolloutCollector(envs, base, policy, keys, seed=config.seed + 7919 * start_iteration)
     started = time.monotonic() - wall_offset
     last_eval: float | None = None
@@ -146,7 +166,7 @@ def finetune(base_checkpoint: Path, out: Path, config: FinetuneConfig, progress:
                    "approx_kl": update.approx_kl, "epochs_run": update.epochs_run, "value_loss": update.value_loss,
                    "explained_variance": update.explained_variance}
             if (iteration + 1) % config.eval_every == 0 or iteration + 1 == config.iterations:
-                k, n = evaluate_residual(envs, base, policy, keys, config.eval_episodes, seed=10_000 + iteration)
+                k, n = evaluate_residual(envs, base, policy, keys, config.eval_episodes, seed=EVAL_SEED)
                 low, high = wilson_interval(k, n)
                 last_eval = k / n
                 row.update(eval_success=last_eval, eval_ci_low=low, eval_ci_high=high)
@@ -160,7 +180,6 @@ def finetune(base_checkpoint: Path, out: Path, config: FinetuneConfig, progress:
             bar.set_postfix(success=f"{stats.success_rate:.2f}", eval="-" if last_eval is None else f"{last_eval:.2f}")
     finally:
         bar.close()
-        envs.close()
     combined = out / "base_plus_residual.pt"
     _atomic_save({"kind": "residual_diffusion", "base_checkpoint": str(base_checkpoint),
                   "base_dataset": policy_base.dataset, "residual": policy.state_dict(),

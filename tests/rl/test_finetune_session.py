@@ -1,0 +1,75 @@
+"""`manip-stack finetune` end to end in parallel twins: base evaluation, iterations, curves, resume, combined
+checkpoint. A tiny state base trained for seconds: this checks the session, not success rates."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from robot_learning.cli.main import main
+from robot_learning.policies.diffusion.configuration import DiffusionConfig, PolicyTrainingConfig, TrainConfig
+from robot_learning.rl.config import FinetuneConfig
+from robot_learning.sessions.collect import collect_expert_episodes
+from robot_learning.sessions.finetune import finetune
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def state_base(tmp_path_factory):
+    from robot_learning.sessions.train import train_policy
+
+    root = tmp_path_factory.mktemp("finetune")
+    store = root / "lift_state.zarr"
+    collect_expert_episodes(store, task="lift", n_episodes=3, image_size=None, seed=0, progress=False)
+    config = PolicyTrainingConfig(
+        policy=DiffusionConfig(sim_only=True, camera_keys=[], horizon=8, n_action_steps=4, down_dims=[16, 32],
+                               n_groups=4, diffusion_step_embed_dim=16, kernel_size=3, num_inference_steps=4,
+                               low_dim_keys=["tcp_position", "tcp_rot6d", "gripper_width", "privileged"]),
+        train=TrainConfig(batch_size=16, num_epochs=1, lr_warmup_steps=2, num_threads=1))
+    return train_policy(store, config, root / "base", device="cpu", progress=False).policy_path
+
+
+def tiny_finetune(iterations: int) -> FinetuneConfig:
+    return FinetuneConfig.model_validate({
+        "task": "lift", "iterations": iterations, "eval_every": 2, "eval_episodes": 2, "base_inference_steps": 2,
+        "ppo": {"n_envs": 2, "steps_per_iteration": 8, "update_epochs": 2, "n_minibatches": 2}})
+
+
+def rows(out):
+    with (out / "finetune_log.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_finetune_logs_the_base_then_each_iteration_and_resumes_where_it_stopped(state_base, tmp_path):
+    out = tmp_path / "run"
+    first = finetune(state_base, out, tiny_finetune(2), progress=False)
+    log = rows(out)
+    assert [r["iteration"] for r in log] == ["0", "1", "2"]
+    assert log[0]["env_steps"] == "0" and log[0]["train_success"] == "" and log[0]["eval_success"] != ""
+    assert [r["env_steps"] for r in log[1:]] == ["16", "32"]
+    assert log[2]["eval_success"] != ""  # eval_every 2
+    assert (out / "finetune_curves.png").stat().st_size > 0 and first.env_steps == 32
+
+    resumed = finetune(state_base, out, tiny_finetune(3), progress=False)
+    log = rows(out)
+    assert [r["iteration"] for r in log] == ["0", "1", "2", "3"]  # no second base row, no repeated iterations
+    assert log[3]["env_steps"] == "48" and resumed.env_steps == 48
+
+    combined = torch.load(resumed.checkpoint, weights_only=False)
+    assert combined["kind"] == "residual_diffusion" and combined["base_checkpoint"] == str(state_base)
+    last = torch.load(out / "residual_last.pt", weights_only=False)
+    assert last["iteration"] == 3
+    for name, tensor in last["residual"].items():
+        assert torch.equal(tensor, combined["residual"][name])
+
+
+def test_finetune_cli_refuses_a_residual_key_the_env_does_not_have(state_base, tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("task: lift\nresidual:\n  obs_keys: [tcp_position, joint_torques]\nppo:\n  n_envs: 2\n"
+                      "  steps_per_iteration: 4\n  n_minibatches: 1\n")
+    code = main(["finetune", "--checkpoint", str(state_base), "--config", str(config), "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert "joint_torques" in capsys.readouterr().err
