@@ -47,6 +47,22 @@ def test_projection_and_back_projection_are_inverse(cell):
     np.testing.assert_allclose(camera.back_project(uv, z), points, atol=1e-9)
 
 
+def test_a_real_lens_distortion_is_applied_both_ways_and_points_behind_are_never_inside(cell):
+    front = cell.camera("cam_front")
+    lens = front.intrinsics.model_copy(update={"distortion_model": "inverse_brown_conrady",
+                                               "distortion": [0.12, -0.25, 0.001, -0.002, 0.1]})
+    distorted_cell = cell.model_copy(update={"cameras": [front.model_copy(update={"intrinsics": lens}),
+                                                         *cell.cameras[1:]]})
+    pinhole = CameraModel.from_cell(cell, "cam_front", ImageSize(320, 240))
+    camera = CameraModel.from_cell(distorted_cell, "cam_front", ImageSize(320, 240))
+    corner = pinhole.back_project(np.array([[300.0, 20.0]]), np.array([0.8]))  # far from the principal point
+    uv, z = camera.project(corner)
+    assert np.linalg.norm(uv - [[300.0, 20.0]]) > 2.0  # the lens moves it by pixels
+    np.testing.assert_allclose(camera.back_project(uv, z), corner, atol=1e-6)
+    behind = pinhole.back_project(np.array([[160.0, 120.0]]), np.array([-0.5]))
+    assert not camera.inside(camera.project(behind)[0]).any()
+
+
 def test_marks_lie_on_the_object_and_in_free_space_with_unique_labels(env):
     obs, _ = env.reset(seed=3)
     frames = TwinKeyframes(env)(obs)

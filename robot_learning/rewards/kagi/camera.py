@@ -1,7 +1,7 @@
 """Pinhole camera model and keyframes (RGB, depth, object masks) the KAGI query is built from.
 
-``CameraModel`` projects base-frame points to pixels and lifts pixels with depth back to the base frame.
-(A stand-in for ``perception/geometry.py``, which another issue is writing; dedupe when it lands.)
+``CameraModel`` projects base-frame points to pixels and lifts pixels with depth back to the base frame,
+through :mod:`perception.geometry` (so lens distortion is handled as everywhere else in the stack).
 A keyframe source gives what the query needs at an episode's start: :class:`TwinKeyframes` renders it in the
 twin (RGB, depth and a segmentation mask per object, at a legible size); on the robot a source reads the
 RealSense frames and a segmenter's masks.
@@ -15,19 +15,27 @@ from typing import Protocol
 import mujoco
 import numpy as np
 
-from hardware_configs.schema import CameraMount, CellConfig, TaskConfig
+from hardware_configs.schema import CameraMount, CellConfig, Intrinsics, TaskConfig
+from perception.geometry import base_to_pixel, pixel_to_base
 from sim.scene import ImageSize, scaled_intrinsics
 
 
 @dataclass(frozen=True)
 class CameraModel:
-    """Intrinsics at the image's size and the optical frame's pose in the base frame (``T_base_cam``)."""
+    """A camera at the keyframe image's size: intrinsics (with the cell's distortion model) and the optical
+    frame's pose in the base frame (``T_base_cam``). The geometry is :mod:`perception.geometry`'s."""
 
     name: str
-    width: int
-    height: int
-    K: np.ndarray
+    intrinsics: Intrinsics
     T_base_cam: np.ndarray
+
+    @property
+    def width(self) -> int:
+        return self.intrinsics.width
+
+    @property
+    def height(self) -> int:
+        return self.intrinsics.height
 
     @classmethod
     def from_cell(cls, cell: CellConfig, camera: str, size: ImageSize) -> CameraModel:
@@ -35,27 +43,20 @@ class CameraModel:
         if config.mount is not CameraMount.static:
             raise ValueError(f"camera {camera} is wrist-mounted: KAGI keyframes use static cameras "
                              f"({[c.name for c in cell.cameras if c.mount is CameraMount.static]})")
-        fx, fy, cx, cy = scaled_intrinsics(config, size)
-        K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-        return cls(camera, size.width, size.height, K, config.extrinsics.matrix())
+        fx, fy, cx, cy = scaled_intrinsics(config, size)  # distortion acts on normalised coordinates: unchanged
+        intrinsics = config.intrinsics.model_copy(update={"width": size.width, "height": size.height, "fx": fx,
+                                                          "fy": fy, "cx": cx, "cy": cy})
+        return cls(camera, intrinsics, config.extrinsics.matrix())
 
     def project(self, points_base_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pixels (N, 2) as (u, v) and depths along the optical axis (N,) [m] of base-frame points (N, 3)."""
-        pts = np.atleast_2d(points_base_m)
-        T_cam_base = np.linalg.inv(self.T_base_cam)
-        cam = pts @ T_cam_base[:3, :3].T + T_cam_base[:3, 3]
-        z = cam[:, 2]
-        uv = (cam[:, :2] / np.maximum(z[:, None], 1e-9)) * [self.K[0, 0], self.K[1, 1]] + [self.K[0, 2], self.K[1, 2]]
-        return uv, z
+        """Pixels (N, 2) as (u, v) and depths along the optical axis (N,) [m] of base-frame points (N, 3);
+        points behind the camera get NaN pixels (never ``inside``)."""
+        return base_to_pixel(np.atleast_2d(points_base_m), self.intrinsics, self.T_base_cam)
 
     def back_project(self, uv: np.ndarray, depth_m: np.ndarray) -> np.ndarray:
         """Base-frame points (N, 3) [m] of pixels (N, 2) at optical-axis depths (N,) [m]."""
         uv = np.atleast_2d(np.asarray(uv, dtype=float))
-        z = np.asarray(depth_m, dtype=float).reshape(-1)
-        x = (uv[:, 0] - self.K[0, 2]) / self.K[0, 0] * z
-        y = (uv[:, 1] - self.K[1, 2]) / self.K[1, 1] * z
-        cam = np.stack([x, y, z], axis=1)
-        return cam @ self.T_base_cam[:3, :3].T + self.T_base_cam[:3, 3]
+        return pixel_to_base(uv, np.asarray(depth_m, dtype=float).reshape(-1), self.intrinsics, self.T_base_cam)
 
     def inside(self, uv: np.ndarray, margin_px: int = 0) -> np.ndarray:
         uv = np.atleast_2d(uv)
