@@ -61,8 +61,10 @@ class FinetuneConfig(_Strict):
     base_inference_steps: PosInt = Field(4, description="DDIM steps of the frozen base during RL (ResiP: 4)")
     torch_threads: PosInt = Field(1, description="CPU threads for the base and PPO; more oversubscribes the "
                                   "cores the twins run on (measured: 37 ms vs 650 ms per chunk on 2 busy cores)")
-    reward: Literal["sparse", "robohorizon"] = Field(
-        "sparse", description="sparse task success (ResiP), or a RoboHorizon stage plan's dense reward")
+    reward: Literal["sparse", "robohorizon", "robohorizon_pbrs"] = Field(
+        "sparse", description="sparse task success (ResiP); a RoboHorizon stage plan's dense per-step reward; or "
+        "_pbrs: sparse success plus the plan's progress as a potential (pays for progress, not for lingering "
+        "short of success, which a per-step reward does when success ends the episode)")
     plan_path: str | None = Field(None, description="robohorizon: JSON of an accepted plan (manip-stack reward "
                                   "plan); none = the oracle's plan, i.e. what a good model answers")
     iterations: PosInt = 100

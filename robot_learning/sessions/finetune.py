@@ -111,7 +111,7 @@ def finetune(base_checkpoint: Path, out: Path, config: FinetuneConfig, progress:
                                                   num_inference_steps=config.base_inference_steps)
     envs = make_vector_env(ppo.n_envs, cell=config.cell, task=config.task, image_size=policy_base.image_size,
                            asynchronous=ppo.n_envs > 1,
-                           wrapper=reward_wrapper(config.reward, config.task, config.plan_path))
+                           wrapper=reward_wrapper(config.reward, config.task, config.plan_path, ppo.gamma))
     try:  # the twins are subprocesses: closed on every exit, a refused config included
         return _run(envs, policy_base, base_checkpoint, out, config, progress)
     finally:
