@@ -45,6 +45,8 @@ class PolicyMismatchError(ValueError):
 def check_policy_against_cell(policy: Any, cell: CellConfig) -> list[str]:
     """The cameras the policy needs; raises :class:`PolicyMismatchError` if the cell cannot feed it."""
     problems = []
+    if getattr(policy.config, "sim_only", False):
+        problems.append("it is sim-only (trained on the twin's privileged state, which the robot cannot observe)")
     trained_cell = policy.dataset.get("cell")
     if trained_cell is not None and trained_cell != cell.name:
         problems.append(f"trained on cell {trained_cell!r}, this is cell {cell.name!r}")

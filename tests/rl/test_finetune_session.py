@@ -73,3 +73,13 @@ def test_finetune_cli_refuses_a_residual_key_the_env_does_not_have(state_base, t
     code = main(["finetune", "--checkpoint", str(state_base), "--config", str(config), "--out", str(tmp_path / "o")])
     assert code == 2
     assert "joint_torques" in capsys.readouterr().err
+
+
+def test_a_sim_only_base_is_refused_by_the_robot_policy_loop_by_name(state_base):
+    from hardware_configs import load_cell
+    from robot_learning.policies.diffusion.checkpoint import DiffusionPolicy
+    from robot_learning.ros.policy_core import PolicyMismatchError, check_policy_against_cell
+
+    policy = DiffusionPolicy.from_checkpoint(state_base, device="cpu")
+    with pytest.raises(PolicyMismatchError, match="sim-only"):
+        check_policy_against_cell(policy, load_cell("franka_3cam"))
