@@ -71,7 +71,7 @@ def main() -> None:
                       (ax_e, "evaluation (deterministic, same scenes)")):
         ax.axhline(args.rate, color="grey", ls="--", lw=0.8)
         ax.set(xlabel="env steps", title=title, ylim=(0, 1.02))
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper left", fontsize=8)
     ax_t.set_ylabel("success rate")
     fig.suptitle("residual PPO on one base, rewards compared (stage plan from the oracle: what a good model answers)")
     fig.tight_layout()
