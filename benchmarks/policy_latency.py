@@ -61,12 +61,12 @@ def lerobot_row(ours: DiffusionConfig, n_cameras: int, image_px: int, ddim_steps
         from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy as LeRobotPolicy
     except ImportError:
         return None
-    crop = round(image_px * ours.crop_ratio)
     features = {f"observation.images.cam{i}": PolicyFeature(FeatureType.VISUAL, (3, image_px, image_px))
                 for i in range(n_cameras)}
     features["observation.state"] = PolicyFeature(FeatureType.STATE, (10,))
     cfg = LeRobotConfig(input_features=features, output_features={"action": PolicyFeature(FeatureType.ACTION, (7,))},
-                        crop_shape=(crop, crop), noise_scheduler_type="DDIM", num_inference_steps=ddim_steps,
+                        crop_shape=ours.crop_shape((image_px, image_px)), noise_scheduler_type="DDIM",
+                        num_inference_steps=ddim_steps,
                         n_obs_steps=ours.n_obs_steps, horizon=ours.horizon, n_action_steps=ours.n_action_steps,
                         down_dims=tuple(ours.down_dims), kernel_size=ours.kernel_size, n_groups=ours.n_groups,
                         diffusion_step_embed_dim=ours.diffusion_step_embed_dim,
