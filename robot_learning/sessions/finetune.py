@@ -78,10 +78,10 @@ def plot_curves(csv_path: Path, png_path: Path, title: str) -> Path:
     with csv_path.open() as f:
         rows = list(csv.DictReader(f))
     steps = np.array([float(r["env_steps"]) for r in rows])
-    trained = [r["train_success"] != "" for r in rows]  # row 0 is the base alone: evaluation only
+    trained = [r for r in rows if r["train_success"] != ""]  # row 0 is the base alone: evaluation only
+    trained_steps = [float(r["env_steps"]) for r in trained]
     fig, (ax_s, ax_r) = plt.subplots(1, 2, figsize=(11, 4))
-    ax_s.plot(steps[trained], [float(r["train_success"]) for r in rows if r["train_success"] != ""],
-              label="training rollouts (stochastic)")
+    ax_s.plot(trained_steps, [float(r["train_success"]) for r in trained], label="training rollouts (stochastic)")
     evals = [(s, float(r["eval_success"]), float(r["eval_ci_low"]), float(r["eval_ci_high"]))
              for s, r in zip(steps, rows, strict=True) if r["eval_success"]]
     if evals:
@@ -91,7 +91,7 @@ def plot_curves(csv_path: Path, png_path: Path, title: str) -> Path:
     ax_s.axhline(0.95, color="grey", ls="--", lw=0.8)
     ax_s.set(xlabel="env steps", ylabel="success rate", ylim=(0, 1.02), title="success")
     ax_s.legend(loc="lower right")
-    ax_r.plot(steps[trained], [float(r["train_return"]) for r in rows if r["train_success"] != ""])
+    ax_r.plot(trained_steps, [float(r["train_return"]) for r in trained])
     ax_r.set(xlabel="env steps", ylabel="mean episode return", title="return")
     fig.suptitle(title)
     fig.tight_layout()
