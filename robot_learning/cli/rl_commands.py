@@ -15,7 +15,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     raw = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
     if args.online:
         return _online(args, raw)
-    overrides = {k: v for k, v in {"task": args.task, "iterations": args.iterations}.items() if v is not None}
+    overrides = {k: v for k, v in {"task": args.task, "iterations": args.iterations,
+                                         "seed": args.seed}.items() if v is not None}
     if args.envs is not None:
         raw.setdefault("ppo", {})["n_envs"] = args.envs
     config = FinetuneConfig.model_validate({**raw, **overrides})
@@ -70,6 +71,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--task", default=None)
     p.add_argument("--envs", type=int, default=None, help="parallel twins (default from the config)")
     p.add_argument("--iterations", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="seed of the residual, the rollouts and the base sampler")
     p.add_argument("--out", default="outputs/finetune")
     p.add_argument("--online", action="store_true",
                    help="one episode at a time through the robot interface, every rollout stored; resumable")

@@ -70,6 +70,12 @@ class RewardWrapper(gym.Wrapper):
         self._obs = next_obs
         return next_obs, float(reward), terminated, truncated, info
 
+    def close(self) -> None:
+        close_reward = getattr(self.reward_fn, "close", None)
+        if close_reward is not None:  # renderers, model clients
+            close_reward()
+        super().close()
+
 
 class PotentialShapedReward:
     """Sparse success reward plus ``scale * (gamma * Phi(s') - Phi(s))`` with Phi the inner reward's ``progress``.
@@ -88,6 +94,11 @@ class PotentialShapedReward:
     def reset(self, obs: Obs, info: dict[str, Any]) -> None:
         self.inner.reset(obs, info)
         self._phi = 0.0
+
+    def close(self) -> None:
+        close_inner = getattr(self.inner, "close", None)
+        if close_inner is not None:
+            close_inner()
 
     def __call__(self, obs: Obs, action: np.ndarray, next_obs: Obs, info: dict[str, Any]) -> tuple[float, Breakdown]:
         _, parts = self.inner(obs, action, next_obs, info)

@@ -61,15 +61,27 @@ class FinetuneConfig(_Strict):
     base_inference_steps: PosInt = Field(4, description="DDIM steps of the frozen base during RL (ResiP: 4)")
     torch_threads: PosInt = Field(1, description="CPU threads for the base and PPO; more oversubscribes the "
                                   "cores the twins run on (measured: 37 ms vs 650 ms per chunk on 2 busy cores)")
-    reward: Literal["sparse", "robohorizon", "robohorizon_pbrs"] = Field(
-        "sparse", description="sparse task success (ResiP); a RoboHorizon stage plan's dense per-step reward; or "
-        "_pbrs: sparse success plus the plan's progress as a potential (pays for progress, not for lingering "
-        "short of success, which a per-step reward does when success ends the episode)")
+    reward: Literal["sparse", "robohorizon", "robohorizon_pbrs", "kagi", "kagi_pbrs"] = Field(
+        "sparse", description="sparse task success (ResiP); a RoboHorizon stage plan's dense per-step reward; KAGI's "
+        "VLM keypoint reward (one model query per episode); or _pbrs: sparse success plus that reward's progress as "
+        "a potential (pays for progress, not for lingering short of success, which a per-step reward does when "
+        "success ends the episode)")
     plan_path: str | None = Field(None, description="robohorizon: JSON of an accepted plan (manip-stack reward "
                                   "plan); none = the oracle's plan, i.e. what a good model answers")
+    model_profile: str = Field("oracle_local", description="kagi: model profile in configs/fm (oracle_local: the "
+                               "built-in oracle server, what a good VLM answers)")
+    answer_cache: str | None = Field(None, description="kagi: sqlite answer cache shared by the workers, so the "
+                                     "run can be replayed offline with the same rewards")
+    answer_cache_mode: Literal["read_write", "offline"] = "read_write"
     iterations: PosInt = 100
     eval_every: PosInt = 5
     eval_episodes: PosInt = 32
     seed: int = 0
     residual: ResidualConfig = ResidualConfig()
     ppo: PPOConfig = PPOConfig()
+
+    @model_validator(mode="after")
+    def _offline_needs_a_cache(self) -> FinetuneConfig:
+        if self.answer_cache_mode == "offline" and not self.answer_cache:
+            raise ValueError("answer_cache_mode offline replays answers from answer_cache: give its path")
+        return self

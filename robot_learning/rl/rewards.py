@@ -1,36 +1,70 @@
-"""The reward a fine-tuning run optimises, built inside each twin worker (the rewards of issue 8 plug in here)."""
+"""The reward a fine-tuning run optimises, built inside each twin worker (the rewards of issue 8 plug in here).
+
+``finetune_reward(config)`` is a context: for KAGI it keeps the model endpoint up for the run (the built-in
+oracle server when the profile is ``oracle_local``) and every worker gets its own client to it, a shared answer
+cache, and its own keyframe renderer. The VLM is asked once per episode, at reset; per-step rewards are cheap.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
 import gymnasium as gym
 
+from robot_learning.rl.config import FinetuneConfig
+
 log = logging.getLogger(__name__)
+ORACLE_PROFILE = "oracle_local"
+Wrapper = Callable[[gym.Env], gym.Env]
+
+
+def _shaped(reward, potential_gamma: float | None):
+    from robot_learning.rewards.base import PotentialShapedReward
+
+    return reward if potential_gamma is None else PotentialShapedReward(reward, gamma=potential_gamma)
 
 
 def wrap_with_stage_reward(env: gym.Env, plan_json: str, potential_gamma: float | None = None) -> gym.Env:
     """The plan's per-step reward, or with ``potential_gamma`` sparse success plus its progress as a potential
     (``gamma`` of the learner, so the shaping leaves the optimal policy of the sparse task unchanged)."""
-    from robot_learning.rewards.base import PotentialShapedReward, RewardWrapper
+    from robot_learning.rewards.base import RewardWrapper
     from robot_learning.rewards.stages.language import StagePlan
     from robot_learning.rewards.stages.reward import StagePlanReward
 
     task = env.unwrapped.task_config
-    reward = StagePlanReward(StagePlan.model_validate_json(plan_json), task)
-    if potential_gamma is not None:
-        reward = PotentialShapedReward(reward, gamma=potential_gamma)
-    return RewardWrapper(env, reward)
+    return RewardWrapper(env, _shaped(StagePlanReward(StagePlan.model_validate_json(plan_json), task), potential_gamma))
 
 
-def reward_wrapper(reward: str, task_name: str, plan_path: str | None, gamma: float = 1.0):
-    """None for the env's sparse success reward; otherwise a picklable wrapper for ``make_vector_env``.
-    ``gamma`` is the learner's discount, used by the potential-shaped variant."""
+def wrap_with_kagi_reward(env: gym.Env, profile: str, base_url: str | None, cache_path: str | None,
+                          offline: bool = False, potential_gamma: float | None = None) -> gym.Env:
+    """KAGI keypoints from the VLM behind ``profile`` (at ``base_url`` when given), asked at each reset."""
+    from robot_learning.rewards.base import RewardWrapper
+    from robot_learning.rewards.fm.cache import ResponseCache
+    from robot_learning.rewards.fm.client import CacheMode, FMClient
+    from robot_learning.rewards.fm.profiles import load_profile
+    from robot_learning.rewards.kagi.camera import TwinKeyframes
+    from robot_learning.rewards.kagi.reward import KagiReward
+
+    twin = env.unwrapped
+    model = load_profile(profile, **({"base_url": base_url} if base_url else {}))
+    cache = ResponseCache(cache_path) if cache_path else None
+    mode = CacheMode.offline if offline else (CacheMode.off if cache is None else CacheMode.read_write)
+    client = FMClient(model, cache, mode)
+    return RewardWrapper(env, _shaped(KagiReward(twin.task_config, client, TwinKeyframes(twin)), potential_gamma))
+
+
+def reward_wrapper(reward: str, task_name: str, plan_path: str | None, gamma: float = 1.0) -> Wrapper | None:
+    """Sparse (None: the env's own success reward) or a RoboHorizon stage reward, as a picklable wrapper for
+    ``make_vector_env``. ``gamma`` is the learner's discount, used by the potential-shaped variant."""
     if reward == "sparse":
         return None
+    if not reward.startswith("robohorizon"):
+        raise ValueError(f"reward_wrapper builds sparse and robohorizon rewards; use finetune_reward for {reward}")
     if plan_path:
         plan_json = Path(plan_path).read_text()
     else:
@@ -41,3 +75,36 @@ def reward_wrapper(reward: str, task_name: str, plan_path: str | None, gamma: fl
         plan_json = json.dumps(good_plan(load_task(task_name)))
     return partial(wrap_with_stage_reward, plan_json=plan_json,
                    potential_gamma=gamma if reward.endswith("_pbrs") else None)
+
+
+@contextmanager
+def model_endpoint(profile: str, task_name: str, offline: bool) -> Iterator[str | None]:
+    """The base_url workers should use: the built-in oracle server's for ``oracle_local`` (up meanwhile), else
+    None (the profile's own). Offline replays need no server: every answer comes from the cache."""
+    if profile != ORACLE_PROFILE or offline:
+        yield None
+        return
+    from hardware_configs import load_task
+    from robot_learning.rewards.fm.fake_server import FakeOpenAIServer
+    from robot_learning.rewards.oracles import TaskOracle
+
+    log.warning("model profile %s: KAGI answers come from the built-in oracle (what a good VLM answers)", profile)
+    server = FakeOpenAIServer(TaskOracle(load_task(task_name)), keep_requests=0).start()
+    try:
+        yield server.base_url
+    finally:
+        server.stop()
+        log.info("the oracle endpoint answered %d requests", server.log.served)
+
+
+@contextmanager
+def finetune_reward(config: FinetuneConfig) -> Iterator[Wrapper | None]:
+    """The wrapper every twin worker applies for ``config.reward``, valid while the context is open."""
+    gamma = config.ppo.gamma if config.reward.endswith("_pbrs") else None
+    if not config.reward.startswith("kagi"):
+        yield reward_wrapper(config.reward, config.task, config.plan_path, config.ppo.gamma)
+        return
+    offline = config.answer_cache_mode == "offline"
+    with model_endpoint(config.model_profile, config.task, offline) as base_url:
+        yield partial(wrap_with_kagi_reward, profile=config.model_profile, base_url=base_url,
+                      cache_path=config.answer_cache, offline=offline, potential_gamma=gamma)

@@ -22,7 +22,7 @@ from robot_learning.rl.base_policy import ChunkedBase, DiffusionChunkedBase
 from robot_learning.rl.config import FinetuneConfig
 from robot_learning.rl.ppo import PPOUpdater, RolloutBuffer
 from robot_learning.rl.residual import ResidualPolicy
-from robot_learning.rl.rewards import reward_wrapper
+from robot_learning.rl.rewards import finetune_reward
 from robot_learning.rl.rollout import ResidualRolloutCollector
 from robot_learning.sessions.evaluate import wilson_interval
 from sim.vector import make_vector_env
@@ -109,13 +109,13 @@ def finetune(base_checkpoint: Path, out: Path, config: FinetuneConfig, progress:
     ppo = config.ppo
     policy_base = DiffusionPolicy.from_checkpoint(base_checkpoint, device="auto", seed=config.seed,
                                                   num_inference_steps=config.base_inference_steps)
-    envs = make_vector_env(ppo.n_envs, cell=config.cell, task=config.task, image_size=policy_base.image_size,
-                           asynchronous=ppo.n_envs > 1,
-                           wrapper=reward_wrapper(config.reward, config.task, config.plan_path, ppo.gamma))
-    try:  # the twins are subprocesses: closed on every exit, a refused config included
-        return _run(envs, policy_base, base_checkpoint, out, config, progress)
-    finally:
-        envs.close()
+    with finetune_reward(config) as wrapper:  # a model endpoint, for KAGI, lives as long as the twins
+        envs = make_vector_env(ppo.n_envs, cell=config.cell, task=config.task, image_size=policy_base.image_size,
+                               asynchronous=ppo.n_envs > 1, wrapper=wrapper)
+        try:  # the twins are subprocesses: closed on every exit, a refused config included
+            return _run(envs, policy_base, base_checkpoint, out, config, progress)
+        finally:
+            envs.close()
 
 
 def _run(envs, policy_base, base_checkpoint: Path, out: Path, config: FinetuneConfig, progress: bool

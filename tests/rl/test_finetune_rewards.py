@@ -1,15 +1,18 @@
 """The reward a fine-tuning run optimises: the stage plan's per-step reward pays for lingering short of success,
-its potential-shaped variant does not (success ends the episode, so lingering must not pay)."""
+its potential-shaped variant does not (success ends the episode, so lingering must not pay); KAGI asks its
+model once per episode over HTTP from inside the worker, and a run replays offline from its answer cache."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pytest
 
 from hardware_configs import load_task
 from robot_learning.rewards.oracles import good_plan
-from robot_learning.rl.rewards import reward_wrapper
+from robot_learning.rl.config import FinetuneConfig
+from robot_learning.rl.rewards import finetune_reward, reward_wrapper
 from sim.env import TwinEnv
 
 
@@ -43,3 +46,47 @@ def test_an_accepted_plan_file_is_used_instead_of_the_oracle(tmp_path):
         assert info["reward_name"] == "robohorizon_pbrs" and "shaping" in info["reward_breakdown"]
     finally:
         env.close()
+
+
+def kagi_config(cache, mode="read_write", reward="kagi") -> FinetuneConfig:
+    return FinetuneConfig(task="lift", reward=reward, answer_cache=str(cache), answer_cache_mode=mode)
+
+
+def kagi_rewards(config: FinetuneConfig, seed: int, steps: int = 6) -> list[tuple[float, dict]]:
+    with finetune_reward(config) as wrap:
+        env = wrap(TwinEnv(task="lift", image_size=None))
+        try:
+            env.reset(seed=seed)
+            towards_cube = np.zeros(env.action_space.shape, dtype=np.float32)
+            towards_cube[2] = -0.5  # down, towards the cube: progress on the first waypoints
+            return [(r, info["reward_breakdown"]) for _, r, _, _, info in
+                    (env.step(towards_cube) for _ in range(steps))]
+        finally:
+            env.close()
+
+
+def test_kagi_in_a_worker_asks_the_model_at_reset_over_http_and_replays_offline_from_the_cache(tmp_path):
+    cache = tmp_path / "answers.sqlite"
+    live = kagi_rewards(kagi_config(cache), seed=3)
+    assert all(parts["fallback"] == 0.0 for _, parts in live)  # the oracle's keypoints were used, not sparse
+    assert 0.0 < live[0][0] < live[-1][0]  # dense: paid for moving towards the grasp point
+    from robot_learning.rewards.fm.cache import ResponseCache
+
+    stored = ResponseCache(cache)
+    assert len(stored) == 1  # one query per episode, at reset
+    stored.close()
+    replay = kagi_rewards(kagi_config(cache, mode="offline"), seed=3)  # no server: answers from the cache
+    assert [r for r, _ in replay] == [r for r, _ in live]
+
+
+def test_an_offline_replay_of_a_scene_never_asked_about_falls_back_to_sparse_and_goes_on(tmp_path, caplog):
+    cache = tmp_path / "answers.sqlite"
+    kagi_rewards(kagi_config(cache), seed=3, steps=1)
+    replay = kagi_rewards(kagi_config(cache, mode="offline"), seed=4, steps=2)
+    assert all(parts["fallback"] == 1.0 and r == 0.0 for r, parts in replay)
+    assert "sparse reward" in caplog.text
+
+
+def test_offline_without_a_cache_is_refused_when_the_config_loads():
+    with pytest.raises(ValueError, match="answer_cache"):
+        FinetuneConfig(task="lift", reward="kagi", answer_cache_mode="offline")

@@ -83,3 +83,18 @@ def test_a_sim_only_base_is_refused_by_the_robot_policy_loop_by_name(state_base)
     policy = DiffusionPolicy.from_checkpoint(state_base, device="cpu")
     with pytest.raises(PolicyMismatchError, match="sim-only"):
         check_policy_against_cell(policy, load_cell("franka_3cam"))
+
+
+def test_finetune_with_kagi_asks_the_model_from_every_worker_and_keeps_the_answers(state_base, tmp_path):
+    from robot_learning.rewards.fm.cache import ResponseCache
+
+    cache = tmp_path / "answers.sqlite"
+    config = tiny_finetune(1).model_copy(update={"reward": "kagi_pbrs", "answer_cache": str(cache)})
+    result = finetune(state_base, tmp_path / "run", config, progress=False)
+    assert result.env_steps == 16 and [r["iteration"] for r in rows(tmp_path / "run")] == ["0", "1"]
+    stored = ResponseCache(cache)
+    try:  # one query per episode start: both workers' first scenes at least, each a different scene
+        assert len(stored) >= 2 and len({e.request["messages"][-1]["content"][-1]["image_url"]["url"]
+                                         for e in stored.entries()}) == len(stored)
+    finally:
+        stored.close()

@@ -59,7 +59,11 @@ def estimate_tokens(text: str, images: list[np.ndarray]) -> int:
 
 @dataclass
 class ServerLog:
+    """Requests as received (the newest ``keep`` when bounded: a long RL run sends thousands with images)."""
+
     requests: list[OracleRequest] = field(default_factory=list)
+    served: int = 0
+    keep: int | None = None
     in_flight: int = 0
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -68,9 +72,9 @@ class ServerLog:
 class FakeOpenAIServer:
     """``with FakeOpenAIServer(oracle) as server: ... server.base_url ...``; stops by itself on exit."""
 
-    def __init__(self, oracle: Oracle, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, oracle: Oracle, host: str = "127.0.0.1", port: int = 0, keep_requests: int | None = None):
         self.oracle = oracle
-        self.log = ServerLog()
+        self.log = ServerLog(keep=keep_requests)
         self._faults: deque[Reply] = deque()
         self._stop = threading.Event()
         self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
@@ -137,6 +141,9 @@ class FakeOpenAIServer:
                                         body.get("response_format"), {k.lower(): v for k, v in self.headers.items()})
                 with server.log.lock:
                     server.log.requests.append(request)
+                    server.log.served += 1
+                    if server.log.keep is not None and len(server.log.requests) > server.log.keep:
+                        del server.log.requests[0]
                     server.log.in_flight += 1
                     server.log.max_in_flight = max(server.log.max_in_flight, server.log.in_flight)
                 try:
@@ -161,7 +168,7 @@ class FakeOpenAIServer:
                 prompt_tokens = estimate_tokens(request.text, request.images)
                 completion_tokens = math.ceil(len(reply.content) / 4)
                 payload = {
-                    "id": f"chatcmpl-fake-{len(server.log.requests)}", "object": "chat.completion",
+                    "id": f"chatcmpl-fake-{server.log.served}", "object": "chat.completion",
                     "created": int(time.time()), "model": request.model,
                     "choices": [{"index": 0, "finish_reason": reply.finish_reason,
                                  "message": {"role": "assistant", "content": reply.content}}],

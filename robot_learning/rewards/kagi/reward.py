@@ -107,6 +107,12 @@ class KagiReward:
         if self.plan is not None:
             self._segment_start_m = max(self._distance_to_next(obs), self.config.reach_radius_m)
 
+    def close(self) -> None:
+        """Frees the keyframe renderers (GL contexts); the client's cache belongs to whoever made it."""
+        close_keyframes = getattr(self.keyframes, "close", None)
+        if close_keyframes is not None:
+            close_keyframes()
+
     def _query(self, obs: Obs) -> KagiPlan | None:
         self.frames = self.keyframes(obs)
         marks = build_marks(self.frames, self.config.n_object_points, self.config.tile_grid)
