@@ -160,3 +160,14 @@ def test_profiles_reject_unknown_fields_and_name_missing_key_variables(tmp_path,
         profile.api_key()
     with pytest.raises(ProfileError, match="NAME of an environment variable"):
         load_profile("openai_gpt4o", api_key_env="sk-abc-123")
+
+
+def test_a_long_running_server_keeps_only_its_newest_requests_but_counts_them_all(client_for):
+    from robot_learning.rewards.fm.fake_server import FakeOpenAIServer
+
+    with FakeOpenAIServer(lambda request: {"n": request.text}, keep_requests=2) as server:
+        client = client_for(server)
+        for i in range(5):
+            client.complete([{"role": "user", "content": f"question {i}"}])
+        assert server.log.served == 5
+        assert [r.text for r in server.requests] == ["question 3", "question 4"]  # images of a long run not hoarded
