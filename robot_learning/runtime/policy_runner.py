@@ -27,6 +27,8 @@ import numpy as np
 
 from robot_learning.policies.diffusion.processor import ObservationHistory
 
+LATENCY_WINDOW = 10_000  # chunks (about 2 h at 10 Hz with 8-action chunks)
+
 log = logging.getLogger(__name__)
 
 
@@ -71,7 +73,8 @@ class RunnerStats:
     holds: int = 0  # hold actions handed on instead
     failures: int = 0  # inference raised
     invalid_chunks: int = 0  # NaN/Inf or wrong shape
-    latencies_s: list[float] = field(default_factory=list)  # request -> chunk installed
+    # request -> chunk installed, the newest LATENCY_WINDOW only: a robot session runs for hours
+    latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     last_error: str | None = None
 
 
