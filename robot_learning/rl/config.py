@@ -67,11 +67,11 @@ class FinetuneConfig(_Strict):
         "a potential (pays for progress, not for lingering short of success, which a per-step reward does when "
         "success ends the episode)")
     plan_path: str | None = Field(None, description="robohorizon: JSON of an accepted plan (manip-stack reward "
-                                  "plan); none = the oracle's plan, i.e. what a good model answers")
-    model_profile: str = Field("oracle_local", description="kagi: model profile in configs/fm (oracle_local: the "
-                               "built-in oracle server, what a good VLM answers)")
-    answer_cache: str | None = Field(None, description="kagi: sqlite answer cache shared by the workers, so the "
-                                     "run can be replayed offline with the same rewards")
+                                  "plan); none = ask model_profile for one and vet it on twin demonstrations")
+    model_profile: str = Field("oracle_local", description="kagi, robohorizon: model profile in configs/fm "
+                               "(oracle_local: the built-in oracle server, what a good model answers)")
+    answer_cache: str | None = Field(None, description="kagi, robohorizon: sqlite answer cache (shared by the "
+                                     "workers), so the run can be replayed offline with the same rewards")
     answer_cache_mode: Literal["read_write", "offline"] = "read_write"
     iterations: PosInt = 100
     eval_every: PosInt = 5

@@ -3,11 +3,12 @@
 ``finetune_reward(config)`` is a context: for KAGI it keeps the model endpoint up for the run (the built-in
 oracle server when the profile is ``oracle_local``) and every worker gets its own client to it, a shared answer
 cache, and its own keyframe renderer. The VLM is asked once per episode, at reset; per-step rewards are cheap.
+For RoboHorizon the LLM is asked once per run for a stage plan, which must pass the check on twin
+demonstrations before any worker uses it (or an accepted plan file is given).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -58,23 +59,37 @@ def wrap_with_kagi_reward(env: gym.Env, profile: str, base_url: str | None, cach
     return RewardWrapper(env, _shaped(KagiReward(twin.task_config, client, TwinKeyframes(twin)), potential_gamma))
 
 
-def reward_wrapper(reward: str, task_name: str, plan_path: str | None, gamma: float = 1.0) -> Wrapper | None:
-    """Sparse (None: the env's own success reward) or a RoboHorizon stage reward, as a picklable wrapper for
-    ``make_vector_env``. ``gamma`` is the learner's discount, used by the potential-shaped variant."""
-    if reward == "sparse":
-        return None
-    if not reward.startswith("robohorizon"):
+def reward_wrapper(reward: str, plan_json: str | None, gamma: float = 1.0) -> Wrapper | None:
+    """Sparse (None: the env's own success reward) or a RoboHorizon stage reward from ``plan_json``, as a picklable
+    wrapper for ``make_vector_env``. ``gamma`` is the learner's discount, used by the potential-shaped variant."""
+    if reward != "sparse" and not reward.startswith("robohorizon"):
         raise ValueError(f"reward_wrapper builds sparse and robohorizon rewards; use finetune_reward for {reward}")
-    if plan_path:
-        plan_json = Path(plan_path).read_text()
-    else:
-        from hardware_configs import load_task
-        from robot_learning.rewards.oracles import good_plan
-
-        log.warning("no plan_path: using the oracle's stage plan for %s (what a good model answers)", task_name)
-        plan_json = json.dumps(good_plan(load_task(task_name)))
+    if reward == "sparse" or plan_json is None:
+        return None
     return partial(wrap_with_stage_reward, plan_json=plan_json,
                    potential_gamma=gamma if reward.endswith("_pbrs") else None)
+
+
+def stage_plan_json(config: FinetuneConfig) -> str | None:
+    """The plan file when given; else the model is asked (over HTTP) and its plan vetted on twin demonstrations.
+    A plan that fails the check is not used: the run goes on with the sparse reward, with a warning."""
+    if config.plan_path:
+        return Path(config.plan_path).read_text()
+    from hardware_configs import load_task
+    from robot_learning.rewards.fm.client import CacheMode
+    from robot_learning.rewards.session import model_client, plan_for_task
+
+    task = load_task(config.task)
+    cache = Path(config.answer_cache) if config.answer_cache else None
+    with model_client(config.model_profile, task, cache, CacheMode(config.answer_cache_mode) if cache else
+                      CacheMode.off) as client:
+        result = plan_for_task(client, task, seed=config.seed)
+    if not result.accepted:
+        log.warning("the stage plan from %s was rejected (%s): this run uses the sparse reward",
+                    config.model_profile, result.check.summary() if result.check else "; ".join(result.errors))
+        return None
+    log.info("stage plan from %s accepted: %s", config.model_profile, result.check.summary())
+    return result.plan.model_dump_json()
 
 
 @contextmanager
@@ -102,7 +117,8 @@ def finetune_reward(config: FinetuneConfig) -> Iterator[Wrapper | None]:
     """The wrapper every twin worker applies for ``config.reward``, valid while the context is open."""
     gamma = config.ppo.gamma if config.reward.endswith("_pbrs") else None
     if not config.reward.startswith("kagi"):
-        yield reward_wrapper(config.reward, config.task, config.plan_path, config.ppo.gamma)
+        plan = stage_plan_json(config) if config.reward.startswith("robohorizon") else None
+        yield reward_wrapper(config.reward, plan, config.ppo.gamma)
         return
     offline = config.answer_cache_mode == "offline"
     with model_endpoint(config.model_profile, config.task, offline) as base_url:

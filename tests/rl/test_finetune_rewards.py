@@ -12,12 +12,14 @@ import pytest
 from hardware_configs import load_task
 from robot_learning.rewards.oracles import good_plan
 from robot_learning.rl.config import FinetuneConfig
-from robot_learning.rl.rewards import finetune_reward, reward_wrapper
+from robot_learning.rl.rewards import finetune_reward, reward_wrapper, stage_plan_json
 from sim.env import TwinEnv
+
+LIFT_PLAN = json.dumps(good_plan(load_task("lift")))
 
 
 def rewards_while_holding_still(reward: str, steps: int = 8) -> list[float]:
-    wrap = reward_wrapper(reward, "lift", None, gamma=0.99)
+    wrap = reward_wrapper(reward, LIFT_PLAN, gamma=0.99)
     env = wrap(TwinEnv(task="lift", image_size=None))
     try:
         env.reset(seed=4)
@@ -36,10 +38,11 @@ def test_the_per_step_stage_reward_pays_for_holding_still_and_the_shaped_one_doe
     assert shaped[0] > 0  # the first step pays the progress the scene starts with (Phi(s_0) := 0)
 
 
-def test_an_accepted_plan_file_is_used_instead_of_the_oracle(tmp_path):
+def test_an_accepted_plan_file_is_used_without_asking_a_model(tmp_path):
     plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps(good_plan(load_task("lift"))))
-    env = reward_wrapper("robohorizon_pbrs", "lift", str(plan), gamma=0.99)(TwinEnv(task="lift", image_size=None))
+    plan.write_text(LIFT_PLAN)
+    config = FinetuneConfig(task="lift", reward="robohorizon_pbrs", plan_path=str(plan), model_profile="no_such_model")
+    env = reward_wrapper("robohorizon_pbrs", stage_plan_json(config), gamma=0.99)(TwinEnv(task="lift", image_size=None))
     try:
         env.reset(seed=0)
         info = env.step(np.zeros(env.action_space.shape, dtype=np.float32))[4]
@@ -90,3 +93,29 @@ def test_an_offline_replay_of_a_scene_never_asked_about_falls_back_to_sparse_and
 def test_offline_without_a_cache_is_refused_when_the_config_loads():
     with pytest.raises(ValueError, match="answer_cache"):
         FinetuneConfig(task="lift", reward="kagi", answer_cache_mode="offline")
+
+
+def test_without_a_plan_file_the_model_is_asked_over_http_and_its_plan_checked_on_demonstrations(tmp_path):
+    from robot_learning.rewards.fm.cache import ResponseCache
+
+    cache = tmp_path / "answers.sqlite"
+    plan = stage_plan_json(FinetuneConfig(task="lift", reward="robohorizon", answer_cache=str(cache)))
+    assert plan is not None and json.loads(plan)["stages"][0]["name"] == "approach"
+    stored = ResponseCache(cache)
+    assert len(stored) == 1  # the planning request, kept with its answer for inspection and offline replay
+    stored.close()
+
+
+def test_a_plan_that_fails_the_demonstration_check_is_not_used_and_the_run_goes_on_sparse(tmp_path, caplog):
+    from robot_learning.rewards.fm.fake_server import FakeOpenAIServer
+
+    backwards = good_plan(load_task("lift"))
+    backwards["stages"] = backwards["stages"][::-1]  # lift before grasp: cannot complete in order along demos
+    with FakeOpenAIServer(lambda request: backwards) as server:
+        profile = tmp_path / "bad_planner.yaml"
+        profile.write_text(f"provider: other\nbase_url: {server.base_url}\nmodel: bad-planner\napi_key_env: null\n"
+                           "timeout_s: 5\nmax_retries: 0\n")
+        config = FinetuneConfig(task="lift", reward="robohorizon_pbrs", model_profile=str(profile))
+        with finetune_reward(config) as wrapper:
+            assert wrapper is None  # the env's own sparse success reward
+    assert "rejected" in caplog.text and "sparse reward" in caplog.text
