@@ -90,7 +90,7 @@ def plot_curves(csv_path: Path, png_path: Path, title: str) -> Path:
                       label="evaluation (deterministic, 95% CI)")
     ax_s.axhline(0.95, color="grey", ls="--", lw=0.8)
     ax_s.set(xlabel="env steps", ylabel="success rate", ylim=(0, 1.02), title="success")
-    ax_s.legend(loc="lower right")
+    ax_s.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8)  # off the curves
     ax_r.plot(trained_steps, [float(r["train_return"]) for r in trained])
     ax_r.set(xlabel="env steps", ylabel="mean episode return", title="return")
     fig.suptitle(title)
