@@ -35,21 +35,31 @@ ORACLE_PROFILE = "oracle_local"
 
 
 @contextmanager
+def model_endpoint(profile: str, task: TaskConfig, offline: bool = False,
+                   keep_requests: int | None = None) -> Iterator[str | None]:
+    """The base_url to reach ``profile`` at: for ``oracle_local`` the built-in oracle server's (up meanwhile),
+    else None (the profile's own). Offline replays need no server: every answer comes from the cache."""
+    if profile != ORACLE_PROFILE or offline:
+        yield None
+        return
+    log.warning("model profile %s: answers come from the built-in oracle (what a good model answers)", profile)
+    server = FakeOpenAIServer(TaskOracle(task), keep_requests=keep_requests).start()
+    try:
+        yield server.base_url
+    finally:
+        server.stop()
+        log.info("the oracle endpoint answered %d requests", server.log.served)
+
+
+@contextmanager
 def model_client(profile: str, task: TaskConfig, cache_path: Path | None = None,
                  cache_mode: CacheMode = CacheMode.read_write) -> Iterator[FMClient]:
     """A client for ``profile``; for ``oracle_local`` a fake server answering from the task oracle runs meanwhile."""
     cache = ResponseCache(cache_path) if cache_path is not None and cache_mode is not CacheMode.off else None
-    server = None
     try:
-        if profile == ORACLE_PROFILE and cache_mode is not CacheMode.offline:
-            server = FakeOpenAIServer(TaskOracle(task)).start()
-            prof = load_profile(profile, base_url=server.base_url)
-        else:
-            prof = load_profile(profile)
-        yield FMClient(prof, cache, cache_mode)
+        with model_endpoint(profile, task, offline=cache_mode is CacheMode.offline) as base_url:
+            yield FMClient(load_profile(profile, **({"base_url": base_url} if base_url else {})), cache, cache_mode)
     finally:
-        if server is not None:
-            server.stop()
         if cache is not None:
             cache.close()
 

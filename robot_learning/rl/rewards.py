@@ -1,7 +1,7 @@
 """The reward a fine-tuning run optimises, built inside each twin worker (the rewards of issue 8 plug in here).
 
-``finetune_reward(config)`` is a context: for KAGI it keeps the model endpoint up for the run (the built-in
-oracle server when the profile is ``oracle_local``) and every worker gets its own client to it, a shared answer
+``finetune_reward(config)`` is a context: for KAGI it keeps the model endpoint up for the run
+(:func:`~robot_learning.rewards.session.model_endpoint`) and every worker gets its own client to it, a shared answer
 cache, and its own keyframe renderer. The VLM is asked once per episode, at reset; per-step rewards are cheap.
 For RoboHorizon the LLM is asked once per run for a stage plan, which must pass the check on twin
 demonstrations before any worker uses it (or an accepted plan file is given).
@@ -20,7 +20,6 @@ import gymnasium as gym
 from robot_learning.rl.config import FinetuneConfig
 
 log = logging.getLogger(__name__)
-ORACLE_PROFILE = "oracle_local"
 Wrapper = Callable[[gym.Env], gym.Env]
 
 
@@ -80,9 +79,8 @@ def stage_plan_json(config: FinetuneConfig) -> str | None:
     from robot_learning.rewards.session import model_client, plan_for_task
 
     task = load_task(config.task)
-    cache = Path(config.answer_cache) if config.answer_cache else None
-    with model_client(config.model_profile, task, cache, CacheMode(config.answer_cache_mode) if cache else
-                      CacheMode.off) as client:
+    cache = Path(config.answer_cache) if config.answer_cache else None  # offline without one: refused by config
+    with model_client(config.model_profile, task, cache, CacheMode(config.answer_cache_mode)) as client:
         result = plan_for_task(client, task, seed=config.seed)
     if not result.accepted:
         log.warning("the stage plan from %s was rejected (%s): this run uses the sparse reward",
@@ -93,26 +91,6 @@ def stage_plan_json(config: FinetuneConfig) -> str | None:
 
 
 @contextmanager
-def model_endpoint(profile: str, task_name: str, offline: bool) -> Iterator[str | None]:
-    """The base_url workers should use: the built-in oracle server's for ``oracle_local`` (up meanwhile), else
-    None (the profile's own). Offline replays need no server: every answer comes from the cache."""
-    if profile != ORACLE_PROFILE or offline:
-        yield None
-        return
-    from hardware_configs import load_task
-    from robot_learning.rewards.fm.fake_server import FakeOpenAIServer
-    from robot_learning.rewards.oracles import TaskOracle
-
-    log.warning("model profile %s: KAGI answers come from the built-in oracle (what a good VLM answers)", profile)
-    server = FakeOpenAIServer(TaskOracle(load_task(task_name)), keep_requests=0).start()
-    try:
-        yield server.base_url
-    finally:
-        server.stop()
-        log.info("the oracle endpoint answered %d requests", server.log.served)
-
-
-@contextmanager
 def finetune_reward(config: FinetuneConfig) -> Iterator[Wrapper | None]:
     """The wrapper every twin worker applies for ``config.reward``, valid while the context is open."""
     gamma = config.ppo.gamma if config.reward.endswith("_pbrs") else None
@@ -120,7 +98,10 @@ def finetune_reward(config: FinetuneConfig) -> Iterator[Wrapper | None]:
         plan = stage_plan_json(config) if config.reward.startswith("robohorizon") else None
         yield reward_wrapper(config.reward, plan, config.ppo.gamma)
         return
+    from hardware_configs import load_task
+    from robot_learning.rewards.session import model_endpoint
+
     offline = config.answer_cache_mode == "offline"
-    with model_endpoint(config.model_profile, config.task, offline) as base_url:
+    with model_endpoint(config.model_profile, load_task(config.task), offline, keep_requests=0) as base_url:
         yield partial(wrap_with_kagi_reward, profile=config.model_profile, base_url=base_url,
                       cache_path=config.answer_cache, offline=offline, potential_gamma=gamma)
