@@ -48,11 +48,13 @@ class RewardWrapper(gym.Wrapper):
 
     ``info["env_reward"]`` keeps the original, ``info["reward_breakdown"]`` the named terms, and
     ``info["reward_name"]`` which reward produced them (useful when several runs share a log).
+    ``owned``: resources made for this reward alone (a worker's answer cache), closed with the wrapper.
     """
 
-    def __init__(self, env: gym.Env, reward_fn: RewardFunction):
+    def __init__(self, env: gym.Env, reward_fn: RewardFunction, owned: tuple[Any, ...] = ()):
         super().__init__(env)
         self.reward_fn = reward_fn
+        self.owned = owned
         self._obs: Obs | None = None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -74,6 +76,9 @@ class RewardWrapper(gym.Wrapper):
         close_reward = getattr(self.reward_fn, "close", None)
         if close_reward is not None:  # renderers, model clients
             close_reward()
+        for resource in self.owned:
+            resource.close()
+        self.owned = ()
         super().close()
 
 

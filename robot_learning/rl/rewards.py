@@ -23,6 +23,12 @@ log = logging.getLogger(__name__)
 Wrapper = Callable[[gym.Env], gym.Env]
 
 
+def potential_gamma(reward: str, gamma: float) -> float | None:
+    """The discount of the shaping potential: the learner's ``gamma`` for the ``*_pbrs`` rewards (so the shaping
+    leaves the sparse task's optimal policy unchanged), None for rewards paid as they are."""
+    return gamma if reward.endswith("_pbrs") else None
+
+
 def _shaped(reward, potential_gamma: float | None):
     from robot_learning.rewards.base import PotentialShapedReward
 
@@ -55,7 +61,8 @@ def wrap_with_kagi_reward(env: gym.Env, profile: str, base_url: str | None, cach
     cache = ResponseCache(cache_path) if cache_path else None
     mode = CacheMode.offline if offline else (CacheMode.off if cache is None else CacheMode.read_write)
     client = FMClient(model, cache, mode)
-    return RewardWrapper(env, _shaped(KagiReward(twin.task_config, client, TwinKeyframes(twin)), potential_gamma))
+    reward = _shaped(KagiReward(twin.task_config, client, TwinKeyframes(twin)), potential_gamma)
+    return RewardWrapper(env, reward, owned=(cache,) if cache is not None else ())
 
 
 def reward_wrapper(reward: str, plan_json: str | None, gamma: float = 1.0) -> Wrapper | None:
@@ -65,8 +72,7 @@ def reward_wrapper(reward: str, plan_json: str | None, gamma: float = 1.0) -> Wr
         raise ValueError(f"reward_wrapper builds sparse and robohorizon rewards; use finetune_reward for {reward}")
     if reward == "sparse" or plan_json is None:
         return None
-    return partial(wrap_with_stage_reward, plan_json=plan_json,
-                   potential_gamma=gamma if reward.endswith("_pbrs") else None)
+    return partial(wrap_with_stage_reward, plan_json=plan_json, potential_gamma=potential_gamma(reward, gamma))
 
 
 def stage_plan_json(config: FinetuneConfig) -> str | None:
@@ -93,7 +99,6 @@ def stage_plan_json(config: FinetuneConfig) -> str | None:
 @contextmanager
 def finetune_reward(config: FinetuneConfig) -> Iterator[Wrapper | None]:
     """The wrapper every twin worker applies for ``config.reward``, valid while the context is open."""
-    gamma = config.ppo.gamma if config.reward.endswith("_pbrs") else None
     if not config.reward.startswith("kagi"):
         plan = stage_plan_json(config) if config.reward.startswith("robohorizon") else None
         yield reward_wrapper(config.reward, plan, config.ppo.gamma)
@@ -104,4 +109,5 @@ def finetune_reward(config: FinetuneConfig) -> Iterator[Wrapper | None]:
     offline = config.answer_cache_mode == "offline"
     with model_endpoint(config.model_profile, load_task(config.task), offline, keep_requests=0) as base_url:
         yield partial(wrap_with_kagi_reward, profile=config.model_profile, base_url=base_url,
-                      cache_path=config.answer_cache, offline=offline, potential_gamma=gamma)
+                      cache_path=config.answer_cache, offline=offline,
+                      potential_gamma=potential_gamma(config.reward, config.ppo.gamma))

@@ -82,6 +82,17 @@ def test_kagi_in_a_worker_asks_the_model_at_reset_over_http_and_replays_offline_
     assert [r for r, _ in replay] == [r for r, _ in live]
 
 
+def test_closing_a_kagi_worker_closes_the_answer_cache_it_opened(tmp_path):
+    import sqlite3
+
+    with finetune_reward(kagi_config(tmp_path / "answers.sqlite")) as wrap:
+        env = wrap(TwinEnv(task="lift", image_size=None))
+        (cache,) = env.owned
+        env.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        len(cache)
+
+
 def test_an_offline_replay_of_a_scene_never_asked_about_falls_back_to_sparse_and_goes_on(tmp_path, caplog):
     cache = tmp_path / "answers.sqlite"
     kagi_rewards(kagi_config(cache), seed=3, steps=1)
