@@ -307,6 +307,9 @@ class InsertSuccess(StrictModel):
     fixture: str
     depth_m: PositiveFloat
     max_lateral_error_m: PositiveFloat = 0.01
+    # The object's axis within this of the fixture's: without it a peg lying flat across the hole has its
+    # centre low enough to read as inserted. 0.2 rad is looser than any tilt a 2 cm deep, snug hole allows.
+    max_tilt_rad: PositiveFloat = 0.2
 
 
 SuccessCondition = Annotated[LiftSuccess | InsertSuccess, Field(discriminator="kind")]

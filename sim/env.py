@@ -153,6 +153,8 @@ class TwinEnv(gym.Env):
         success = self.task.is_success()
         truncated = self._steps >= self.task_config.horizon_steps and not success
         info = {"success": success, "safety_violations": self.safe_robot.last_result.violations}
+        if success or truncated:
+            info["outcome"] = self.task.outcome(success)
         return self._observation(), float(success), success, truncated, info
 
     def render(self) -> np.ndarray | None:

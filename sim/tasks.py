@@ -11,11 +11,26 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from hardware_configs.frames import wxyz_to_xyzw, xyzw_to_wxyz, yaw_to_quat_xyzw
+from hardware_configs.frames import quat_xyzw_to_matrix, wxyz_to_xyzw, xyzw_to_wxyz, yaw_to_quat_xyzw
 from hardware_configs.schema import InitialPose, InsertSuccess, LiftSuccess, TaskConfig
 from sim.scene import TABLE_TOP_Z_M
 
 MIN_SEPARATION_M = 0.09  # objects and fixtures are resampled until this far apart (xy)
+LIFTED_M = 0.01  # an object this far above where it started counts as picked up
+ON_TABLE_M = 0.01  # an object's bottom this close to the table top counts as lying on the table
+
+# How an episode ended, judged on its final state (``TwinTask.outcome``): where a policy fails tells where a
+# residual, more data or a better reward has to act.
+OUTCOMES = {
+    "success": "the task's success condition holds",
+    "not_lifted": "lift: the object never left the table (missed or dropped grasp)",
+    "too_low": "lift: the object is up, but short of the required height",
+    "tipped": "insert: the object is not upright (fallen over, or lying across the fixture)",
+    "away_from_fixture": "insert: the object is neither in nor over the fixture (not picked, dropped, stopped)",
+    "on_rim": "insert: the object is over the fixture but its bottom is above the top face (missed the hole)",
+    "short_of_depth": "insert: in the hole, centred, not deep enough (jammed or stopped)",
+    "off_centre": "insert: deep enough but further off the hole's axis than allowed",
+}
 
 
 @dataclass(frozen=True)
@@ -112,7 +127,29 @@ class TwinTask:
             lifted_m = self.object_pose(cond.object).position_m[2] - self._initial_height[cond.object]
             return bool(lifted_m >= cond.height_m)
         assert isinstance(cond, InsertSuccess)
-        return self.insertion_depth_m() >= cond.depth_m and self.insertion_lateral_error_m() <= cond.max_lateral_error_m
+        return (self.insertion_depth_m() >= cond.depth_m
+                and self.insertion_lateral_error_m() <= cond.max_lateral_error_m
+                and self.insertion_tilt_rad() <= cond.max_tilt_rad)
+
+    def outcome(self, success: bool | None = None) -> str:
+        """Which of :data:`OUTCOMES` describes the scene now (at the end of an episode)."""
+        if success if success is not None else self.is_success():
+            return "success"
+        cond = self.config.success
+        if isinstance(cond, LiftSuccess):
+            lifted_m = self.object_pose(cond.object).position_m[2] - self._initial_height[cond.object]
+            return "not_lifted" if lifted_m < LIFTED_M else "too_low"
+        if self.insertion_tilt_rad() > cond.max_tilt_rad:
+            return "tipped"
+        fixture = next(f for f in self.config.fixtures if f.name == cond.fixture)
+        depth_m, lateral_m = self.insertion_depth_m(), self.insertion_lateral_error_m()
+        bottom_m = self.object_pose(cond.object).position_m[2] - self._half_height[cond.object] - TABLE_TOP_Z_M
+        over_fixture = lateral_m <= fixture.hole_half_width_m + fixture.wall_thickness_m
+        if not over_fixture or bottom_m < ON_TABLE_M:
+            return "away_from_fixture"
+        if depth_m < 0.0:
+            return "on_rim"
+        return "short_of_depth" if depth_m < cond.depth_m else "off_centre"
 
     def insertion_depth_m(self) -> float:
         """How far the object's bottom is below the fixture's top face (negative when above)."""
@@ -122,6 +159,14 @@ class TwinTask:
         top_z = self.fixture_pose(cond.fixture).position_m[2] + fixture.height_m
         bottom_z = self.object_pose(cond.object).position_m[2] - self._half_height[cond.object]
         return float(top_z - bottom_z)
+
+    def insertion_tilt_rad(self) -> float:
+        """Angle between the object's z axis and the fixture's (0 when upright in the hole)."""
+        cond = self.config.success
+        assert isinstance(cond, InsertSuccess)
+        object_z = quat_xyzw_to_matrix(self.object_pose(cond.object).quaternion_xyzw)[:, 2]
+        fixture_z = quat_xyzw_to_matrix(self.fixture_pose(cond.fixture).quaternion_xyzw)[:, 2]
+        return float(np.arccos(np.clip(object_z @ fixture_z, -1.0, 1.0)))
 
     def insertion_lateral_error_m(self) -> float:
         cond = self.config.success

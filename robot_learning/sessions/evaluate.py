@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,10 +56,18 @@ class EvalReport:
     videos: list[str] = field(default_factory=list)
     runner: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def failures_by_outcome(self) -> dict[str, int]:
+        """How the failed episodes ended (``sim.tasks.OUTCOMES``), most common first."""
+        counts = Counter(e.get("outcome", "unknown") for e in self.episodes if not e["success"])
+        return dict(counts.most_common())
+
     def __str__(self) -> str:
         lo, hi = self.ci95
+        failures = ", ".join(f"{name} {n}" for name, n in self.failures_by_outcome.items())
         return (f"{self.task}: {self.successes}/{self.n_episodes} successes = {self.success_rate:.0%} "
-                f"(95% Wilson CI {lo:.0%}-{hi:.0%}), mean {self.mean_steps:.1f} steps, {self.wall_s:.0f} s")
+                f"(95% Wilson CI {lo:.0%}-{hi:.0%}), mean {self.mean_steps:.1f} steps, {self.wall_s:.0f} s"
+                + (f"; failures: {failures}" if failures else ""))
 
 
 def evaluate_policy(checkpoint: str | Path, task: str | None = None, cell: str | None = None, n_episodes: int = 50,
@@ -114,8 +123,10 @@ def evaluate_policy(checkpoint: str | Path, task: str | None = None, cell: str |
             obs, _, terminated, truncated, info = envs.step(actions)
             for i in np.flatnonzero(terminated | truncated):
                 success = bool(info["final_info"]["success"][i])
+                outcome = str(info["final_info"].get("outcome", ["unknown"] * n_envs)[i])
                 if done[i] < quota[i]:
-                    results.append({"env": int(i), "episode": done[i], "success": success, "steps": steps[i] + 1})
+                    results.append({"env": int(i), "episode": done[i], "success": success, "steps": steps[i] + 1,
+                                    "outcome": outcome})
                     done[i] += 1
                     bar.update(1)
                     bar.set_postfix(success=f"{sum(r['success'] for r in results)}/{len(results)}")
@@ -142,7 +153,8 @@ def evaluate_policy(checkpoint: str | Path, task: str | None = None, cell: str |
                         float(np.mean([r["steps"] for r in results])), time.monotonic() - start, results, videos, stats)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "eval_report.json").write_text(json.dumps(asdict(report), indent=2))
+        summary = {**asdict(report), "failures_by_outcome": report.failures_by_outcome}
+        (out / "eval_report.json").write_text(json.dumps(summary, indent=2))
     return report
 
 
@@ -172,13 +184,16 @@ def _sum_stats(stats: list[RunnerStats]) -> dict[str, Any]:
 
 
 def plot_eval_summary(report: EvalReport, png: str | Path) -> Path:
-    """Success rate with its Wilson interval, and episode lengths of successes and failures."""
+    """Success rate with its Wilson interval, episode lengths of successes and failures, and how failures ended."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_rate, ax_len) = plt.subplots(1, 2, figsize=(8, 3.2), dpi=100, gridspec_kw={"width_ratios": [1, 2]})
+    failures = report.failures_by_outcome
+    fig, axes = plt.subplots(1, 3 if failures else 2, figsize=(11.5 if failures else 8, 3.2), dpi=100,
+                             gridspec_kw={"width_ratios": [1, 2, 1.5] if failures else [1, 2]})
+    ax_rate, ax_len = axes[0], axes[1]
     lo, hi = report.ci95
     ax_rate.bar([0], [report.success_rate], color="tab:green", width=0.5)
     ax_rate.errorbar([0], [report.success_rate], yerr=[[report.success_rate - lo], [hi - report.success_rate]],
@@ -194,6 +209,11 @@ def plot_eval_summary(report: EvalReport, png: str | Path) -> Path:
                         label=f"{'success' if success else 'failure'} ({len(lengths)})")
     ax_len.set(xlabel="episode length [policy steps]", ylabel="episodes", title=f"{report.task} in the twin")
     ax_len.legend(fontsize=8)
+    if failures:
+        names = list(failures)[::-1]  # most common on top
+        axes[2].barh(names, [failures[n] for n in names], color="tab:red", alpha=0.7)
+        axes[2].set(xlabel="failed episodes", title="how failures ended")
+        axes[2].tick_params(axis="y", labelsize=8)
     fig.tight_layout()
     fig.savefig(png)
     plt.close(fig)

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from robot_learning.sessions.evaluate import evaluate_policy, plot_eval_summary, wilson_interval
+from robot_learning.sessions.evaluate import EvalReport, evaluate_policy, plot_eval_summary, wilson_interval
+from sim.tasks import OUTCOMES
 
 
 @pytest.mark.parametrize(
@@ -29,6 +30,20 @@ def test_evaluation_rolls_out_counts_and_writes_report_plot_and_videos(tiny_run,
     assert report.runner["chunks"] >= 2 and report.runner["failures"] == 0 and report.runner["holds"] == 0
     saved = json.loads((tmp_path / "eval_report.json").read_text())
     assert saved["successes"] == report.successes and saved["episodes"] == report.episodes
+    assert all(e["outcome"] in OUTCOMES for e in report.episodes)  # every episode says how it ended
+    assert sum(saved["failures_by_outcome"].values()) == report.n_episodes - report.successes
     assert report.videos and all((tmp_path / "videos").joinpath(v.split("/")[-1]).stat().st_size > 0
                                  for v in report.videos)
+    assert plot_eval_summary(report, tmp_path / "summary.png").stat().st_size > 0
+
+
+def test_the_summary_counts_failures_by_how_they_ended(tmp_path):
+    episodes = [{"success": True, "steps": 60, "outcome": "success"},
+                {"success": False, "steps": 120, "outcome": "on_rim"},
+                {"success": False, "steps": 120, "outcome": "short_of_depth"},
+                {"success": False, "steps": 120, "outcome": "on_rim"}]
+    report = EvalReport("policy.pt", "franka_3cam", "peg_insert", 4, 1, 0.25, wilson_interval(1, 4), 105.0, 1.0,
+                        episodes)
+    assert report.failures_by_outcome == {"on_rim": 2, "short_of_depth": 1}
+    assert str(report).endswith("failures: on_rim 2, short_of_depth 1")
     assert plot_eval_summary(report, tmp_path / "summary.png").stat().st_size > 0

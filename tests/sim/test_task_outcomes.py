@@ -1,0 +1,75 @@
+"""How an episode ended, judged on the twin's final state: success, and which way a failure went."""
+
+import numpy as np
+import pytest
+
+from sim.env import TwinEnv
+from sim.tasks import OUTCOMES
+
+UPRIGHT = np.array([0.0, 0.0, 0.0, 1.0])
+LYING = np.array([np.sqrt(0.5), 0.0, 0.0, np.sqrt(0.5)])  # 90 degrees about x: the peg on its side
+
+
+@pytest.fixture(scope="module")
+def peg_env():
+    env = TwinEnv(task="peg_insert", image_size=None)
+    yield env
+    env.close()
+
+
+def place_peg(env: TwinEnv, offset_from_hole_m, quaternion_xyzw=UPRIGHT) -> None:
+    """Put the peg at ``offset_from_hole_m`` from the hole's base centre (as placed: a free peg in the hole would
+    drop to its bottom, a held or jammed one would not)."""
+    obs, _ = env.reset(seed=1)
+    privileged = obs["privileged"].copy()
+    privileged[:3] = privileged[7:10] + np.asarray(offset_from_hole_m)
+    privileged[3:7] = quaternion_xyzw
+    env.task.set_poses(privileged)
+
+
+def test_a_peg_lying_flat_across_the_hole_is_not_inserted(peg_env):
+    """Its centre is low enough to read as 2.7 cm deep; the tilt check is what refuses it."""
+    place_peg(peg_env, [0.0, 0.0, 0.04 + 0.0125 + 0.002], LYING)
+    peg_env.step(np.zeros(7, np.float32))  # it rests there, on the walls
+    task = peg_env.task
+    assert task.insertion_depth_m() >= task.config.success.depth_m
+    assert task.insertion_lateral_error_m() <= task.config.success.max_lateral_error_m
+    assert not task.is_success()
+    assert task.outcome() == "tipped"
+
+
+def test_an_upright_peg_in_the_hole_is_a_success(peg_env):
+    place_peg(peg_env, [0.0, 0.0, 0.04 + 0.005])  # centre 5 mm above the hole's base: 35 mm deep
+    assert peg_env.task.insertion_tilt_rad() < 0.05
+    assert peg_env.task.is_success() and peg_env.task.outcome() == "success"
+
+
+@pytest.mark.parametrize(("offset_m", "expected"), [
+    ([0.0, 0.0, 0.04 + 0.03], "short_of_depth"),  # upright in the hole, 10 mm deep
+    ([0.02, 0.0, 0.04 + 0.04 + 0.001], "on_rim"),  # standing on the wall, 2 cm off the axis
+    ([0.0, -0.2, 0.04], "away_from_fixture"),  # standing on the table beside the block
+])
+def test_failures_are_told_apart_by_where_the_peg_ended(peg_env, offset_m, expected):
+    place_peg(peg_env, offset_m)
+    assert not peg_env.task.is_success()
+    assert peg_env.task.outcome() == expected
+
+
+def test_lift_tells_a_missed_grasp_from_a_success():
+    env = TwinEnv(task="lift", image_size=None)
+    env.reset(seed=0)
+    assert env.task.outcome() == "not_lifted"
+    env.close()
+
+
+def test_the_last_step_of_an_episode_reports_its_outcome_and_the_others_do_not():
+    env = TwinEnv(task="lift", image_size=None)
+    env.reset(seed=0)
+    infos = []
+    truncated = False
+    while not truncated:
+        _, _, _, truncated, info = env.step(np.zeros(7))
+        infos.append(info)
+    env.close()
+    assert infos[-1]["outcome"] == "not_lifted" and infos[-1]["outcome"] in OUTCOMES
+    assert all("outcome" not in info for info in infos[:-1])
