@@ -39,11 +39,11 @@ class PolicyNode(Node):
 
     def configure(self) -> None:
         """Load the checkpoint (the node's 'hardware') and check it against the cell before anything runs."""
-        from robot_learning.policies.diffusion.checkpoint import DiffusionPolicy
+        from robot_learning.runtime.loading import load_policy
 
         p = self.params
         self.cell = load_cell(p["cell"])
-        policy = DiffusionPolicy.from_checkpoint(p["checkpoint"], device=p["device"], seed=p["seed"])
+        policy = load_policy(p["checkpoint"], device=p["device"], seed=p["seed"])  # plain or base+residual
         self.loop = PolicyLoop(policy, self.cell, p, clock=self._now)
         self.arm_joints = [p["joint_prefix"] + j.name for j in self.cell.robot.joints]
         self.msgs = conv.RclpyFactory()

@@ -42,6 +42,9 @@ class ChunkPolicy(Protocol):
         """(n, action_dim) raw actions; the first is for the latest observation's time."""
         ...
 
+    # Optional: ``correct(obs, action) -> action``, a per-step correction of each chunk action from the newest
+    # observation as it is executed (``robot_learning.rl.combined.ResidualDiffusionPolicy``).
+
 
 @dataclass(frozen=True)
 class RunnerConfig:
@@ -73,6 +76,7 @@ class RunnerStats:
     holds: int = 0  # hold actions handed on instead
     failures: int = 0  # inference raised
     invalid_chunks: int = 0  # NaN/Inf or wrong shape
+    residual_failures: int = 0  # per-step corrections that raised or were not finite (the base action went out)
     # request -> chunk installed, the newest LATENCY_WINDOW only: a robot session runs for hours
     latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     last_error: str | None = None
@@ -148,7 +152,7 @@ class PolicyRunner:
         with self._lock:
             self._drop_late(now_s)
             if self._queue and self._queue[0].due_s < now_s + self.config.latency_margin_s + self.config.period_s / 2:
-                item = self._queue.popleft()
+                item = self._corrected(self._queue.popleft())
                 self.stats.actions += 1
                 self.hold.remember(item.action)
                 return item
@@ -185,6 +189,23 @@ class PolicyRunner:
         self.close()
 
     # ------------------------------------------------------------------ internals
+    def _corrected(self, item: TimedAction) -> TimedAction:
+        """A per-step residual's correction from the newest observation, when the policy has one (a fine-tuned
+        base+residual). If it raises or is not finite, the base's own action goes out and it is counted."""
+        correct = getattr(self.policy, "correct", None)
+        if correct is None or not len(self.history):
+            return item
+        try:
+            action = np.asarray(correct(self.history.latest(), item.action), dtype=np.float32)
+            if action.shape != item.action.shape or not np.all(np.isfinite(action)):
+                raise ValueError(f"correction of shape {action.shape}, finite={bool(np.all(np.isfinite(action)))}")
+        except Exception as exc:
+            self.stats.residual_failures += 1
+            if self.stats.residual_failures <= 3:
+                log.warning("residual correction failed (%s: %s); the base action goes out", type(exc).__name__, exc)
+            return item
+        return TimedAction(action, item.due_s, item.source, item.chunk_id)
+
     def _drop_late(self, now_s: float) -> None:
         """Pop actions due before the current slot (caller holds the lock)."""
         cutoff = now_s + self.config.latency_margin_s - self.config.period_s / 2

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from robot_learning.data.video import compose_frame
-from robot_learning.policies.diffusion.checkpoint import DiffusionPolicy
+from robot_learning.runtime.loading import load_policy
 from robot_learning.runtime.policy_runner import DeltaHold, PolicyRunner, RunnerConfig, RunnerStats
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,8 @@ def evaluate_policy(checkpoint: str | Path, task: str | None = None, cell: str |
     from hardware_configs import load_cell
     from sim.vector import make_vector_env
 
-    policy = DiffusionPolicy.from_checkpoint(checkpoint, device=device, half=half, compile_unet=compile_unet,
-                                             n_action_steps=n_action_steps, num_inference_steps=num_inference_steps)
+    policy = load_policy(checkpoint, device=device, half=half, compile_unet=compile_unet,
+                         n_action_steps=n_action_steps, num_inference_steps=num_inference_steps)
     if policy.processor.device.type == "cpu" and cpu_threads:
         torch.set_num_threads(cpu_threads)
     task = task or policy.dataset.get("task")
@@ -178,6 +178,7 @@ def _sum_stats(stats: list[RunnerStats]) -> dict[str, Any]:
         "chunks": sum(s.chunks for s in stats), "actions": sum(s.actions for s in stats),
         "holds": sum(s.holds for s in stats), "dropped_late": sum(s.dropped_late for s in stats),
         "failures": sum(s.failures for s in stats), "invalid_chunks": sum(s.invalid_chunks for s in stats),
+        "residual_failures": sum(s.residual_failures for s in stats),
         "inference_ms_mean": 1000 * float(np.mean(latencies)) if latencies else None,
         "inference_ms_p95": 1000 * float(np.percentile(latencies, 95)) if latencies else None,
     }

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from robot_learning.rl.base_policy import ChunkedBase, DiffusionChunkedBase
+from robot_learning.rl.combined import save_combined
 from robot_learning.rl.config import FinetuneConfig
 from robot_learning.rl.ppo import PPOUpdater, RolloutBuffer
 from robot_learning.rl.residual import ResidualPolicy
@@ -180,9 +181,6 @@ def _run(envs, policy_base, base_checkpoint: Path, out: Path, config: FinetuneCo
             bar.set_postfix(success=f"{stats.success_rate:.2f}", eval="-" if last_eval is None else f"{last_eval:.2f}")
     finally:
         bar.close()
-    combined = out / "base_plus_residual.pt"
-    _atomic_save({"kind": "residual_diffusion", "base_checkpoint": str(base_checkpoint),
-                  "base_dataset": policy_base.dataset, "residual": policy.state_dict(),
-                  "action_low": base.action_low.tolist(), "action_high": base.action_high.tolist(),
-                  "config": config.model_dump(mode="json")}, combined)
+    combined = save_combined(out / "base_plus_residual.pt", base_checkpoint, policy, config, base.action_low,
+                             base.action_high)
     return FinetuneResult(combined, config.iterations, env_steps, time.monotonic() - started, last_eval)

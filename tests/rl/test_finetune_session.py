@@ -58,12 +58,51 @@ def test_finetune_logs_the_base_then_each_iteration_and_resumes_where_it_stopped
     assert [r["iteration"] for r in log] == ["0", "1", "2", "3"]  # no second base row, no repeated iterations
     assert log[3]["env_steps"] == "48" and resumed.env_steps == 48
 
-    combined = torch.load(resumed.checkpoint, weights_only=False)
-    assert combined["kind"] == "residual_diffusion" and combined["base_checkpoint"] == str(state_base)
+    combined = torch.load(resumed.checkpoint, weights_only=True)  # plain tensors and JSON-able metadata only
+    assert combined["format"] == "manip_stack.residual_diffusion" and combined["base_source"] == str(state_base)
+    assert combined["base"]["model"].keys() == torch.load(state_base, weights_only=True)["model"].keys()  # embedded
     last = torch.load(out / "residual_last.pt", weights_only=False)
     assert last["iteration"] == 3
     for name, tensor in last["residual"].items():
         assert torch.equal(tensor, combined["residual"][name])
+
+
+def test_the_combined_checkpoint_is_served_like_a_plain_policy_with_the_residual_applied_each_step(
+        state_base, tmp_path):
+    import numpy as np
+
+    from robot_learning.rl.combined import ResidualDiffusionPolicy
+    from robot_learning.runtime.loading import load_policy
+    from robot_learning.sessions.evaluate import evaluate_policy
+    from sim.env import TwinEnv
+
+    result = finetune(state_base, tmp_path / "run", tiny_finetune(1), progress=False)
+    policy = load_policy(result.checkpoint, device="cpu")
+    assert isinstance(policy, ResidualDiffusionPolicy)
+    assert policy.num_inference_steps == 2  # the base runs as it ran during fine-tuning
+
+    last = policy.residual.actor.net[-1]
+    with torch.no_grad():  # a residual whose mean is 0.5 everywhere
+        last.weight.zero_()
+        last.bias.fill_(0.5)
+    env = TwinEnv(task="lift", image_size=None)
+    obs, _ = env.reset(seed=0)
+    env.close()
+    base_action = (policy.normalizer.low + policy.normalizer.high) / 2  # normalised 0
+    expected = policy.normalizer.unnormalize(np.full(7, 0.1 * 0.5, np.float32))  # action_scale 0.1
+    np.testing.assert_allclose(policy.correct(obs, base_action), expected, rtol=1e-5, atol=1e-6)
+
+    report = evaluate_policy(result.checkpoint, n_episodes=2, n_envs=1, device="cpu", progress=False)
+    assert report.n_episodes == 2 and report.runner["actions"] > 0 and report.runner["residual_failures"] == 0
+
+
+def test_a_file_that_is_no_policy_is_refused_naming_both_formats(tmp_path):
+    from robot_learning.runtime.loading import load_policy
+
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    both = r"neither a manip_stack\.diffusion_policy nor a manip_stack\.residual_diffusion"
+    with pytest.raises(ValueError, match=both):
+        load_policy(tmp_path / "other.pt")
 
 
 def test_finetune_cli_refuses_a_residual_key_the_env_does_not_have(state_base, tmp_path, capsys):

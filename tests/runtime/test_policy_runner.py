@@ -113,6 +113,40 @@ def test_actions_whose_due_time_passed_during_inference_are_dropped(margin_s, fi
     assert list(runner.stats.latencies_s) == [pytest.approx(0.33)]
 
 
+class CorrectedPolicy(CountingPolicy):
+    """A base+residual stand-in: each executed action gets dy = the newest observation's x (or NaN on step 2)."""
+
+    def __init__(self, nan_at_x=None, **kwargs):
+        super().__init__(**kwargs)
+        self.nan_at_x = nan_at_x
+
+    def correct(self, obs, action):
+        corrected = action.copy()
+        corrected[1] = np.nan if obs["tcp_position"][0] == self.nan_at_x else obs["tcp_position"][0]
+        return corrected
+
+
+def test_a_per_step_correction_is_applied_to_every_action_from_the_newest_observation():
+    runner = make_runner(CorrectedPolicy(n_actions=4))
+    items = []
+    for k in range(6):
+        runner.observe(obs_at(k), k * 0.1)
+        items.append(runner.next_action(k * 0.1))
+    assert [float(i.action[1]) for i in items] == [0, 1, 2, 3, 4, 5]  # not the chunk's observation, the newest
+    assert [dx_code(i) for i in items] == [0, 1, 2, 3, 10, 11]  # the base's chunk order is kept
+
+
+def test_a_correction_that_is_not_finite_sends_the_base_action_and_is_counted():
+    runner = make_runner(CorrectedPolicy(n_actions=4, nan_at_x=2))
+    items = []
+    for k in range(4):
+        runner.observe(obs_at(k), k * 0.1)
+        items.append(runner.next_action(k * 0.1))
+    assert float(items[2].action[1]) == 0.0 and dx_code(items[2]) == 2  # the base's own action
+    assert [float(i.action[1]) for i in (items[1], items[3])] == [1, 3]
+    assert runner.stats.residual_failures == 1 and runner.stats.holds == 0
+
+
 def test_pending_lists_only_actions_still_on_time_for_waypoint_runtimes():
     clock = ManualClock()
     runner = make_runner(CountingPolicy(clock=clock, latency_s=0.27), clock=clock)

@@ -59,7 +59,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return validate_checkpoint(torch.load(path, map_location="cpu", weights_only=True), path)
+
+
+def validate_checkpoint(ckpt: Any, path: str | Path) -> dict[str, Any]:
+    """``ckpt`` if it is a diffusion-policy checkpoint this code reads; a clear error otherwise."""
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
     if ckpt.get("version") != CHECKPOINT_VERSION:
@@ -99,7 +103,15 @@ class DiffusionPolicy:
 
         ``n_action_steps``/``num_inference_steps`` override the trained config (e.g. 4 DDIM steps inside RL).
         """
-        ckpt = load_checkpoint(path)
+        return cls.from_checkpoint_dict(load_checkpoint(path), str(path), device, observation_space, half,
+                                        compile_unet, seed, n_action_steps, num_inference_steps)
+
+    @classmethod
+    def from_checkpoint_dict(cls, ckpt: Mapping[str, Any], source: str, device: str = "auto",
+                             observation_space: Mapping[str, Any] | None = None, half: bool = False,
+                             compile_unet: bool = False, seed: int = 0, n_action_steps: int | None = None,
+                             num_inference_steps: int | None = None) -> DiffusionPolicy:
+        """As :meth:`from_checkpoint`, from a loaded checkpoint dict (one embedded in a combined checkpoint)."""
         config = PolicyTrainingConfig.model_validate(ckpt["config"]).policy
         dev = resolve_device(device)
         if half and dev.type != "cuda":
@@ -112,7 +124,7 @@ class DiffusionPolicy:
             model.unet = torch.compile(model.unet)
         processor = ObservationProcessor(config.camera_keys, config.low_dim_keys, config.action_key,
                                          MinMaxNormalizer(ckpt["normalizer"]), dev, dtype)
-        policy = cls(model, processor, ckpt["obs_spec"], ckpt["dataset"], source=str(path), seed=seed,
+        policy = cls(model, processor, ckpt["obs_spec"], ckpt["dataset"], source=source, seed=seed,
                      n_action_steps=n_action_steps, num_inference_steps=num_inference_steps)
         if observation_space is not None:
             policy.check_observation(observation_space)

@@ -122,6 +122,12 @@ class ObservationHistory:
     def __len__(self) -> int:
         return len(self._frames)
 
+    def latest(self) -> dict[str, np.ndarray]:
+        """The newest observation {key: array}."""
+        if not self._frames:
+            raise RuntimeError("observation history is empty: push() an observation first")
+        return self._frames[-1]
+
     def stacked(self) -> dict[str, np.ndarray]:
         """{key: (n_steps, ...)}, oldest first."""
         if not self._frames:

@@ -1,0 +1,106 @@
+"""The fine-tuned policy as one file: the frozen diffusion base (embedded) plus the residual, served as one.
+
+The base still predicts action chunks (``predict_chunk``), with the DDIM steps it ran with during RL, since the
+residual learned corrections for exactly that base; the residual corrects every action as it is executed
+(``correct``), from the newest observation, as in training. :class:`~robot_learning.runtime.policy_runner.
+PolicyRunner` calls ``correct`` when a policy has it, so evaluation, the demo loop and the ROS policy node serve
+a combined checkpoint like a plain one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robot_learning.policies.diffusion.checkpoint import (
+    DiffusionPolicy,
+    ObservationMismatchError,
+    _shapes,
+    atomic_save,
+    load_checkpoint,
+    validate_checkpoint,
+)
+from robot_learning.rl.config import FinetuneConfig
+from robot_learning.rl.residual import ActionNormalizer, ResidualPolicy
+from robot_learning.rl.rollout import state_vector
+
+COMBINED_FORMAT = "manip_stack.residual_diffusion"
+COMBINED_VERSION = 1
+
+
+def save_combined(path: Path, base_checkpoint: Path, residual: ResidualPolicy, config: FinetuneConfig,
+                  action_low: np.ndarray, action_high: np.ndarray) -> Path:
+    """One self-contained file: the base checkpoint's contents, the residual's weights and how to run both."""
+    atomic_save({"format": COMBINED_FORMAT, "version": COMBINED_VERSION, "base": load_checkpoint(base_checkpoint),
+                 "base_source": str(base_checkpoint), "residual": residual.state_dict(),
+                 "obs_dim": int(residual.obs_normalizer.mean.numel()),
+                 "action_low": np.asarray(action_low).tolist(), "action_high": np.asarray(action_high).tolist(),
+                 "config": config.model_dump(mode="json")}, path)
+    return path
+
+
+class ResidualDiffusionPolicy:
+    """Base chunks + per-step residual corrections; everything else (config, cameras, dataset) is the base's."""
+
+    def __init__(self, base: DiffusionPolicy, residual: ResidualPolicy, config: FinetuneConfig,
+                 action_low: np.ndarray, action_high: np.ndarray, source: str = "<memory>"):
+        self.base, self.residual, self.finetune_config, self.source = base, residual.eval(), config, source
+        self.residual_keys = list(config.residual.obs_keys)
+        self.normalizer = ActionNormalizer(action_low, action_high)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> ResidualDiffusionPolicy:
+        """Load a ``base_plus_residual.pt`` (``kwargs`` as :meth:`from_checkpoint_dict`)."""
+        return cls.from_checkpoint_dict(torch.load(path, map_location="cpu", weights_only=True), str(path), **kwargs)
+
+    @classmethod
+    def from_checkpoint_dict(cls, ckpt: Any, source: str, device: str = "auto", seed: int = 0,
+                             num_inference_steps: int | None = None, **base_kwargs: Any) -> ResidualDiffusionPolicy:
+        """The base runs the DDIM steps it was fine-tuned with unless ``num_inference_steps`` says otherwise."""
+        if not isinstance(ckpt, dict) or ckpt.get("format") != COMBINED_FORMAT:
+            raise ValueError(f"{source} is not a {COMBINED_FORMAT} checkpoint")
+        if ckpt.get("version") != COMBINED_VERSION:
+            raise ValueError(f"{source} has version {ckpt.get('version')}, this code reads {COMBINED_VERSION}")
+        config = FinetuneConfig.model_validate(ckpt["config"])
+        base = DiffusionPolicy.from_checkpoint_dict(
+            validate_checkpoint(ckpt["base"], f"{source} (embedded base)"), f"{source} (base {ckpt['base_source']})",
+            device=device, seed=seed, num_inference_steps=num_inference_steps or config.base_inference_steps,
+            **base_kwargs)
+        residual = ResidualPolicy(int(ckpt["obs_dim"]), len(ckpt["action_low"]), config.residual)
+        residual.load_state_dict(ckpt["residual"])
+        return cls(base, residual, config, np.asarray(ckpt["action_low"]), np.asarray(ckpt["action_high"]),
+                   source=source)
+
+    def __getattr__(self, name: str) -> Any:  # config, camera_keys, image_size, dataset, processor, ...
+        return getattr(self.__dict__["base"], name)
+
+    @property
+    def obs_keys(self) -> list[str]:
+        return [*self.base.obs_keys, *(k for k in self.residual_keys if k not in self.base.obs_keys)]
+
+    def check_observation(self, obs: Mapping[str, Any]) -> None:
+        self.base.check_observation(obs)
+        missing = [k for k in self.residual_keys if k not in _shapes(obs)]
+        if missing:
+            raise ObservationMismatchError(f"observation lacks the residual's keys {missing} ({self.source}); "
+                                           "a residual fine-tuned on privileged state runs in the twin only")
+
+    def predict_chunk(self, history: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self.base.predict_chunk(history)
+
+    def predict_chunks(self, histories: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self.base.predict_chunks(histories)
+
+    @torch.no_grad()
+    def correct(self, obs: Mapping[str, np.ndarray], base_action: np.ndarray) -> np.ndarray:
+        """The executed action: ``unnormalize(clip(normalize(base) + scale * mean residual))`` for the newest
+        observation ``obs`` {key: array} (the deterministic residual, as evaluated during fine-tuning)."""
+        state = torch.from_numpy(state_vector({k: np.asarray(obs[k])[None] for k in self.residual_keys},
+                                              self.residual_keys))
+        base_norm = torch.from_numpy(np.clip(self.normalizer.normalize(np.asarray(base_action)), -1.0, 1.0))[None]
+        residual, _, _ = self.residual.act(state, base_norm, deterministic=True)
+        return self.normalizer.unnormalize(self.residual.combined_action_norm(base_norm, residual).numpy()[0])
