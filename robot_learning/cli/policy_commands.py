@@ -42,7 +42,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
     p = verbs.add_parser("eval", help="roll a trained policy out in the twin: success rate, CI, videos, report")
-    p.add_argument("--checkpoint", required=True, help="policy.pt (or checkpoints/last.pt) of a training run")
+    p.add_argument("--checkpoint", required=True,
+                   help="policy.pt (or checkpoints/last.pt) of a training run, or base_plus_residual.pt of a fine-tune")
     p.add_argument("--task", default=None, help="task name or .yaml (default: the task the policy was trained on)")
     p.add_argument("--cell", default=None, help="cell name or .yaml (default: the policy's cell)")
     p.add_argument("--episodes", type=int, default=50)
