@@ -21,8 +21,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         raw.setdefault("ppo", {})["n_envs"] = args.envs
     config = FinetuneConfig.model_validate({**raw, **overrides})
     result = finetune(Path(args.checkpoint), Path(args.out), config)
+    last = ("no evaluation in this run" if result.last_eval_success is None
+            else f"last evaluation success {result.last_eval_success:.0%}")
     print(f"combined checkpoint: {result.checkpoint}\n{result.env_steps} env steps in {result.wall_s / 60:.1f} min; "
-          f"last evaluation success {result.last_eval_success}")
+          f"{last}\nevaluate it: manip-stack eval --checkpoint {result.checkpoint} --task {config.task}")
     return 0
 
 
