@@ -30,11 +30,18 @@ def episode_success(info: Mapping, n_envs: int) -> np.ndarray:
     return np.asarray(final.get("success", np.zeros(n_envs, dtype=bool)), dtype=bool)
 
 
+def episode_outcomes(info: Mapping, n_envs: int) -> list[str]:
+    """How the episodes that ended this step ended (``sim.tasks.OUTCOMES``; "unknown" where the env says not)."""
+    outcomes = info.get("final_info", {}).get("outcome", [None] * n_envs)
+    return [str(o) if o else "unknown" for o in outcomes]
+
+
 @dataclass
 class EpisodeStats:
     successes: list[bool] = field(default_factory=list)
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
+    outcomes: list[str] = field(default_factory=list)
 
     @property
     def success_rate(self) -> float:
@@ -88,8 +95,10 @@ class ResidualRolloutCollector:
             self._returns += reward
             self._lengths += 1
             final_success = episode_success(info, self.n_envs)
+            outcomes = episode_outcomes(info, self.n_envs) if done.any() else []
             for i in np.flatnonzero(done):
                 stats.successes.append(bool(final_success[i]))
+                stats.outcomes.append(outcomes[i])
                 stats.returns.append(float(self._returns[i]))
                 stats.lengths.append(int(self._lengths[i]))
             self._returns[done] = 0.0

@@ -11,6 +11,7 @@ import csv
 import logging
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,16 +59,23 @@ def _obs_dim(envs, keys: list[str]) -> int:
 
 
 def evaluate_residual(envs, base: ChunkedBase, policy: ResidualPolicy, keys: list[str], n_episodes: int,
-                      seed: int) -> tuple[int, int]:
-    """Deterministic residual (its mean) on fresh scenes: (successes, episodes)."""
+                      seed: int) -> tuple[int, int, dict[str, int]]:
+    """Deterministic residual (its mean) on fresh scenes: (successes, episodes, failures by outcome)."""
     collector = ResidualRolloutCollector(envs, base, policy, keys, seed=seed)
     obs_dim, action_dim = _obs_dim(envs, keys), int(base.action_low.size)
     successes: list[bool] = []
+    outcomes: list[str] = []
     while len(successes) < n_episodes:
         buffer = RolloutBuffer.allocate(50, envs.num_envs, obs_dim, action_dim)
         stats, _ = collector.collect(buffer, deterministic=True, update_obs_stats=False)
         successes += stats.successes
-    return int(sum(successes[:n_episodes])), n_episodes
+        outcomes += stats.outcomes
+    failures = Counter(o for o, ok in zip(outcomes[:n_episodes], successes[:n_episodes], strict=True) if not ok)
+    return int(sum(successes[:n_episodes])), n_episodes, dict(failures.most_common())
+
+
+def _failures(failures: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in failures.items()) or "none"
 
 
 def plot_curves(csv_path: Path, png_path: Path, title: str) -> Path:
@@ -143,13 +151,13 @@ def _run(envs, policy_base, base_checkpoint: Path, out: Path, config: FinetuneCo
             csv.DictWriter(f, CSV_FIELDS).writeheader()
 
     if start_iteration == 0:  # the curve starts at the base alone (the zero-initialised residual adds nothing)
-        k, n = evaluate_residual(envs, base, policy, keys, config.eval_episodes, seed=EVAL_SEED)
+        k, n, failures = evaluate_residual(envs, base, policy, keys, config.eval_episodes, seed=EVAL_SEED)
         low, high = wilson_interval(k, n)
         with csv_path.open("a", newline="") as f:
             csv.DictWriter(f, CSV_FIELDS).writerow({**dict.fromkeys(CSV_FIELDS, ""), "iteration": 0, "env_steps": 0,
                                                     "wall_s": 0.0, "eval_success": k / n, "eval_ci_low": low,
                                                     "eval_ci_high": high})
-        log.info("base alone: %d/%d evaluation successes", k, n)
+        log.info("base alone: %d/%d evaluation successes; failures: %s", k, n, _failures(failures))
     collector = ResidualRolloutCollector(envs, base, policy, keys, seed=config.seed + 7919 * start_iteration)
     started = time.monotonic() - wall_offset
     last_eval: float | None = None
@@ -167,9 +175,11 @@ def _run(envs, policy_base, base_checkpoint: Path, out: Path, config: FinetuneCo
                    "approx_kl": update.approx_kl, "epochs_run": update.epochs_run, "value_loss": update.value_loss,
                    "explained_variance": update.explained_variance}
             if (iteration + 1) % config.eval_every == 0 or iteration + 1 == config.iterations:
-                k, n = evaluate_residual(envs, base, policy, keys, config.eval_episodes, seed=EVAL_SEED)
+                k, n, failures = evaluate_residual(envs, base, policy, keys, config.eval_episodes, seed=EVAL_SEED)
                 low, high = wilson_interval(k, n)
                 last_eval = k / n
+                log.info("iteration %d: %d/%d evaluation successes; failures: %s", iteration + 1, k, n,
+                         _failures(failures))
                 row.update(eval_success=last_eval, eval_ci_low=low, eval_ci_high=high)
                 collector = ResidualRolloutCollector(envs, base, policy, keys, seed=config.seed + 7919 * iteration)
             with csv_path.open("a", newline="") as f:

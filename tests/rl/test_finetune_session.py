@@ -43,9 +43,18 @@ def rows(out):
         return list(csv.DictReader(f))
 
 
-def test_finetune_logs_the_base_then_each_iteration_and_resumes_where_it_stopped(state_base, tmp_path):
+def test_finetune_logs_the_base_then_each_iteration_and_resumes_where_it_stopped(state_base, tmp_path, caplog):
+    import re
+
     out = tmp_path / "run"
-    first = finetune(state_base, out, tiny_finetune(2), progress=False)
+    with caplog.at_level("INFO", logger="robot_learning.sessions.finetune"):
+        first = finetune(state_base, out, tiny_finetune(2), progress=False)
+    evaluations = [r.getMessage() for r in caplog.records if "evaluation successes" in r.getMessage()]
+    assert len(evaluations) == 2  # the base alone, then iteration 2 (eval_every 2)
+    for message in evaluations:  # and how the failed episodes ended, e.g. "failures: not_lifted 2"
+        k = int(re.search(r"(\d+)/2 evaluation", message)[1])
+        counts = re.findall(r"(\w+) (\d+)", message.split("failures: ")[1])
+        assert sum(int(n) for _, n in counts) == 2 - k
     log = rows(out)
     assert [r["iteration"] for r in log] == ["0", "1", "2"]
     assert log[0]["env_steps"] == "0" and log[0]["train_success"] == "" and log[0]["eval_success"] != ""
