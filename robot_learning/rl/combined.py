@@ -19,9 +19,9 @@ import torch
 from robot_learning.policies.diffusion.checkpoint import (
     DiffusionPolicy,
     ObservationMismatchError,
-    _shapes,
     atomic_save,
     load_checkpoint,
+    observation_shapes,
     validate_checkpoint,
 )
 from robot_learning.rl.config import FinetuneConfig
@@ -84,7 +84,7 @@ class ResidualDiffusionPolicy:
 
     def check_observation(self, obs: Mapping[str, Any]) -> None:
         self.base.check_observation(obs)
-        missing = [k for k in self.residual_keys if k not in _shapes(obs)]
+        missing = [k for k in self.residual_keys if k not in observation_shapes(obs)]
         if missing:
             raise ObservationMismatchError(f"observation lacks the residual's keys {missing} ({self.source}); "
                                            "a residual fine-tuned on privileged state runs in the twin only")

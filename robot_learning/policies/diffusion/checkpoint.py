@@ -71,7 +71,7 @@ def validate_checkpoint(ckpt: Any, path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def _shapes(obs: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+def observation_shapes(obs: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     """Shapes of observation arrays, gym spaces or shape tuples."""
     return {k: tuple(v.shape) if hasattr(v, "shape") else tuple(v) for k, v in obs.items()}
 
@@ -157,7 +157,7 @@ class DiffusionPolicy:
 
         ``obs``: one observation (arrays), a gym ``spaces.Dict`` or {key: shape}. Extra keys are ignored.
         """
-        shapes = _shapes(obs)
+        shapes = observation_shapes(obs)
         problems = []
         missing = [k for k in self.obs_keys if k not in shapes]
         if missing:
