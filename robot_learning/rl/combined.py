@@ -53,14 +53,10 @@ class ResidualDiffusionPolicy:
         self.normalizer = ActionNormalizer(action_low, action_high)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> ResidualDiffusionPolicy:
-        """Load a ``base_plus_residual.pt`` (``kwargs`` as :meth:`from_checkpoint_dict`)."""
-        return cls.from_checkpoint_dict(torch.load(path, map_location="cpu", weights_only=True), str(path), **kwargs)
-
-    @classmethod
     def from_checkpoint_dict(cls, ckpt: Any, source: str, device: str = "auto", seed: int = 0,
                              num_inference_steps: int | None = None, **base_kwargs: Any) -> ResidualDiffusionPolicy:
-        """The base runs the DDIM steps it was fine-tuned with unless ``num_inference_steps`` says otherwise."""
+        """From a loaded ``base_plus_residual.pt`` (load files with ``runtime.loading.load_policy``). The base runs
+        the DDIM steps it was fine-tuned with unless ``num_inference_steps`` says otherwise."""
         if not isinstance(ckpt, dict) or ckpt.get("format") != COMBINED_FORMAT:
             raise ValueError(f"{source} is not a {COMBINED_FORMAT} checkpoint")
         if ckpt.get("version") != COMBINED_VERSION:
@@ -92,15 +88,12 @@ class ResidualDiffusionPolicy:
     def predict_chunk(self, history: Mapping[str, np.ndarray]) -> np.ndarray:
         return self.base.predict_chunk(history)
 
-    def predict_chunks(self, histories: Mapping[str, np.ndarray]) -> np.ndarray:
-        return self.base.predict_chunks(histories)
-
     @torch.no_grad()
     def correct(self, obs: Mapping[str, np.ndarray], base_action: np.ndarray) -> np.ndarray:
         """The executed action: ``unnormalize(clip(normalize(base) + scale * mean residual))`` for the newest
         observation ``obs`` {key: array} (the deterministic residual, as evaluated during fine-tuning)."""
         state = torch.from_numpy(state_vector({k: np.asarray(obs[k])[None] for k in self.residual_keys},
                                               self.residual_keys))
-        base_norm = torch.from_numpy(np.clip(self.normalizer.normalize(np.asarray(base_action)), -1.0, 1.0))[None]
+        base_norm = torch.from_numpy(self.normalizer.normalize_clipped(np.asarray(base_action)))[None]
         residual, _, _ = self.residual.act(state, base_norm, deterministic=True)
-        return self.normalizer.unnormalize(self.residual.combined_action_norm(base_norm, residual).numpy()[0])
+        return self.residual.executed_action(self.normalizer, base_norm, residual)[0]

@@ -35,6 +35,10 @@ class ActionNormalizer:
     def normalize(self, action: np.ndarray) -> np.ndarray:
         return (2.0 * (action - self.low) / self.span - 1.0).astype(np.float32)
 
+    def normalize_clipped(self, action: np.ndarray) -> np.ndarray:
+        """``normalize`` clipped to [-1, 1]: how the residual sees a base action (outside the demos' range too)."""
+        return np.clip(self.normalize(action), -1.0, 1.0)
+
     def unnormalize(self, action_norm: np.ndarray) -> np.ndarray:
         return ((action_norm + 1.0) / 2.0 * self.span + self.low).astype(np.float32)
 
@@ -110,3 +114,8 @@ class ResidualPolicy(nn.Module):
 
     def combined_action_norm(self, base_action_norm: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return torch.clamp(base_action_norm + self.config.action_scale * residual, -1.0, 1.0)
+
+    def executed_action(self, normalizer: ActionNormalizer, base_action_norm: torch.Tensor,
+                        residual: torch.Tensor) -> np.ndarray:
+        """Raw action(s) the robot executes: ``unnormalize(clip(base + action_scale * residual))``."""
+        return normalizer.unnormalize(self.combined_action_norm(base_action_norm, residual).numpy())

@@ -63,7 +63,7 @@ class ResidualRolloutCollector:
 
     def _policy_inputs(self, obs: Mapping[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         base_raw = self.base.act(obs)
-        base_norm = np.clip(self.normalizer.normalize(base_raw), -1.0, 1.0)
+        base_norm = self.normalizer.normalize_clipped(base_raw)
         return torch.from_numpy(state_vector(obs, self.obs_keys)), torch.from_numpy(base_norm)
 
     @torch.no_grad()
@@ -77,8 +77,8 @@ class ResidualRolloutCollector:
             if update_obs_stats:
                 self.policy.obs_normalizer.update(obs_t)
             residual, log_prob, value = self.policy.act(obs_t, base_t, deterministic)
-            action_norm = self.policy.combined_action_norm(base_t, residual).numpy()
-            next_obs, reward, terminated, truncated, info = self.envs.step(self.normalizer.unnormalize(action_norm))
+            action = self.policy.executed_action(self.normalizer, base_t, residual)
+            next_obs, reward, terminated, truncated, info = self.envs.step(action)
             done = np.logical_or(terminated, truncated)
             bootstrap = torch.zeros(self.n_envs)
             only_truncated = np.logical_and(truncated, ~np.asarray(terminated))

@@ -86,11 +86,10 @@ class OnlineFinetuneSession:
             for _ in range(self.env.task_config.horizon_steps):
                 batch = {k: np.asarray(v)[None] for k, v in obs.items()}
                 base_raw = self.base.act(batch)[0]
-                base_norm = np.clip(self.normalizer.normalize(base_raw), -1, 1)
+                base_t = torch.from_numpy(self.normalizer.normalize_clipped(base_raw))[None]
                 obs_t = torch.from_numpy(state_vector(batch, self.keys))
-                residual, log_prob, value = self.policy.act(obs_t, torch.from_numpy(base_norm)[None])
-                action = self.normalizer.unnormalize(
-                    self.policy.combined_action_norm(torch.from_numpy(base_norm)[None], residual).numpy()[0])
+                residual, log_prob, value = self.policy.act(obs_t, base_t)
+                action = self.policy.executed_action(self.normalizer, base_t, residual)[0]
                 person = self.intervention(obs) if self.intervention else None
                 if person is not None:
                     action = np.asarray(person, dtype=np.float32)
@@ -119,8 +118,7 @@ class OnlineFinetuneSession:
             n = len(episode["action"])
             sl = slice(row, row + n)
             buffer.obs[sl, 0] = torch.from_numpy(state_vector(episode, self.keys))
-            buffer.base_action_norm[sl, 0] = torch.from_numpy(
-                np.clip(self.normalizer.normalize(episode["base_action"]), -1, 1))
+            buffer.base_action_norm[sl, 0] = torch.from_numpy(self.normalizer.normalize_clipped(episode["base_action"]))
             buffer.residual[sl, 0] = torch.from_numpy(episode["residual"])
             buffer.log_prob[sl, 0] = torch.from_numpy(episode["log_prob"])
             buffer.value[sl, 0] = torch.from_numpy(episode["value"])
