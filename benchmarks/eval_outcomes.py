@@ -14,14 +14,17 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from robot_learning.sessions.evaluate import failures_by_outcome
+
 
 def load_report(path: Path) -> dict:
     report = json.loads(path.read_text())
     missing = [k for k in ("successes", "n_episodes", "ci95", "episodes") if k not in report]
     if missing:
         raise SystemExit(f"{path}: not an eval_report.json of manip-stack eval (missing {missing})")
-    failures = Counter(e.get("outcome", "unknown") for e in report["episodes"] if not e["success"])
-    return {**report, "failures": failures}
+    episodes = report["episodes"]
+    failures = failures_by_outcome([e["success"] for e in episodes], [e.get("outcome", "unknown") for e in episodes])
+    return {**report, "failures": Counter(failures)}
 
 
 def main() -> None:

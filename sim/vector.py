@@ -6,7 +6,7 @@ Same-step autoreset, so a policy (and PPO's bootstrapping) sees the final observ
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 
 import gymnasium as gym
@@ -39,3 +39,10 @@ def make_vector_env(
         # spawn: each worker creates its own GL context, never inheriting one through fork
         return gym.vector.AsyncVectorEnv(factories, context="spawn", autoreset_mode=mode)
     return gym.vector.SyncVectorEnv(factories, autoreset_mode=mode)
+
+
+def ended_episode_outcomes(info: Mapping, n_envs: int) -> list[str]:
+    """How the episodes that ended this step ended (``sim.tasks.OUTCOMES``), one per env, from the same-step
+    autoreset's ``final_info``; "unknown" where an env did not say (it did not end, or it is not a twin)."""
+    outcomes = info.get("final_info", {}).get("outcome", [None] * n_envs)
+    return [str(o) if o else "unknown" for o in outcomes]

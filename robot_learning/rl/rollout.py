@@ -16,6 +16,7 @@ import torch
 from robot_learning.rl.base_policy import ChunkedBase
 from robot_learning.rl.ppo import RolloutBuffer
 from robot_learning.rl.residual import ActionNormalizer, ResidualPolicy
+from sim.vector import ended_episode_outcomes
 
 
 def state_vector(obs: Mapping[str, np.ndarray], keys: Sequence[str]) -> np.ndarray:
@@ -28,12 +29,6 @@ def episode_success(info: Mapping, n_envs: int) -> np.ndarray:
     belongs to the new episode, so they come from ``final_info``."""
     final = info.get("final_info", {})
     return np.asarray(final.get("success", np.zeros(n_envs, dtype=bool)), dtype=bool)
-
-
-def episode_outcomes(info: Mapping, n_envs: int) -> list[str]:
-    """How the episodes that ended this step ended (``sim.tasks.OUTCOMES``; "unknown" where the env says not)."""
-    outcomes = info.get("final_info", {}).get("outcome", [None] * n_envs)
-    return [str(o) if o else "unknown" for o in outcomes]
 
 
 @dataclass
@@ -95,7 +90,7 @@ class ResidualRolloutCollector:
             self._returns += reward
             self._lengths += 1
             final_success = episode_success(info, self.n_envs)
-            outcomes = episode_outcomes(info, self.n_envs) if done.any() else []
+            outcomes = ended_episode_outcomes(info, self.n_envs) if done.any() else []
             for i in np.flatnonzero(done):
                 stats.successes.append(bool(final_success[i]))
                 stats.outcomes.append(outcomes[i])

@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,16 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def failures_by_outcome(successes: Sequence[bool], outcomes: Sequence[str]) -> dict[str, int]:
+    """How the failed episodes ended (``sim.tasks.OUTCOMES``), most common first."""
+    return dict(Counter(o for o, ok in zip(outcomes, successes, strict=True) if not ok).most_common())
+
+
+def describe_failures(failures: dict[str, int]) -> str:
+    """``on_rim 5, short_of_depth 3``; ``none`` when nothing failed."""
+    return ", ".join(f"{name} {n}" for name, n in failures.items()) or "none"
+
+
 @dataclass
 class EvalReport:
     checkpoint: str
@@ -58,16 +69,15 @@ class EvalReport:
 
     @property
     def failures_by_outcome(self) -> dict[str, int]:
-        """How the failed episodes ended (``sim.tasks.OUTCOMES``), most common first."""
-        counts = Counter(e.get("outcome", "unknown") for e in self.episodes if not e["success"])
-        return dict(counts.most_common())
+        return failures_by_outcome([e["success"] for e in self.episodes],
+                                   [e.get("outcome", "unknown") for e in self.episodes])
 
     def __str__(self) -> str:
         lo, hi = self.ci95
-        failures = ", ".join(f"{name} {n}" for name, n in self.failures_by_outcome.items())
+        failures = self.failures_by_outcome
         return (f"{self.task}: {self.successes}/{self.n_episodes} successes = {self.success_rate:.0%} "
                 f"(95% Wilson CI {lo:.0%}-{hi:.0%}), mean {self.mean_steps:.1f} steps, {self.wall_s:.0f} s"
-                + (f"; failures: {failures}" if failures else ""))
+                + (f"; failures: {describe_failures(failures)}" if failures else ""))
 
 
 def evaluate_policy(checkpoint: str | Path, task: str | None = None, cell: str | None = None, n_episodes: int = 50,
@@ -83,7 +93,7 @@ def evaluate_policy(checkpoint: str | Path, task: str | None = None, cell: str |
     import torch
 
     from hardware_configs import load_cell
-    from sim.vector import make_vector_env
+    from sim.vector import ended_episode_outcomes, make_vector_env
 
     policy = load_policy(checkpoint, device=device, half=half, compile_unet=compile_unet,
                          n_action_steps=n_action_steps, num_inference_steps=num_inference_steps)
@@ -123,7 +133,7 @@ def evaluate_policy(checkpoint: str | Path, task: str | None = None, cell: str |
             obs, _, terminated, truncated, info = envs.step(actions)
             for i in np.flatnonzero(terminated | truncated):
                 success = bool(info["final_info"]["success"][i])
-                outcome = str(info["final_info"].get("outcome", ["unknown"] * n_envs)[i])
+                outcome = ended_episode_outcomes(info, n_envs)[i]
                 if done[i] < quota[i]:
                     results.append({"env": int(i), "episode": done[i], "success": success, "steps": steps[i] + 1,
                                     "outcome": outcome})

@@ -11,7 +11,6 @@ import csv
 import logging
 import os
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from robot_learning.rl.ppo import PPOUpdater, RolloutBuffer
 from robot_learning.rl.residual import ResidualPolicy
 from robot_learning.rl.rewards import finetune_reward
 from robot_learning.rl.rollout import ResidualRolloutCollector
-from robot_learning.sessions.evaluate import wilson_interval
+from robot_learning.sessions.evaluate import describe_failures, failures_by_outcome, wilson_interval
 from sim.vector import make_vector_env
 
 log = logging.getLogger(__name__)
@@ -70,12 +69,8 @@ def evaluate_residual(envs, base: ChunkedBase, policy: ResidualPolicy, keys: lis
         stats, _ = collector.collect(buffer, deterministic=True, update_obs_stats=False)
         successes += stats.successes
         outcomes += stats.outcomes
-    failures = Counter(o for o, ok in zip(outcomes[:n_episodes], successes[:n_episodes], strict=True) if not ok)
-    return int(sum(successes[:n_episodes])), n_episodes, dict(failures.most_common())
-
-
-def _failures(failures: dict[str, int]) -> str:
-    return ", ".join(f"{name} {n}" for name, n in failures.items()) or "none"
+    failures = failures_by_outcome(successes[:n_episodes], outcomes[:n_episodes])
+    return int(sum(successes[:n_episodes])), n_episodes, failures
 
 
 def plot_curves(csv_path: Path, png_path: Path, title: str) -> Path:
@@ -157,7 +152,7 @@ def _run(envs, policy_base, base_checkpoint: Path, out: Path, config: FinetuneCo
             csv.DictWriter(f, CSV_FIELDS).writerow({**dict.fromkeys(CSV_FIELDS, ""), "iteration": 0, "env_steps": 0,
                                                     "wall_s": 0.0, "eval_success": k / n, "eval_ci_low": low,
                                                     "eval_ci_high": high})
-        log.info("base alone: %d/%d evaluation successes; failures: %s", k, n, _failures(failures))
+        log.info("base alone: %d/%d evaluation successes; failures: %s", k, n, describe_failures(failures))
     collector = ResidualRolloutCollector(envs, base, policy, keys, seed=config.seed + 7919 * start_iteration)
     started = time.monotonic() - wall_offset
     last_eval: float | None = None
@@ -179,7 +174,7 @@ def _run(envs, policy_base, base_checkpoint: Path, out: Path, config: FinetuneCo
                 low, high = wilson_interval(k, n)
                 last_eval = k / n
                 log.info("iteration %d: %d/%d evaluation successes; failures: %s", iteration + 1, k, n,
-                         _failures(failures))
+                         describe_failures(failures))
                 row.update(eval_success=last_eval, eval_ci_low=low, eval_ci_high=high)
                 collector = ResidualRolloutCollector(envs, base, policy, keys, seed=config.seed + 7919 * iteration)
             with csv_path.open("a", newline="") as f:
