@@ -8,7 +8,8 @@ target passes through the safety filter (:class:`controllers.safe_robot.SafeRobo
 Observation (dict): ``<camera>_rgb`` (H, W, 3) uint8 and ``<camera>_depth`` (H, W) float32 [m] for each
 camera, ``tcp_position`` [m], ``tcp_rot6d`` (first two columns of the rotation matrix: continuous, unlike
 quaternions), ``tcp_quaternion`` (x, y, z, w), ``joint_pos`` [rad], ``gripper_width`` [m] and
-``privileged`` (object and fixture poses; sim only).
+``privileged`` (object and fixture poses; sim only) and ``privileged_relative`` (the same scene as task errors:
+object relative to TCP, to the hole; sim only; :meth:`sim.tasks.TwinTask.relative_state`).
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ class TwinEnv(gym.Env):
             "joint_pos": spaces.Box(-inf, inf, (7,), np.float32),
             "gripper_width": spaces.Box(0.0, 1.0, (1,), np.float32),
             "privileged": spaces.Box(-inf, inf, (self.task.privileged_dim,), np.float32),
+            "privileged_relative": spaces.Box(-inf, inf, (self.task.relative_dim,), np.float32),
         }
         if self.cameras is not None:
             h, w = self.image_size.height, self.image_size.width
@@ -190,6 +192,7 @@ class TwinEnv(gym.Env):
     def _observation(self) -> dict[str, np.ndarray]:
         obs = proprio_observation(self.robot.read_state())
         obs["privileged"] = self.task.privileged_state()
+        obs["privileged_relative"] = self.task.relative_state(obs["tcp_position"])
         if self.cameras is not None:
             obs.update(self.cameras.render_all(depth=self.depth))
         return obs

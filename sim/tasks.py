@@ -33,6 +33,11 @@ OUTCOMES = {
 }
 
 
+def _yaw(rotation: np.ndarray) -> float:
+    """Rotation about z of a (near-upright) rotation matrix [rad]."""
+    return float(np.arctan2(rotation[1, 0], rotation[0, 0]))
+
+
 @dataclass(frozen=True)
 class ObjectPose:
     position_m: np.ndarray
@@ -57,6 +62,11 @@ class TwinTask:
         self._mocap = {f.name: model.body_mocapid[model.body(f.name).id] for f in task.fixtures}
         self._half_height = {o.name: o.half_size_m[-1] for o in task.objects}
         self._initial_height: dict[str, float] = {}
+        # yaw period of each object's shape about its axis: a square box repeats every quarter turn, any other
+        # box every half turn; a cylinder's yaw means nothing (0)
+        self._yaw_symmetry_rad = {o.name: 0.0 if o.shape == "cylinder" else
+                                  np.pi / 2 if np.isclose(o.half_size_m[0], o.half_size_m[1]) else np.pi
+                                  for o in task.objects}
 
     def reset(self, rng: np.random.Generator) -> None:
         """Sample a scene: objects upright on the table at random poses, fixtures likewise, none overlapping."""
@@ -120,6 +130,35 @@ class TwinTask:
     @property
     def privileged_dim(self) -> int:
         return 7 * (len(self._free_qpos) + len(self._mocap))
+
+    def relative_state(self, tcp_position_m: np.ndarray) -> np.ndarray:
+        """The scene in the frames where the task's precision lives (sim only, like :meth:`privileged_state`).
+
+        Per object its position relative to the TCP (base frame, m). Lift: the object's height above its start.
+        Insert: the object's centre relative to the hole's axis in the fixture frame (x, y; also as
+        ``tanh(e / 5 mm)``, resolving the last millimetres that a policy normalising over the whole workspace
+        cannot see), its bottom's height above the fixture's top face, its yaw error modulo the object's symmetry
+        and its tilt [rad]. A residual policy reads millimetre errors directly instead of differencing poses.
+        """
+        tcp = np.asarray(tcp_position_m, dtype=float)
+        parts = [self.object_pose(o.name).position_m - tcp for o in self.config.objects]
+        cond = self.config.success
+        if isinstance(cond, LiftSuccess):
+            parts.append([self.object_pose(cond.object).position_m[2] - self._initial_height[cond.object]])
+        else:
+            obj, fixture = self.object_pose(cond.object), self.fixture_pose(cond.fixture)
+            fixture_rot = quat_xyzw_to_matrix(fixture.quaternion_xyzw)
+            error_xy = (fixture_rot.T @ (obj.position_m - fixture.position_m))[:2]
+            yaw = _yaw(fixture_rot.T @ quat_xyzw_to_matrix(obj.quaternion_xyzw))
+            period = self._yaw_symmetry_rad[cond.object]
+            yaw_error = (yaw + period / 2) % period - period / 2 if period else 0.0
+            parts += [error_xy, np.tanh(error_xy / 0.005), [-self.insertion_depth_m(), yaw_error,
+                                                              self.insertion_tilt_rad()]]
+        return np.concatenate([np.asarray(p, dtype=float).reshape(-1) for p in parts]).astype(np.float32)
+
+    @property
+    def relative_dim(self) -> int:
+        return 3 * len(self.config.objects) + (1 if isinstance(self.config.success, LiftSuccess) else 7)
 
     def is_success(self) -> bool:
         cond = self.config.success

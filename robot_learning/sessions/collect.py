@@ -28,6 +28,8 @@ LOW_DIM_UNITS: dict[str, tuple[str, str | None, str]] = {
     "joint_pos": ("rad", None, "arm joint positions"),
     "gripper_width": ("m", None, "opening between the fingers"),
     "privileged": ("m|1", "base", "sim only: object then fixture poses, position + quaternion (x, y, z, w)"),
+    "privileged_relative": ("m|1|rad", None, "sim only: object relative to TCP and fixture, yaw/tilt errors "
+                            "(sim.tasks.TwinTask.relative_state)"),
 }
 ACTION_SPEC = ArraySpec(
     shape=(7,), dtype=np.float32, unit="m,m,m,rad,rad,rad,1", frame="base",

@@ -11,7 +11,8 @@ from robot_learning.policies.diffusion.configuration import (
 )
 
 IMAGES = ["cam_front_rgb", "cam_side_rgb", "cam_wrist_rgb"]
-LOW_DIM = ["gripper_width", "joint_pos", "privileged", "tcp_position", "tcp_quaternion", "tcp_rot6d", "action"]
+LOW_DIM = ["gripper_width", "joint_pos", "privileged", "privileged_relative", "tcp_position", "tcp_quaternion",
+           "tcp_rot6d", "action"]
 
 
 def test_defaults_are_diffusion_policys_horizons():
@@ -60,7 +61,8 @@ def test_inputs_default_to_the_datasets_cameras_and_real_proprioception():
 def test_named_inputs_must_exist_in_the_dataset_and_never_be_privileged():
     with pytest.raises(KeyError, match=r"camera_keys \['cam_top_rgb'\] are not image arrays"):
         resolve_input_keys(DiffusionConfig(camera_keys=["cam_top_rgb"]), IMAGES, LOW_DIM)
-    with pytest.raises(ValueError, match="privileged"):
-        resolve_input_keys(DiffusionConfig(low_dim_keys=["privileged"]), IMAGES, LOW_DIM)
+    for sim_only in ("privileged", "privileged_relative"):
+        with pytest.raises(ValueError, match="sim-only state does not exist on the robot"):
+            resolve_input_keys(DiffusionConfig(low_dim_keys=[sim_only]), IMAGES, LOW_DIM)
     with pytest.raises(ValidationError, match="at least one input"):
         resolve_input_keys(DiffusionConfig(camera_keys=[], low_dim_keys=[]), IMAGES, LOW_DIM)

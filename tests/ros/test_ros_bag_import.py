@@ -12,6 +12,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from hardware_configs import load_cell
 from robot_learning.cli.main import main as cli_main
 from robot_learning.data.episode_store import EpisodeStore
+from robot_learning.policies.diffusion.configuration import SIM_ONLY_KEYS
 from robot_learning.ros_msgs import conversions as conv
 from robot_learning.ros_msgs.bag_import import ImportOptions, import_bags
 from robot_learning.ros_msgs.recording import apply_motion
@@ -145,7 +146,7 @@ def test_robot_episodes_have_the_twins_schema_and_proprioception():
     finally:
         env.close()
     robot = robot_dataset_specs(CELL, [c.name for c in CELL.cameras], (32, 24), depth=False)
-    assert set(robot) == set(twin) - {"privileged"}
+    assert set(robot) == set(twin) - set(SIM_ONLY_KEYS)
     for key, spec in robot.items():
         assert (spec.shape, spec.dtype, spec.unit, spec.frame) == (twin[key].shape, twin[key].dtype, twin[key].unit,
                                                                   twin[key].frame), key

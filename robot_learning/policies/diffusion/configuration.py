@@ -33,7 +33,8 @@ CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "policy"  # shipp
 # representation that flips sign at the twin's home orientation (w ~ 0); tcp_rot6d carries the same
 # information continuously.
 NON_OBSERVATION_KEYS = ("action", "reward", "timestamp")
-EXCLUDED_LOW_DIM_KEYS = ("privileged", "tcp_quaternion")
+SIM_ONLY_KEYS = ("privileged", "privileged_relative")  # exact scene state: exists in the twin only
+EXCLUDED_LOW_DIM_KEYS = (*SIM_ONLY_KEYS, "tcp_quaternion")
 
 
 class Backbone(str, Enum):
@@ -186,7 +187,8 @@ def resolve_input_keys(config: DiffusionConfig, image_keys: list[str], low_dim_k
     unknown_low = [k for k in low_dim if k not in low_dim_keys or k in NON_OBSERVATION_KEYS]
     if unknown_low:
         raise KeyError(f"low_dim_keys {unknown_low} are not observation arrays of the dataset; it has {low_dim_keys}")
-    if "privileged" in low_dim and not config.sim_only:
-        raise ValueError("low_dim_keys may not contain 'privileged': sim-only state does not exist on the robot "
+    sim_only_inputs = [k for k in low_dim if k in SIM_ONLY_KEYS]
+    if sim_only_inputs and not config.sim_only:
+        raise ValueError(f"low_dim_keys may not contain {sim_only_inputs}: sim-only state does not exist on the robot "
                          "(set sim_only: true for a twin-only policy, e.g. the base of residual RL in sim)")
     return DiffusionConfig.model_validate({**config.model_dump(), "camera_keys": cameras, "low_dim_keys": low_dim})
