@@ -99,6 +99,9 @@ def evaluate_policy(checkpoint: str | Path, task: str | None = None, cell: str |
                          n_action_steps=n_action_steps, num_inference_steps=num_inference_steps)
     if policy.processor.device.type == "cpu" and cpu_threads:
         torch.set_num_threads(cpu_threads)
+    if n_videos and not policy.camera_keys:
+        log.info("no videos: %s sees no cameras (a state-only policy), so there are no frames to show", checkpoint)
+        n_videos = 0
     task = task or policy.dataset.get("task")
     cell = cell or policy.dataset.get("cell") or "franka_3cam"
     if not task:

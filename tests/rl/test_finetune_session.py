@@ -101,8 +101,11 @@ def test_the_combined_checkpoint_is_served_like_a_plain_policy_with_the_residual
     expected = policy.normalizer.unnormalize(np.full(7, 0.1 * 0.5, np.float32))  # action_scale 0.1
     np.testing.assert_allclose(policy.correct(obs, base_action), expected, rtol=1e-5, atol=1e-6)
 
-    report = evaluate_policy(result.checkpoint, n_episodes=2, n_envs=1, device="cpu", progress=False)
+    # a state-only policy has no frames to film: asking for videos writes the report without them
+    report = evaluate_policy(result.checkpoint, n_episodes=2, n_envs=1, device="cpu", progress=False,
+                             out=tmp_path / "eval", n_videos=1)
     assert report.n_episodes == 2 and report.runner["actions"] > 0 and report.runner["residual_failures"] == 0
+    assert report.videos == [] and (tmp_path / "eval" / "eval_report.json").exists()
 
 
 def test_a_file_that_is_no_policy_is_refused_naming_both_formats(tmp_path):
