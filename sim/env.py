@@ -190,9 +190,10 @@ class TwinEnv(gym.Env):
         return self._commanded
 
     def _observation(self) -> dict[str, np.ndarray]:
-        obs = proprio_observation(self.robot.read_state())
+        state = self.robot.read_state()
+        obs = proprio_observation(state)
         obs["privileged"] = self.task.privileged_state()
-        obs["privileged_relative"] = self.task.relative_state(obs["tcp_position"])
+        obs["privileged_relative"] = self.task.relative_state(state.tcp_position_m, state.tcp_quaternion_xyzw)
         if self.cameras is not None:
             obs.update(self.cameras.render_all(depth=self.depth))
         return obs

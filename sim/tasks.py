@@ -131,17 +131,23 @@ class TwinTask:
     def privileged_dim(self) -> int:
         return 7 * (len(self._free_qpos) + len(self._mocap))
 
-    def relative_state(self, tcp_position_m: np.ndarray) -> np.ndarray:
+    def relative_state(self, tcp_position_m: np.ndarray, tcp_quaternion_xyzw: np.ndarray) -> np.ndarray:
         """The scene in the frames where the task's precision lives (sim only, like :meth:`privileged_state`).
 
-        Per object its position relative to the TCP (base frame, m). Lift: the object's height above its start.
+        Per object its position relative to the TCP (base frame, m) and its yaw relative to the TCP's modulo the
+        object's symmetry [rad] (how squarely the fingers meet it). Lift: the object's height above its start.
         Insert: the object's centre relative to the hole's axis in the fixture frame (x, y; also as
         ``tanh(e / 5 mm)``, resolving the last millimetres that a policy normalising over the whole workspace
         cannot see), its bottom's height above the fixture's top face, its yaw error modulo the object's symmetry
         and its tilt [rad]. A residual policy reads millimetre errors directly instead of differencing poses.
         """
         tcp = np.asarray(tcp_position_m, dtype=float)
-        parts = [self.object_pose(o.name).position_m - tcp for o in self.config.objects]
+        tcp_yaw = _yaw(quat_xyzw_to_matrix(np.asarray(tcp_quaternion_xyzw, dtype=float)))
+        parts: list = []
+        for o in self.config.objects:
+            pose = self.object_pose(o.name)
+            parts += [pose.position_m - tcp, [self._wrap_yaw(o.name, _yaw(quat_xyzw_to_matrix(pose.quaternion_xyzw))
+                                                             - tcp_yaw)]]
         cond = self.config.success
         if isinstance(cond, LiftSuccess):
             parts.append([self.object_pose(cond.object).position_m[2] - self._initial_height[cond.object]])
@@ -149,16 +155,19 @@ class TwinTask:
             obj, fixture = self.object_pose(cond.object), self.fixture_pose(cond.fixture)
             fixture_rot = quat_xyzw_to_matrix(fixture.quaternion_xyzw)
             error_xy = (fixture_rot.T @ (obj.position_m - fixture.position_m))[:2]
-            yaw = _yaw(fixture_rot.T @ quat_xyzw_to_matrix(obj.quaternion_xyzw))
-            period = self._yaw_symmetry_rad[cond.object]
-            yaw_error = (yaw + period / 2) % period - period / 2 if period else 0.0
+            yaw_error = self._wrap_yaw(cond.object, _yaw(fixture_rot.T @ quat_xyzw_to_matrix(obj.quaternion_xyzw)))
             parts += [error_xy, np.tanh(error_xy / 0.005), [-self.insertion_depth_m(), yaw_error,
                                                               self.insertion_tilt_rad()]]
         return np.concatenate([np.asarray(p, dtype=float).reshape(-1) for p in parts]).astype(np.float32)
 
+    def _wrap_yaw(self, name: str, yaw_rad: float) -> float:
+        """``yaw_rad`` wrapped to half the object's symmetry period either side of 0 (0 for a cylinder)."""
+        period = self._yaw_symmetry_rad[name]
+        return float((yaw_rad + period / 2) % period - period / 2) if period else 0.0
+
     @property
     def relative_dim(self) -> int:
-        return 3 * len(self.config.objects) + (1 if isinstance(self.config.success, LiftSuccess) else 7)
+        return 4 * len(self.config.objects) + (1 if isinstance(self.config.success, LiftSuccess) else 7)
 
     def is_success(self) -> bool:
         cond = self.config.success

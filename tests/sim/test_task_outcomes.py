@@ -80,18 +80,20 @@ def yaw_quat(yaw_rad: float) -> np.ndarray:
 
 
 def test_relative_state_gives_the_peg_s_errors_in_millimetres_of_the_hole(peg_env):
-    """[peg - tcp (3), hole-frame x y error (2), tanh(error / 5 mm) (2), bottom above top face, yaw error, tilt]."""
+    """[peg - tcp (3), peg yaw vs tcp, hole-frame x y error (2), tanh(error / 5 mm) (2), bottom above top face,
+    yaw error, tilt]."""
     place_peg(peg_env, [0.003, -0.001, 0.04 + 0.03], yaw_quat(np.pi / 2 + 0.05))  # 10 mm deep, a quarter turn on
     task = peg_env.task
     tcp = np.array([0.4, 0.0, 0.3])
-    rel = task.relative_state(tcp)
-    assert rel.shape == (task.relative_dim,) == (10,)
+    rel = task.relative_state(tcp, yaw_quat(-0.02))
+    assert rel.shape == (task.relative_dim,) == (11,)
     np.testing.assert_allclose(rel[:3], task.object_pose("peg").position_m - tcp, atol=1e-6)
-    np.testing.assert_allclose(rel[3:5], [0.003, -0.001], atol=1e-6)
-    np.testing.assert_allclose(rel[5:7], np.tanh(np.array([0.003, -0.001]) / 0.005), atol=1e-5)
-    assert rel[7] == pytest.approx(-0.010, abs=1e-6)  # the bottom is 10 mm below the top face
-    assert rel[8] == pytest.approx(0.05, abs=1e-5)  # a square peg: yaw counts modulo a quarter turn
-    assert rel[9] == pytest.approx(0.0, abs=1e-6)
+    assert rel[3] == pytest.approx(0.07, abs=1e-5)  # a square peg: yaw counts modulo a quarter turn
+    np.testing.assert_allclose(rel[4:6], [0.003, -0.001], atol=1e-6)
+    np.testing.assert_allclose(rel[6:8], np.tanh(np.array([0.003, -0.001]) / 0.005), atol=1e-5)
+    assert rel[8] == pytest.approx(-0.010, abs=1e-6)  # the bottom is 10 mm below the top face
+    assert rel[9] == pytest.approx(0.05, abs=1e-5)
+    assert rel[10] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_the_twin_observes_relative_state_for_lift_too():
@@ -99,6 +101,7 @@ def test_the_twin_observes_relative_state_for_lift_too():
     obs, _ = env.reset(seed=0)
     env.close()
     rel = obs["privileged_relative"]
-    assert rel.shape == (4,) == env.observation_space["privileged_relative"].shape
+    assert rel.shape == (5,) == env.observation_space["privileged_relative"].shape
     np.testing.assert_allclose(rel[:3], obs["privileged"][:3] - obs["tcp_position"], atol=1e-5)
-    assert rel[3] == pytest.approx(0.0, abs=2e-3)  # the cube has not been lifted
+    assert abs(rel[3]) <= np.pi / 4 + 1e-6  # the cube's yaw against the fingers, modulo a quarter turn
+    assert rel[4] == pytest.approx(0.0, abs=2e-3)  # the cube has not been lifted
