@@ -18,6 +18,7 @@ from sim.scene import TABLE_TOP_Z_M
 MIN_SEPARATION_M = 0.09  # objects and fixtures are resampled until this far apart (xy)
 LIFTED_M = 0.01  # an object this far above where it started counts as picked up
 ON_TABLE_M = 0.01  # an object's bottom this close to the table top counts as lying on the table
+FINE_ERROR_M = 0.005  # relative_state also gives tanh(error / this): steep over the last millimetres of alignment
 
 # How an episode ended, judged on its final state (``TwinTask.outcome``): where a policy fails tells where a
 # residual, more data or a better reward has to act.
@@ -137,7 +138,7 @@ class TwinTask:
         Per object its position relative to the TCP (base frame, m) and its yaw relative to the TCP's modulo the
         object's symmetry [rad] (how squarely the fingers meet it). Lift: the object's height above its start.
         Insert: the object's centre relative to the hole's axis in the fixture frame (x, y; also as
-        ``tanh(e / 5 mm)``, resolving the last millimetres that a policy normalising over the whole workspace
+        ``tanh(e / FINE_ERROR_M)``, resolving the last millimetres that a policy normalising over the whole workspace
         cannot see), its bottom's height above the fixture's top face, its yaw error modulo the object's symmetry
         and its tilt [rad]. A residual policy reads millimetre errors directly instead of differencing poses.
         """
@@ -156,7 +157,7 @@ class TwinTask:
             fixture_rot = quat_xyzw_to_matrix(fixture.quaternion_xyzw)
             error_xy = (fixture_rot.T @ (obj.position_m - fixture.position_m))[:2]
             yaw_error = self._wrap_yaw(cond.object, _yaw(fixture_rot.T @ quat_xyzw_to_matrix(obj.quaternion_xyzw)))
-            parts += [error_xy, np.tanh(error_xy / 0.005), [-self.insertion_depth_m(), yaw_error,
+            parts += [error_xy, np.tanh(error_xy / FINE_ERROR_M), [-self.insertion_depth_m(), yaw_error,
                                                               self.insertion_tilt_rad()]]
         return np.concatenate([np.asarray(p, dtype=float).reshape(-1) for p in parts]).astype(np.float32)
 
