@@ -134,9 +134,11 @@ def evaluate_policy(checkpoint: str | Path, task: str | None = None, cell: str |
                 runner.observe(obs_i, steps[i] * period_s)
                 actions[i] = runner.next_action(steps[i] * period_s).action
             obs, _, terminated, truncated, info = envs.step(actions)
-            for i in np.flatnonzero(terminated | truncated):
+            ended = np.flatnonzero(terminated | truncated)
+            outcomes = ended_episode_outcomes(info, n_envs) if ended.size else []
+            for i in ended:
                 success = bool(info["final_info"]["success"][i])
-                outcome = ended_episode_outcomes(info, n_envs)[i]
+                outcome = outcomes[i]
                 if done[i] < quota[i]:
                     results.append({"env": int(i), "episode": done[i], "success": success, "steps": steps[i] + 1,
                                     "outcome": outcome})
