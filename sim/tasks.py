@@ -45,6 +45,13 @@ class ObjectPose:
     quaternion_xyzw: np.ndarray
 
 
+def _tilt_rad(obj: ObjectPose, fixture: ObjectPose) -> float:
+    """Angle between the object's z axis and the fixture's [rad]."""
+    object_z = quat_xyzw_to_matrix(obj.quaternion_xyzw)[:, 2]
+    fixture_z = quat_xyzw_to_matrix(fixture.quaternion_xyzw)[:, 2]
+    return float(np.arccos(np.clip(object_z @ fixture_z, -1.0, 1.0)))
+
+
 def _sample(pose: InitialPose, rng: np.random.Generator) -> tuple[float, float, float]:
     return (
         rng.uniform(pose.x_m.low, pose.x_m.high),
@@ -98,20 +105,16 @@ class TwinTask:
 
     def set_poses(self, privileged: np.ndarray) -> None:
         """Place objects and fixtures at recorded poses (the layout of :meth:`privileged_state`)."""
-        values = np.asarray(privileged, dtype=float).reshape(-1)
-        if values.size != self.privileged_dim:
-            raise ValueError(f"privileged must hold {self.privileged_dim} values (7 per object/fixture), "
-                             f"got {values.size}")
-        poses = values.reshape(-1, 7)
-        for name, pose in zip(self._free_qpos, poses, strict=False):
-            adr, dof = self._free_qpos[name], self._free_dof[name]
-            self.data.qpos[adr : adr + 3] = pose[:3]
-            self.data.qpos[adr + 3 : adr + 7] = xyzw_to_wxyz(pose[3:])
+        poses = self._poses(privileged)
+        for name, adr in self._free_qpos.items():
+            pose, dof = poses[name], self._free_dof[name]
+            self.data.qpos[adr : adr + 3] = pose.position_m
+            self.data.qpos[adr + 3 : adr + 7] = xyzw_to_wxyz(pose.quaternion_xyzw)
             self.data.qvel[dof : dof + 6] = 0.0
-            self._initial_height[name] = float(pose[2])
-        for name, pose in zip(self._mocap, poses[len(self._free_qpos) :], strict=True):
-            self.data.mocap_pos[self._mocap[name]] = pose[:3]
-            self.data.mocap_quat[self._mocap[name]] = xyzw_to_wxyz(pose[3:])
+            self._initial_height[name] = float(pose.position_m[2])
+        for name, mocap in self._mocap.items():
+            self.data.mocap_pos[mocap] = poses[name].position_m
+            self.data.mocap_quat[mocap] = xyzw_to_wxyz(poses[name].quaternion_xyzw)
         mujoco.mj_forward(self.model, self.data)
 
     def object_pose(self, name: str) -> ObjectPose:
@@ -132,7 +135,8 @@ class TwinTask:
     def privileged_dim(self) -> int:
         return 7 * (len(self._free_qpos) + len(self._mocap))
 
-    def relative_state(self, tcp_position_m: np.ndarray, tcp_quaternion_xyzw: np.ndarray) -> np.ndarray:
+    def relative_state(self, tcp_position_m: np.ndarray, tcp_quaternion_xyzw: np.ndarray,
+                       privileged: np.ndarray | None = None) -> np.ndarray:
         """The scene in the frames where the task's precision lives (sim only, like :meth:`privileged_state`).
 
         Per object its position relative to the TCP (base frame, m) and its yaw relative to the TCP's modulo the
@@ -141,25 +145,38 @@ class TwinTask:
         ``tanh(e / FINE_ERROR_M)``, resolving the last millimetres that a policy normalising over the whole workspace
         cannot see), its bottom's height above the fixture's top face, its yaw error modulo the object's symmetry
         and its tilt [rad]. A residual policy reads millimetre errors directly instead of differencing poses.
+
+        A pure function of the TCP pose and the poses in ``privileged`` (the layout of :meth:`privileged_state`;
+        the twin's exact ones when omitted), so a noisy pose estimate gives the matching noisy errors.
         """
+        poses = self._poses(self.privileged_state() if privileged is None else privileged)
         tcp = np.asarray(tcp_position_m, dtype=float)
         tcp_yaw = _yaw(quat_xyzw_to_matrix(np.asarray(tcp_quaternion_xyzw, dtype=float)))
         parts: list = []
         for o in self.config.objects:
-            pose = self.object_pose(o.name)
+            pose = poses[o.name]
             parts += [pose.position_m - tcp, [self._wrap_yaw(o.name, _yaw(quat_xyzw_to_matrix(pose.quaternion_xyzw))
                                                              - tcp_yaw)]]
         cond = self.config.success
         if isinstance(cond, LiftSuccess):
-            parts.append([self.object_pose(cond.object).position_m[2] - self._initial_height[cond.object]])
+            parts.append([poses[cond.object].position_m[2] - self._initial_height[cond.object]])
         else:
-            obj, fixture = self.object_pose(cond.object), self.fixture_pose(cond.fixture)
+            obj, fixture = poses[cond.object], poses[cond.fixture]
             fixture_rot = quat_xyzw_to_matrix(fixture.quaternion_xyzw)
             error_xy = (fixture_rot.T @ (obj.position_m - fixture.position_m))[:2]
             yaw_error = self._wrap_yaw(cond.object, _yaw(fixture_rot.T @ quat_xyzw_to_matrix(obj.quaternion_xyzw)))
-            parts += [error_xy, np.tanh(error_xy / FINE_ERROR_M), [-self.insertion_depth_m(), yaw_error,
-                                                              self.insertion_tilt_rad()]]
+            parts += [error_xy, np.tanh(error_xy / FINE_ERROR_M), [-self._depth_m(obj, fixture), yaw_error,
+                                                              _tilt_rad(obj, fixture)]]
         return np.concatenate([np.asarray(p, dtype=float).reshape(-1) for p in parts]).astype(np.float32)
+
+    def _poses(self, privileged: np.ndarray) -> dict[str, ObjectPose]:
+        """Name -> pose from a vector laid out like :meth:`privileged_state` (objects, then fixtures)."""
+        values = np.asarray(privileged, dtype=float).reshape(-1)
+        if values.size != self.privileged_dim:
+            raise ValueError(f"privileged must hold {self.privileged_dim} values (7 per object/fixture), "
+                             f"got {values.size}")
+        names = [*self._free_qpos, *self._mocap]
+        return {n: ObjectPose(v[:3].copy(), v[3:].copy()) for n, v in zip(names, values.reshape(-1, 7), strict=True)}
 
     def _wrap_yaw(self, name: str, yaw_rad: float) -> float:
         """``yaw_rad`` wrapped to half the object's symmetry period either side of 0 (0 for a cylinder)."""
@@ -204,18 +221,19 @@ class TwinTask:
         """How far the object's bottom is below the fixture's top face (negative when above)."""
         cond = self.config.success
         assert isinstance(cond, InsertSuccess)
+        return self._depth_m(self.object_pose(cond.object), self.fixture_pose(cond.fixture))
+
+    def _depth_m(self, obj: ObjectPose, fixture_pose: ObjectPose) -> float:
+        cond = self.config.success
         fixture = next(f for f in self.config.fixtures if f.name == cond.fixture)
-        top_z = self.fixture_pose(cond.fixture).position_m[2] + fixture.height_m
-        bottom_z = self.object_pose(cond.object).position_m[2] - self._half_height[cond.object]
-        return float(top_z - bottom_z)
+        top_z = fixture_pose.position_m[2] + fixture.height_m
+        return float(top_z - (obj.position_m[2] - self._half_height[cond.object]))
 
     def insertion_tilt_rad(self) -> float:
         """Angle between the object's z axis and the fixture's (0 when upright in the hole)."""
         cond = self.config.success
         assert isinstance(cond, InsertSuccess)
-        object_z = quat_xyzw_to_matrix(self.object_pose(cond.object).quaternion_xyzw)[:, 2]
-        fixture_z = quat_xyzw_to_matrix(self.fixture_pose(cond.fixture).quaternion_xyzw)[:, 2]
-        return float(np.arccos(np.clip(object_z @ fixture_z, -1.0, 1.0)))
+        return _tilt_rad(self.object_pose(cond.object), self.fixture_pose(cond.fixture))
 
     def insertion_lateral_error_m(self) -> float:
         cond = self.config.success

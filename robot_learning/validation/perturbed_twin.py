@@ -104,8 +104,13 @@ def record_perturbed_episodes(out: str | Path, perturbation: Perturbation, n_epi
     return Path(out)
 
 
-def _noisy(obs: dict[str, np.ndarray], p: Perturbation, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """What sensors would report: the twin's observation plus the noise model of ``p``."""
+def _noisy(env: TwinEnv, obs: dict[str, np.ndarray], p: Perturbation,
+           rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """What sensors would report: the twin's observation plus the noise model of ``p``.
+
+    The task errors (``privileged_relative``) are recomputed from the noisy TCP and object poses, so the two stay
+    one consistent, equally noisy estimate of the scene.
+    """
     out = dict(obs)
     for key, value in obs.items():
         if key.endswith("_rgb") and p.image_noise_std > 0:
@@ -120,13 +125,17 @@ def _noisy(obs: dict[str, np.ndarray], p: Perturbation, rng: np.random.Generator
         rot = axis_angle_to_matrix(rng.normal(0.0, p.object_noise_rad, 3)) @ quat_xyzw_to_matrix(pose[3:])
         pose[3:] = matrix_to_quat_xyzw(rot)
     out["privileged"] = poses.reshape(-1).astype(np.float32)
+    if "privileged_relative" in obs:
+        tcp_quaternion_xyzw = env.robot.read_state().tcp_quaternion_xyzw
+        out["privileged_relative"] = env.task.relative_state(out["tcp_position"], tcp_quaternion_xyzw,
+                                                             privileged=out["privileged"])
     return out
 
 
 def _record(env: TwinEnv, store: EpisodeStore, p: Perturbation, seed: int, rng: np.random.Generator,
             keep_failures: bool) -> None:
     obs, _ = env.reset(seed=seed)
-    obs = _noisy(obs, p, rng)
+    obs = _noisy(env, obs, p, rng)
     expert = make_expert(env.cell, env.task_config, seed=seed)
     in_flight: deque[np.ndarray] = deque()
     success = False
@@ -140,7 +149,7 @@ def _record(env: TwinEnv, store: EpisodeStore, p: Perturbation, seed: int, rng: 
             stamp = env.data.time
             next_obs, reward, terminated, truncated, info = env.step(executed)
             ep.add_step(**obs, action=action, reward=np.float32(reward), timestamp=np.float64(stamp))
-            obs = _noisy(next_obs, p, rng)
+            obs = _noisy(env, next_obs, p, rng)
             if terminated or truncated:
                 success = bool(info["success"])
                 break

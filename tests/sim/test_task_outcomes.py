@@ -105,3 +105,19 @@ def test_the_twin_observes_relative_state_for_lift_too():
     np.testing.assert_allclose(rel[:3], obs["privileged"][:3] - obs["tcp_position"], atol=1e-5)
     assert abs(rel[3]) <= np.pi / 4 + 1e-6  # the cube's yaw against the fingers, modulo a quarter turn
     assert rel[4] == pytest.approx(0.0, abs=2e-3)  # the cube has not been lifted
+
+
+def test_relative_state_is_a_function_of_the_poses_it_is_given(peg_env):
+    """A pose estimate (noisy, recorded) gives the errors the twin would show with the scene at those poses."""
+    place_peg(peg_env, [0.004, 0.002, 0.06], yaw_quat(0.1))
+    task = peg_env.task
+    tcp, tcp_quat = np.array([0.45, 0.05, 0.25]), yaw_quat(0.3)
+    estimate = task.privileged_state()
+    exact = task.relative_state(tcp, tcp_quat)
+    estimate[:3] += [0.002, -0.003, 0.001]
+    from_estimate = task.relative_state(tcp, tcp_quat, privileged=estimate)
+    task.set_poses(estimate)
+    np.testing.assert_allclose(from_estimate, task.relative_state(tcp, tcp_quat), atol=1e-6)
+    assert not np.allclose(from_estimate, exact, atol=1e-4)
+    with pytest.raises(ValueError, match="7 per object"):
+        task.relative_state(tcp, tcp_quat, privileged=estimate[:-1])
