@@ -37,6 +37,7 @@ class EpisodeStats:
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
     outcomes: list[str] = field(default_factory=list)
+    env_indices: list[int] = field(default_factory=list)  # which env each episode ran in
 
     @property
     def success_rate(self) -> float:
@@ -94,6 +95,7 @@ class ResidualRolloutCollector:
             for i in np.flatnonzero(done):
                 stats.successes.append(bool(final_success[i]))
                 stats.outcomes.append(outcomes[i])
+                stats.env_indices.append(int(i))
                 stats.returns.append(float(self._returns[i]))
                 stats.lengths.append(int(self._lengths[i]))
             self._returns[done] = 0.0

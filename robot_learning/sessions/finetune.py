@@ -59,18 +59,32 @@ def _obs_dim(envs, keys: list[str]) -> int:
 
 def evaluate_residual(envs, base: ChunkedBase, policy: ResidualPolicy, keys: list[str], n_episodes: int,
                       seed: int) -> tuple[int, int, dict[str, int]]:
-    """Deterministic residual (its mean) on fresh scenes: (successes, episodes, failures by outcome)."""
+    """Deterministic residual (its mean) on fresh scenes: (successes, episodes, failures by outcome).
+
+    Each env contributes a fixed quota of its first episodes, as ``manip-stack eval`` does: the first
+    ``n_episodes`` to end overall would over-count successes, which end early while failures run to the horizon.
+    """
     collector = ResidualRolloutCollector(envs, base, policy, keys, seed=seed)
     obs_dim, action_dim = _obs_dim(envs, keys), int(base.action_low.size)
-    successes: list[bool] = []
-    outcomes: list[str] = []
-    while len(successes) < n_episodes:
+    ended: list[tuple[int, bool, str]] = []  # (env, success, outcome) in the order the episodes ended
+    while (kept := first_episodes_per_env(ended, n_episodes, envs.num_envs)) is None:
         buffer = RolloutBuffer.allocate(50, envs.num_envs, obs_dim, action_dim)
         stats, _ = collector.collect(buffer, deterministic=True, update_obs_stats=False)
-        successes += stats.successes
-        outcomes += stats.outcomes
-    failures = failures_by_outcome(successes[:n_episodes], outcomes[:n_episodes])
-    return int(sum(successes[:n_episodes])), n_episodes, failures
+        ended += zip(stats.env_indices, stats.successes, stats.outcomes, strict=True)
+    successes, outcomes = [s for _, s, _ in kept], [o for _, _, o in kept]
+    return int(sum(successes)), n_episodes, failures_by_outcome(successes, outcomes)
+
+
+def first_episodes_per_env(ended: list[tuple], n_episodes: int, n_envs: int) -> list[tuple] | None:
+    """The first episodes of each env (env index first in each tuple), ``n_episodes`` shared out as evenly as
+    possible; None while some env has not ended its share yet."""
+    quota = [n_episodes // n_envs + (i < n_episodes % n_envs) for i in range(n_envs)]
+    per_env: list[list[tuple]] = [[] for _ in range(n_envs)]
+    for episode in ended:
+        per_env[episode[0]].append(episode)
+    if any(len(episodes) < q for episodes, q in zip(per_env, quota, strict=True)):
+        return None
+    return [e for episodes, q in zip(per_env, quota, strict=True) for e in episodes[:q]]
 
 
 def plot_curves(csv_path: Path, png_path: Path, title: str) -> Path:

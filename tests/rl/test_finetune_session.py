@@ -12,7 +12,7 @@ from robot_learning.cli.main import main
 from robot_learning.policies.diffusion.configuration import DiffusionConfig, PolicyTrainingConfig, TrainConfig
 from robot_learning.rl.config import FinetuneConfig
 from robot_learning.sessions.collect import collect_expert_episodes
-from robot_learning.sessions.finetune import finetune
+from robot_learning.sessions.finetune import finetune, first_episodes_per_env
 
 torch.set_num_threads(1)
 
@@ -106,6 +106,15 @@ def test_the_combined_checkpoint_is_served_like_a_plain_policy_with_the_residual
                              out=tmp_path / "eval", n_videos=1)
     assert report.n_episodes == 2 and report.runner["actions"] > 0 and report.runner["residual_failures"] == 0
     assert report.videos == [] and (tmp_path / "eval" / "eval_report.json").exists()
+
+
+def test_evaluation_counts_each_env_s_first_episodes_not_the_first_to_end():
+    """Successes end early and failures run to the horizon: the first n to end would flatter the residual."""
+    ended = [(0, True), (0, True), (1, True), (0, True)]  # env 1's second episode (a failure) still running
+    assert first_episodes_per_env(ended, n_episodes=4, n_envs=2) is None
+    ended.append((1, False))
+    assert first_episodes_per_env(ended, n_episodes=4, n_envs=2) == [(0, True), (0, True), (1, True), (1, False)]
+    assert first_episodes_per_env(ended, n_episodes=3, n_envs=2) == [(0, True), (0, True), (1, True)]
 
 
 def test_a_file_that_is_no_policy_is_refused_naming_both_formats(tmp_path):
