@@ -193,7 +193,8 @@ class TwinEnv(gym.Env):
         state = self.robot.read_state()
         obs = proprio_observation(state)
         obs["privileged"] = self.task.privileged_state()
-        obs["privileged_relative"] = self.task.relative_state(state.tcp_position_m, state.tcp_quaternion_xyzw)
+        obs["privileged_relative"] = self.task.relative_state(state.tcp_position_m, state.tcp_quaternion_xyzw,
+                                                              privileged=obs["privileged"])
         if self.cameras is not None:
             obs.update(self.cameras.render_all(depth=self.depth))
         return obs
