@@ -63,11 +63,12 @@ class FinetuneConfig(_Strict):
     base_inference_steps: PosInt = Field(4, description="DDIM steps of the frozen base during RL (ResiP: 4)")
     torch_threads: PosInt = Field(1, description="CPU threads for the base and PPO; more oversubscribes the "
                                   "cores the twins run on (measured: 37 ms vs 650 ms per chunk on 2 busy cores)")
-    reward: Literal["sparse", "robohorizon", "robohorizon_pbrs", "kagi", "kagi_pbrs"] = Field(
-        "sparse", description="sparse task success (ResiP); a RoboHorizon stage plan's dense per-step reward; KAGI's "
-        "VLM keypoint reward (one model query per episode); or _pbrs: sparse success plus that reward's progress as "
-        "a potential (pays for progress, not for lingering short of success, which a per-step reward does when "
-        "success ends the episode)")
+    reward: Literal["sparse", "upright_pbrs", "robohorizon", "robohorizon_pbrs", "kagi", "kagi_pbrs"] = Field(
+        "sparse", description="sparse task success (ResiP); upright_pbrs: sparse success plus the inserted object's "
+        "tilt as a potential (insertion tasks, sim only: a knocked-over peg costs when it tips); a RoboHorizon "
+        "stage plan's dense per-step reward; KAGI's VLM keypoint reward (one model query per episode); or _pbrs: "
+        "sparse success plus that reward's progress as a potential (pays for progress, not for lingering short of "
+        "success, which a per-step reward does when success ends the episode)")
     plan_path: str | None = Field(None, description="robohorizon: JSON of an accepted plan (manip-stack reward "
                                   "plan); none = ask model_profile for one and vet it on twin demonstrations")
     model_profile: str = Field("oracle_local", description="kagi, robohorizon: model profile in configs/fm "

@@ -65,11 +65,29 @@ def wrap_with_kagi_reward(env: gym.Env, profile: str, base_url: str | None, cach
     return RewardWrapper(env, reward, owned=(cache,) if cache is not None else ())
 
 
+# The upright potential is in [-1, 0]: a peg tipped past the success bound costs as much as success pays.
+UPRIGHT_SHAPING_SCALE = 1.0
+
+
+def wrap_with_upright_reward(env: gym.Env, potential_gamma: float) -> gym.Env:
+    """Sparse success plus the inserted object's tilt as a potential (:mod:`robot_learning.rewards.upright`)."""
+    from robot_learning.rewards.base import PotentialShapedReward, RewardWrapper
+    from robot_learning.rewards.upright import UprightProgress
+
+    twin = env.unwrapped
+    upright = UprightProgress(twin.task_config, twin.task.insertion_tilt_rad)
+    return RewardWrapper(env, PotentialShapedReward(upright, scale=UPRIGHT_SHAPING_SCALE, gamma=potential_gamma))
+
+
 def reward_wrapper(reward: str, plan_json: str | None, gamma: float = 1.0) -> Wrapper | None:
-    """Sparse (None: the env's own success reward) or a RoboHorizon stage reward from ``plan_json``, as a picklable
-    wrapper for ``make_vector_env``. ``gamma`` is the learner's discount, used by the potential-shaped variant."""
+    """Sparse (None: the env's own success reward), sparse plus the upright potential, or a RoboHorizon stage
+    reward from ``plan_json``, as a picklable wrapper for ``make_vector_env``. ``gamma`` is the learner's
+    discount, used by the potential-shaped variants."""
+    if reward == "upright_pbrs":
+        return partial(wrap_with_upright_reward, potential_gamma=gamma)
     if reward != "sparse" and not reward.startswith("robohorizon"):
-        raise ValueError(f"reward_wrapper builds sparse and robohorizon rewards; use finetune_reward for {reward}")
+        raise ValueError(f"reward_wrapper builds sparse, upright and robohorizon rewards; use finetune_reward for "
+                         f"{reward}")
     if reward == "sparse" or plan_json is None:
         return None
     return partial(wrap_with_stage_reward, plan_json=plan_json, potential_gamma=potential_gamma(reward, gamma))
@@ -99,6 +117,11 @@ def stage_plan_json(config: FinetuneConfig) -> str | None:
 @contextmanager
 def finetune_reward(config: FinetuneConfig) -> Iterator[Wrapper | None]:
     """The wrapper every twin worker applies for ``config.reward``, valid while the context is open."""
+    if config.reward == "upright_pbrs":  # refused here, before any worker starts, on a task it cannot shape
+        from hardware_configs import load_task
+        from robot_learning.rewards.upright import check_upright_task
+
+        check_upright_task(load_task(config.task))
     if not config.reward.startswith("kagi"):
         plan = stage_plan_json(config) if config.reward.startswith("robohorizon") else None
         yield reward_wrapper(config.reward, plan, config.ppo.gamma)

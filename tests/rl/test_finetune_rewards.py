@@ -130,3 +130,33 @@ def test_a_plan_that_fails_the_demonstration_check_is_not_used_and_the_run_goes_
         with finetune_reward(config) as wrapper:
             assert wrapper is None  # the env's own sparse success reward
     assert "rejected" in caplog.text and "sparse reward" in caplog.text
+
+
+LYING_QUAT_XYZW = np.array([np.sqrt(0.5), 0.0, 0.0, np.sqrt(0.5)])  # 90 degrees about x: the peg on its side
+
+
+def test_the_upright_potential_charges_a_peg_tipping_over_and_refunds_it_standing_up():
+    env = reward_wrapper("upright_pbrs", None, gamma=0.99)(TwinEnv(task="peg_insert", image_size=None))
+    hold = np.zeros(7, dtype=np.float32)  # zero deltas, gripper open, far above the peg
+    try:
+        obs, _ = env.reset(seed=3)
+        _, standing, _, _, info = env.step(hold)
+        assert abs(standing) < 0.02 and info["reward_name"] == "upright_pbrs"
+        twin, upright = env.unwrapped, obs["privileged"].copy()
+        lying = upright.copy()
+        lying[2] -= 0.04 - 0.0125 - 0.001  # centre at half the peg's width above the table
+        lying[3:7] = LYING_QUAT_XYZW
+        twin.task.set_poses(lying)
+        _, tipped, _, _, info = env.step(hold)
+        assert tipped == pytest.approx(-0.99, abs=0.02)  # gamma * Phi(lying) - Phi(upright) = 0.99 * -1 - 0
+        assert info["reward_breakdown"]["progress"] == -1.0
+        twin.task.set_poses(upright)
+        assert env.step(hold)[1] == pytest.approx(1.0, abs=0.02)  # the tilt is refunded when it stands again
+    finally:
+        env.close()
+
+
+def test_the_upright_potential_is_refused_before_any_worker_starts_on_a_task_without_insertion():
+    with pytest.raises(ValueError, match="inserted"), finetune_reward(FinetuneConfig(task="lift",
+                                                                                   reward="upright_pbrs")):
+        pass
