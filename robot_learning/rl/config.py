@@ -18,7 +18,10 @@ class ResidualConfig(_Strict):
     """Per-step Gaussian residual over the normalised action: a = base + scale * r, r ~ N(mu(s, a_base), std)."""
 
     hidden_sizes: list[PosInt] = Field(default_factory=lambda: [256, 256])
-    action_scale: PosFloat = 0.1
+    action_scale: PosFloat | list[PosFloat] = Field(
+        0.1, description="the correction is action_scale * r in normalised action units; one value for every "
+        "dimension (ResiP: 0.1) or one per action dimension (e.g. more authority over the gripper's closure, which "
+        "0.1 of its range cannot hold open or closed against the base)")
     init_log_std: float = -1.0
     learn_log_std: bool = False
     obs_keys: list[str] = Field(

@@ -69,10 +69,19 @@ class RunningNormalizer(nn.Module):
         return torch.clamp((x - self.mean) / torch.sqrt(self.var + 1e-8), -self.clip, self.clip)
 
 
+def action_scale_vector(config: ResidualConfig, action_dim: int) -> torch.Tensor:
+    """The per-dimension scale of the correction, (action_dim,); a list must name every action dimension."""
+    if isinstance(config.action_scale, list):
+        if len(config.action_scale) != action_dim:
+            raise ValueError(f"residual.action_scale lists {len(config.action_scale)} values; the action has "
+                             f"{action_dim} dimensions")
+        return torch.tensor(config.action_scale, dtype=torch.float32)
+    return torch.full((action_dim,), float(config.action_scale))
+
+
 class ResidualActor(nn.Module):
     def __init__(self, obs_dim: int, action_dim: int, config: ResidualConfig):
         super().__init__()
-        self.action_scale = config.action_scale
         self.net = mlp(obs_dim + action_dim, config.hidden_sizes, action_dim)
         last = self.net[-1]
         nn.init.zeros_(last.weight)
@@ -104,6 +113,7 @@ class ResidualPolicy(nn.Module):
         self.obs_normalizer = RunningNormalizer(obs_dim)
         self.actor = ResidualActor(obs_dim, action_dim, config)
         self.critic = Critic(obs_dim, action_dim, config.hidden_sizes)
+        self.action_scale = action_scale_vector(config, action_dim)  # from the config, not a saved buffer
 
     def act(self, obs: torch.Tensor, base_action_norm: torch.Tensor, deterministic: bool = False):
         """(residual r, log-prob, value) for a batch; the env gets base + action_scale * r."""
@@ -113,7 +123,7 @@ class ResidualPolicy(nn.Module):
         return residual, dist.log_prob(residual).sum(-1), self.critic(obs_norm, base_action_norm)
 
     def combined_action_norm(self, base_action_norm: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(base_action_norm + self.config.action_scale * residual, -1.0, 1.0)
+        return torch.clamp(base_action_norm + self.action_scale * residual, -1.0, 1.0)
 
     def executed_action(self, normalizer: ActionNormalizer, base_action_norm: torch.Tensor,
                         residual: torch.Tensor) -> np.ndarray:

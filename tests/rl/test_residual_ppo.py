@@ -2,6 +2,7 @@
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 from point_reach import BiasedBase, PointReachEnv
 
@@ -23,6 +24,17 @@ def test_a_fresh_residual_changes_nothing_the_base_does():
     obs, base = torch.randn(64, 4), torch.rand(64, 2) * 2 - 1
     residual, _, _ = policy.act(obs, base, deterministic=True)
     torch.testing.assert_close(policy.combined_action_norm(base, residual), base)
+
+
+def test_a_per_dimension_scale_gives_each_action_dimension_its_own_authority():
+    policy = ResidualPolicy(obs_dim=4, action_dim=3, config=ResidualConfig(obs_keys=KEYS, action_scale=[0.1, 0.1, 1.0]))
+    base, residual = torch.zeros(1, 3), torch.full((1, 3), -0.5)
+    torch.testing.assert_close(policy.combined_action_norm(base, residual), torch.tensor([[-0.05, -0.05, -0.5]]))
+
+
+def test_a_scale_list_that_does_not_name_every_action_dimension_is_refused():
+    with pytest.raises(ValueError, match="lists 2 values; the action has 3"):
+        ResidualPolicy(obs_dim=4, action_dim=3, config=ResidualConfig(obs_keys=KEYS, action_scale=[0.1, 1.0]))
 
 
 def test_gae_matches_a_hand_computed_example():
