@@ -22,7 +22,10 @@ class ResidualConfig(_Strict):
         0.1, description="the correction is action_scale * r in normalised action units; one value for every "
         "dimension (ResiP: 0.1) or one per action dimension (e.g. more authority over the gripper's closure, which "
         "0.1 of its range cannot hold open or closed against the base)")
-    init_log_std: float = -1.0
+    init_log_std: float | list[float] = Field(
+        -1.0, description="log of the residual's exploration std (in units of r, before action_scale); one value or "
+        "one per action dimension (a dimension given more authority may need less noise: the gripper's closure "
+        "with noise of its full range drops what it holds)")
     learn_log_std: bool = False
     obs_keys: list[str] = Field(
         default_factory=lambda: ["tcp_position", "tcp_rot6d", "gripper_width", "privileged", "privileged_relative"],

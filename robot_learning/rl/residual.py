@@ -69,14 +69,13 @@ class RunningNormalizer(nn.Module):
         return torch.clamp((x - self.mean) / torch.sqrt(self.var + 1e-8), -self.clip, self.clip)
 
 
-def action_scale_vector(config: ResidualConfig, action_dim: int) -> torch.Tensor:
-    """The per-dimension scale of the correction, (action_dim,); a list must name every action dimension."""
-    if isinstance(config.action_scale, list):
-        if len(config.action_scale) != action_dim:
-            raise ValueError(f"residual.action_scale lists {len(config.action_scale)} values; the action has "
-                             f"{action_dim} dimensions")
-        return torch.tensor(config.action_scale, dtype=torch.float32)
-    return torch.full((action_dim,), float(config.action_scale))
+def per_dimension(value: float | list[float], action_dim: int, name: str) -> torch.Tensor:
+    """A config value given once or per action dimension, as (action_dim,); a list must name every dimension."""
+    if isinstance(value, list):
+        if len(value) != action_dim:
+            raise ValueError(f"residual.{name} lists {len(value)} values; the action has {action_dim} dimensions")
+        return torch.tensor(value, dtype=torch.float32)
+    return torch.full((action_dim,), float(value))
 
 
 class ResidualActor(nn.Module):
@@ -86,7 +85,7 @@ class ResidualActor(nn.Module):
         last = self.net[-1]
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
-        log_std = torch.full((action_dim,), float(config.init_log_std))
+        log_std = per_dimension(config.init_log_std, action_dim, "init_log_std")
         self.log_std = nn.Parameter(log_std, requires_grad=config.learn_log_std)
 
     def distribution(self, obs_norm: torch.Tensor, base_action_norm: torch.Tensor) -> Normal:
@@ -113,7 +112,7 @@ class ResidualPolicy(nn.Module):
         self.obs_normalizer = RunningNormalizer(obs_dim)
         self.actor = ResidualActor(obs_dim, action_dim, config)
         self.critic = Critic(obs_dim, action_dim, config.hidden_sizes)
-        self.action_scale = action_scale_vector(config, action_dim)  # from the config, not a saved buffer
+        self.action_scale = per_dimension(config.action_scale, action_dim, "action_scale")  # config, not state
 
     def act(self, obs: torch.Tensor, base_action_norm: torch.Tensor, deterministic: bool = False):
         """(residual r, log-prob, value) for a batch; the env gets base + action_scale * r."""

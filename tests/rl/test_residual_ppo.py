@@ -37,6 +37,15 @@ def test_a_scale_list_that_does_not_name_every_action_dimension_is_refused():
         ResidualPolicy(obs_dim=4, action_dim=3, config=ResidualConfig(obs_keys=KEYS, action_scale=[0.1, 1.0]))
 
 
+def test_exploration_noise_may_be_set_per_action_dimension():
+    config = ResidualConfig(obs_keys=KEYS, init_log_std=[-1.0, -1.0, -2.0])
+    policy = ResidualPolicy(obs_dim=4, action_dim=3, config=config)
+    dist = policy.actor.distribution(torch.zeros(1, 4), torch.zeros(1, 3))
+    torch.testing.assert_close(dist.stddev, torch.exp(torch.tensor([[-1.0, -1.0, -2.0]])))
+    with pytest.raises(ValueError, match="init_log_std lists 1 values"):
+        ResidualPolicy(obs_dim=4, action_dim=3, config=ResidualConfig(obs_keys=KEYS, init_log_std=[-1.0]))
+
+
 def test_gae_matches_a_hand_computed_example():
     reward = torch.tensor([[0.0], [0.0], [1.0]])
     value = torch.tensor([[0.5], [0.6], [0.7]])
