@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.5, help="success rate to reach")
     parser.add_argument("--window", type=int, default=10, help="iterations in the training-success average")
     parser.add_argument("--out", type=Path, default=Path("outputs/rl_reward_curves.png"))
+    parser.add_argument("--title", default="residual PPO on one base, rewards compared (KAGI keypoints and stage plan "
+                        "from oracles: what a good model answers, not a measured model)")
     args = parser.parse_args()
     runs = {label: load(Path(path)) for label, path in (item.split("=", 1) for item in args.runs)}
 
@@ -86,8 +88,7 @@ def main() -> None:
         ax.set(xlabel="env steps", title=title, ylim=(0, 1.02))
         ax.legend(loc="upper left", fontsize=8)
     ax_t.set_ylabel("success rate")
-    fig.suptitle("residual PPO on one base, rewards compared (KAGI keypoints and stage plan from oracles: what a good "
-                 "model answers, not a measured model)")
+    fig.suptitle(args.title)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
