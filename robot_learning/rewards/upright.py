@@ -11,6 +11,7 @@ It reads the twin's object pose (privileged, like the task's success predicate),
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,7 @@ class UprightProgress:
 
     name = "upright"
 
-    def __init__(self, task: TaskConfig, tilt_rad):
+    def __init__(self, task: TaskConfig, tilt_rad: Callable[[], float]):
         check_upright_task(task)
         self.max_tilt_rad = float(task.success.max_tilt_rad)
         self.tilt_rad = tilt_rad
