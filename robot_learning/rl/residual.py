@@ -112,7 +112,9 @@ class ResidualPolicy(nn.Module):
         self.obs_normalizer = RunningNormalizer(obs_dim)
         self.actor = ResidualActor(obs_dim, action_dim, config)
         self.critic = Critic(obs_dim, action_dim, config.hidden_sizes)
-        self.action_scale = per_dimension(config.action_scale, action_dim, "action_scale")  # config, not state
+        # from the config, so not saved with the weights; a buffer so it moves with the module's device
+        self.register_buffer("action_scale", per_dimension(config.action_scale, action_dim, "action_scale"),
+                             persistent=False)
 
     def act(self, obs: torch.Tensor, base_action_norm: torch.Tensor, deterministic: bool = False):
         """(residual r, log-prob, value) for a batch; the env gets base + action_scale * r."""
