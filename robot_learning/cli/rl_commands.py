@@ -15,8 +15,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     raw = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
     if args.online:
         return _online(args, raw)
-    overrides = {k: v for k, v in {"task": args.task, "iterations": args.iterations,
-                                         "seed": args.seed}.items() if v is not None}
+    overrides = {k: v for k, v in {"task": args.task, "iterations": args.iterations, "seed": args.seed,
+                                   "init_residual": args.init_residual}.items() if v is not None}
     if args.envs is not None:
         raw.setdefault("ppo", {})["n_envs"] = args.envs
     config = FinetuneConfig.model_validate({**raw, **overrides})
@@ -40,7 +40,8 @@ def _online(args: argparse.Namespace, raw: dict) -> int:
     from robot_learning.sessions.online_finetune import OnlineFinetuneSession
     from sim.env import TwinEnv
 
-    config = FinetuneConfig.model_validate({**raw, **({"task": args.task} if args.task else {})})
+    config = FinetuneConfig.model_validate({**raw, **{k: v for k, v in {"task": args.task, "init_residual":
+                                                                         args.init_residual}.items() if v}})
     import torch
 
     torch.set_num_threads(config.torch_threads)
@@ -55,7 +56,8 @@ def _online(args: argparse.Namespace, raw: dict) -> int:
     ppo = PPOConfig.model_validate({**config.ppo.model_dump(), "n_envs": 1, "steps_per_iteration": 1,
                                     "n_minibatches": 1})
     session = OnlineFinetuneSession(env, base, policy, PPOUpdater(policy, ppo), keys, Path(args.out),
-                                    episodes_per_update=args.episodes_per_update, seed=config.seed)
+                                    episodes_per_update=args.episodes_per_update, seed=config.seed,
+                                    init_residual=config.init_residual)
     try:
         report = session.run(args.episodes)
     finally:
@@ -74,6 +76,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--envs", type=int, default=None, help="parallel twins (default from the config)")
     p.add_argument("--iterations", type=int, default=None)
     p.add_argument("--seed", type=int, default=None, help="seed of the residual, the rollouts and the base sampler")
+    p.add_argument("--init-residual", default=None,
+                   help="start from this trained residual (residual_last.pt, base_plus_residual.pt or "
+                        "online_state.pt), e.g. the one trained in the twin for an --online session")
     p.add_argument("--out", default="outputs/finetune")
     p.add_argument("--online", action="store_true",
                    help="one episode at a time through the robot interface, every rollout stored; resumable")

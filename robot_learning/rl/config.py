@@ -82,6 +82,10 @@ class FinetuneConfig(_Strict):
     answer_cache: str | None = Field(None, description="kagi, robohorizon: sqlite answer cache (shared by the "
                                      "workers), so the run can be replayed offline with the same rewards")
     answer_cache_mode: Literal["read_write", "offline"] = "read_write"
+    init_residual: str | None = Field(None, description="start from a trained residual (a run's residual_last.pt, "
+                                      "a base_plus_residual.pt, an online session's online_state.pt): its weights and "
+                                      "observation statistics; exploration std and optimisers come from this config. "
+                                      "A sim-trained residual continued online, or a run continued with another batch")
     iterations: PosInt = 100
     eval_every: PosInt = 5
     eval_episodes: PosInt = 32

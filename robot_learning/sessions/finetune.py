@@ -25,6 +25,7 @@ from robot_learning.rl.ppo import PPOUpdater, RolloutBuffer
 from robot_learning.rl.residual import ResidualPolicy
 from robot_learning.rl.rewards import finetune_reward
 from robot_learning.rl.rollout import ResidualRolloutCollector
+from robot_learning.rl.warm_start import load_trained_residual
 from robot_learning.sessions.evaluate import describe_failures, failures_by_outcome, wilson_interval
 from sim.vector import make_vector_env
 
@@ -153,20 +154,26 @@ def _run(envs, policy_base, base_checkpoint: Path, out: Path, config: FinetuneCo
         updater.load_state_dict(state["ppo"])
         start_iteration, env_steps, wall_offset = state["iteration"], state["env_steps"], state["wall_s"]
         log.info("resuming from %s at iteration %d (%d env steps)", ckpt_path, start_iteration, env_steps)
-    elif csv_path.exists():
-        csv_path.unlink()
+    else:
+        if config.init_residual:  # its env steps and time count: the curve and the budget go on from there
+            prior = load_trained_residual(Path(config.init_residual), policy, config.residual)
+            env_steps, wall_offset = prior.env_steps, prior.wall_s
+        csv_path.unlink(missing_ok=True)
     if not csv_path.exists():
         with csv_path.open("w", newline="") as f:
             csv.DictWriter(f, CSV_FIELDS).writeheader()
 
     if start_iteration == 0:  # the curve starts at the base alone (the zero-initialised residual adds nothing)
+        # or at the residual it was initialised from
         k, n, failures = evaluate_residual(envs, base, policy, keys, config.eval_episodes, seed=EVAL_SEED)
         low, high = wilson_interval(k, n)
         with csv_path.open("a", newline="") as f:
-            csv.DictWriter(f, CSV_FIELDS).writerow({**dict.fromkeys(CSV_FIELDS, ""), "iteration": 0, "env_steps": 0,
-                                                    "wall_s": 0.0, "eval_success": k / n, "eval_ci_low": low,
-                                                    "eval_ci_high": high})
-        log.info("base alone: %d/%d evaluation successes; failures: %s", k, n, describe_failures(failures))
+            csv.DictWriter(f, CSV_FIELDS).writerow({
+                **dict.fromkeys(CSV_FIELDS, ""), "iteration": 0, "env_steps": env_steps,
+                "wall_s": round(wall_offset, 1), "eval_success": k / n, "eval_ci_low": low, "eval_ci_high": high})
+        log.info("%s: %d/%d evaluation successes; failures: %s",
+                 f"starting residual ({config.init_residual})" if config.init_residual else "base alone", k, n,
+                 describe_failures(failures))
     collector = ResidualRolloutCollector(envs, base, policy, keys, seed=config.seed + 7919 * start_iteration)
     started = time.monotonic() - wall_offset
     last_eval: float | None = None

@@ -4,7 +4,8 @@ Episodes run one at a time through the robot's env (every command through SafeRo
 the episode store with what PPO needs (base action, residual sample, log-probability, value) and whether a
 person had taken over with teleop. Only committed episodes are learned from, so a crash loses at most the
 episode in progress; ``online_state.pt`` records how many stored episodes the residual has consumed, so a
-restarted session first learns from what it had collected but not yet used, then carries on.
+restarted session first learns from what it had collected but not yet used, then carries on. A new session
+can start from a residual trained in the twin (``init_residual``) instead of from the base alone.
 
 Intervention steps stay in the store (and can be added to the BC dataset) but are masked out of the PPO
 policy loss: their action was the person's, not the policy's. They still train the critic.
@@ -26,6 +27,7 @@ from robot_learning.rl.base_policy import ChunkedBase
 from robot_learning.rl.ppo import PPOUpdater, RolloutBuffer
 from robot_learning.rl.residual import ActionNormalizer, ResidualPolicy
 from robot_learning.rl.rollout import state_vector
+from robot_learning.rl.warm_start import load_trained_residual
 from robot_learning.sessions.collect import dataset_specs
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,8 @@ class OnlineReport:
 class OnlineFinetuneSession:
     def __init__(self, env, base: ChunkedBase, policy: ResidualPolicy, updater: PPOUpdater, obs_keys: list[str],
                  out: Path, episodes_per_update: int = 4, intervention: Intervention | None = None,
-                 label_success: Callable[[dict], bool] | None = None, seed: int = 0):
+                 label_success: Callable[[dict], bool] | None = None, seed: int = 0,
+                 init_residual: Path | str | None = None):
         self.env, self.base, self.policy, self.updater, self.keys = env, base, policy, updater, obs_keys
         self.out, self.episodes_per_update, self.seed = Path(out), episodes_per_update, seed
         self.intervention = intervention
@@ -69,6 +72,8 @@ class OnlineFinetuneSession:
             updater.load_state_dict(state["ppo"])
             self.episodes_consumed = int(state["episodes_consumed"])
             log.info("resumed: %d stored episodes already learned from", self.episodes_consumed)
+        elif init_residual is not None:  # e.g. the residual trained in the twin, continued on the robot
+            load_trained_residual(Path(init_residual), policy, policy.config)
         specs = {**dataset_specs(env), **RL_SPECS}
         attrs = {"cell": env.cell.name, "task": env.task_config.name, "source": "online_residual_finetune"}
         self.store = EpisodeStore.open_or_create(self.out / "online_rollouts.zarr", specs, attrs)

@@ -36,7 +36,7 @@ class InterveneEarly:
         return action if 2 <= self.step <= 4 else None
 
 
-def make_session(out: str, seed: int = 0) -> OnlineFinetuneSession:
+def make_session(out: str, seed: int = 0, init_residual=None) -> OnlineFinetuneSession:
     torch.manual_seed(seed)
     env = TwinEnv(task="lift", image_size=None)
     high = env.action_space.high
@@ -45,7 +45,7 @@ def make_session(out: str, seed: int = 0) -> OnlineFinetuneSession:
     policy = ResidualPolicy(obs_dim, 7, ResidualConfig(hidden_sizes=[32, 32], obs_keys=KEYS))
     updater = PPOUpdater(policy, PPOConfig(n_envs=1, steps_per_iteration=1, update_epochs=2, n_minibatches=1))
     return OnlineFinetuneSession(env, base, policy, updater, KEYS, out, episodes_per_update=1,
-                                 intervention=InterveneEarly(env), seed=seed)
+                                 intervention=InterveneEarly(env), seed=seed, init_residual=init_residual)
 
 
 if __name__ == "__main__":

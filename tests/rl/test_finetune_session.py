@@ -76,6 +76,16 @@ def test_finetune_logs_the_base_then_each_iteration_and_resumes_where_it_stopped
         assert torch.equal(tensor, combined["residual"][name])
 
 
+def test_a_run_started_from_a_trained_residual_begins_with_it_and_counts_its_env_steps(state_base, tmp_path, caplog):
+    first = finetune(state_base, tmp_path / "explore", tiny_finetune(1), progress=False)
+    config = tiny_finetune(1).model_copy(update={"init_residual": str(tmp_path / "explore" / "residual_last.pt")})
+    with caplog.at_level("INFO", logger="robot_learning.sessions.finetune"):
+        second = finetune(state_base, tmp_path / "polish", config, progress=False)
+    assert any("starting residual" in r.getMessage() for r in caplog.records)
+    assert [r["env_steps"] for r in rows(tmp_path / "polish")] == ["16", "32"]  # its curve goes on from the first
+    assert first.env_steps == 16 and second.env_steps == 32
+
+
 def test_the_combined_checkpoint_is_served_like_a_plain_policy_with_the_residual_applied_each_step(
         state_base, tmp_path):
     import numpy as np

@@ -56,3 +56,17 @@ def test_a_killed_session_loses_no_committed_episode_and_resumes(tmp_path):
     session.close()
     assert report.episodes_in_store == 4 and report.episodes_run == 4 - survived
     assert torch.load(tmp_path / "online_state.pt", weights_only=False)["episodes_consumed"] == 4
+
+
+def test_a_new_session_can_start_from_a_residual_trained_elsewhere(tmp_path):
+    twin = make_session(str(tmp_path / "twin"))  # stands in for the residual trained in parallel twins
+    twin.run(1)
+    twin.close()
+    trained = torch.load(tmp_path / "twin" / "online_state.pt", weights_only=False)["residual"]
+
+    robot = make_session(str(tmp_path / "robot"), init_residual=tmp_path / "twin" / "online_state.pt")
+    started_with = robot.policy.state_dict()
+    robot.close()
+    assert robot.episodes_consumed == 0  # a new session, not a resumed one
+    for name, tensor in trained.items():
+        assert torch.equal(started_with[name], tensor), name
