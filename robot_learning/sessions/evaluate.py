@@ -39,7 +39,9 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # at k = 0 or k = n the exact bound is p itself; rounding can leave it a hair inside, which plots as negative
+    # error bars (matplotlib refuses them), so the interval is made to hold p
+    return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
 
 
 def failures_by_outcome(successes: Sequence[bool], outcomes: Sequence[str]) -> dict[str, int]:

@@ -17,6 +17,14 @@ def test_wilson_interval_matches_reference_values(k, n, expected):
     assert (lo, hi) == pytest.approx(expected, abs=1e-4)
 
 
+@pytest.mark.parametrize("n", [24, 100, 7])
+def test_wilson_interval_always_holds_the_observed_rate_even_at_all_or_none(n):
+    assert wilson_interval(n, n)[1] == 1.0 and wilson_interval(0, n)[0] == 0.0
+    for k in range(n + 1):
+        lo, hi = wilson_interval(k, n)
+        assert lo <= k / n <= hi
+
+
 def test_wilson_interval_of_nothing_is_everything():
     assert wilson_interval(0, 0) == (0.0, 1.0)
 
