@@ -105,7 +105,9 @@ def plot_curves(csv_path: Path, png_path: Path, title: str) -> Path:
              for s, r in zip(steps, rows, strict=True) if r["eval_success"]]
     if evals:
         e = np.array(evals)
-        ax_s.errorbar(e[:, 0], e[:, 1], yerr=[e[:, 1] - e[:, 2], e[:, 3] - e[:, 1]], fmt="o-",
+        # clipped: logs written before wilson_interval held its rate can have a bound a rounding error inside it
+        yerr = np.clip([e[:, 1] - e[:, 2], e[:, 3] - e[:, 1]], 0.0, None)
+        ax_s.errorbar(e[:, 0], e[:, 1], yerr=yerr, fmt="o-",
                       label="evaluation (deterministic, 95% CI)")
     ax_s.axhline(0.95, color="grey", ls="--", lw=0.8)
     ax_s.set(xlabel="env steps", ylabel="success rate", ylim=(0, 1.02), title="success")

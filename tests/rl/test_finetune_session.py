@@ -118,6 +118,21 @@ def test_the_combined_checkpoint_is_served_like_a_plain_policy_with_the_residual
     assert report.videos == [] and (tmp_path / "eval" / "eval_report.json").exists()
 
 
+def test_curves_plot_a_perfect_evaluation_even_from_a_log_whose_bound_rounded_below_it(tmp_path):
+    from robot_learning.sessions.finetune import CSV_FIELDS, plot_curves
+
+    csv_path = tmp_path / "finetune_log.csv"
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, CSV_FIELDS)
+        writer.writeheader()
+        writer.writerow({**dict.fromkeys(CSV_FIELDS, ""), "iteration": 0, "env_steps": 0, "eval_success": 0.5,
+                         "eval_ci_low": 0.31, "eval_ci_high": 0.69})
+        writer.writerow({**dict.fromkeys(CSV_FIELDS, ""), "iteration": 1, "env_steps": 16, "train_success": 1.0,
+                         "train_return": 1.0, "eval_success": 1.0, "eval_ci_low": 0.862,
+                         "eval_ci_high": 0.9999999999999999})  # 24/24, as an earlier wilson_interval wrote it
+    assert plot_curves(csv_path, tmp_path / "curves.png", "t").stat().st_size > 0
+
+
 def test_evaluation_counts_each_env_s_first_episodes_not_the_first_to_end():
     """Successes end early and failures run to the horizon: the first n to end would flatter the residual."""
     ended = [(0, True), (0, True), (1, True), (0, True)]  # env 1's second episode (a failure) still running
