@@ -24,7 +24,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report = evaluate_policy(args.checkpoint, task=args.task, cell=args.cell, n_episodes=args.episodes,
                              n_envs=args.envs, seed=args.seed, out=out, n_videos=args.videos, device=args.device,
                              progress=not args.no_progress, half=args.half, compile_unet=args.compile,
-                             n_action_steps=args.action_steps, num_inference_steps=args.ddim_steps)
+                             n_action_steps=args.action_steps, num_inference_steps=args.ddim_steps,
+                             zero_noise=True if args.zero_noise else None)
     plot_eval_summary(report, out / "eval_summary.png")
     print(report)
     print(f"report: {out / 'eval_report.json'}  videos: {', '.join(report.videos) or 'none'}")
@@ -54,6 +55,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
     p.add_argument("--action-steps", type=int, default=None, help="actions executed per chunk (default: trained)")
     p.add_argument("--ddim-steps", type=int, default=None, help="DDIM denoising steps (default: trained, 16)")
+    p.add_argument("--zero-noise", action="store_true",
+                   help="start DDIM from zero noise: a deterministic policy (default: a Gaussian sample, or what a "
+                        "fine-tuned checkpoint's base ran with)")
     p.add_argument("--half", action="store_true", help="float16 inference (CUDA only)")
     p.add_argument("--compile", action="store_true", help="torch.compile the U-Net (CUDA; slow first chunk)")
     p.add_argument("--no-progress", action="store_true")

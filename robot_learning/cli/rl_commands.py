@@ -46,7 +46,8 @@ def _online(args: argparse.Namespace, raw: dict) -> int:
 
     torch.set_num_threads(config.torch_threads)
     base_policy = DiffusionPolicy.from_checkpoint(Path(args.checkpoint), device="auto", seed=config.seed,
-                                                  num_inference_steps=config.base_inference_steps)
+                                                  num_inference_steps=config.base_inference_steps,
+                                                  zero_noise=config.base_zero_noise)
     env = TwinEnv(cell=config.cell, task=config.task, image_size=base_policy.image_size)
     base_policy.check_observation(env.observation_space)
     base = DiffusionChunkedBase(base_policy, 1)

@@ -62,6 +62,7 @@ class ResidualDiffusionPolicy:
         if ckpt.get("version") != COMBINED_VERSION:
             raise ValueError(f"{source} has version {ckpt.get('version')}, this code reads {COMBINED_VERSION}")
         config = FinetuneConfig.model_validate(ckpt["config"])
+        base_kwargs.setdefault("zero_noise", config.base_zero_noise)  # the base as the residual learned on it
         base = DiffusionPolicy.from_checkpoint_dict(
             validate_checkpoint(ckpt["base"], f"{source} (embedded base)"), f"{source} (base {ckpt['base_source']})",
             device=device, seed=seed, num_inference_steps=num_inference_steps or config.base_inference_steps,

@@ -67,6 +67,9 @@ class FinetuneConfig(_Strict):
     task: str = "peg_insert"
     cell: str = "franka_3cam"
     base_inference_steps: PosInt = Field(4, description="DDIM steps of the frozen base during RL (ResiP: 4)")
+    base_zero_noise: bool = Field(False, description="run the base's DDIM from zero noise instead of a Gaussian "
+                                  "sample: the same observation always gives the same chunk, so the residual corrects "
+                                  "one base behaviour per state rather than a different sampled grasp every episode")
     torch_threads: PosInt = Field(1, description="CPU threads for the base and PPO; more oversubscribes the "
                                   "cores the twins run on (measured: 37 ms vs 650 ms per chunk on 2 busy cores)")
     reward: Literal["sparse", "upright_pbrs", "robohorizon", "robohorizon_pbrs", "kagi", "kagi_pbrs"] = Field(

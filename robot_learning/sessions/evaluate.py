@@ -86,11 +86,13 @@ def evaluate_policy(checkpoint: str | Path, task: str | None = None, cell: str |
                     n_envs: int = 2, seed: int = EVAL_SEED, out: str | Path | None = None, n_videos: int = 2,
                     device: str = "auto", progress: bool = True, half: bool = False, compile_unet: bool = False,
                     cpu_threads: int | None = 1, n_action_steps: int | None = None,
-                    num_inference_steps: int | None = None) -> EvalReport:
+                    num_inference_steps: int | None = None, zero_noise: bool | None = None) -> EvalReport:
     """Evaluate ``checkpoint`` on ``task`` (default: the task it was trained on); write into ``out`` if given.
 
     ``cpu_threads``: torch threads for inference on a CPU. One by default: the twin processes use the other
     cores, and a second OpenMP thread fighting them makes small-batch inference several times slower.
+    ``zero_noise``: DDIM from zero noise (a deterministic base); None keeps the checkpoint's own way (a fine-tuned
+    checkpoint runs its base as it was fine-tuned).
     """
     import torch
 
@@ -98,7 +100,8 @@ def evaluate_policy(checkpoint: str | Path, task: str | None = None, cell: str |
     from sim.vector import ended_episode_outcomes, make_vector_env
 
     policy = load_policy(checkpoint, device=device, half=half, compile_unet=compile_unet,
-                         n_action_steps=n_action_steps, num_inference_steps=num_inference_steps)
+                         n_action_steps=n_action_steps, num_inference_steps=num_inference_steps,
+                         **({} if zero_noise is None else {"zero_noise": zero_noise}))
     if policy.processor.device.type == "cpu" and cpu_threads:
         torch.set_num_threads(cpu_threads)
     if n_videos and not policy.camera_keys:

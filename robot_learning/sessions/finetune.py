@@ -129,7 +129,8 @@ def finetune(base_checkpoint: Path, out: Path, config: FinetuneConfig, progress:
     torch.set_num_threads(config.torch_threads)
     ppo = config.ppo
     policy_base = DiffusionPolicy.from_checkpoint(base_checkpoint, device="auto", seed=config.seed,
-                                                  num_inference_steps=config.base_inference_steps)
+                                                  num_inference_steps=config.base_inference_steps,
+                                                  zero_noise=config.base_zero_noise)
     with finetune_reward(config) as wrapper:  # a model endpoint, for KAGI, lives as long as the twins
         envs = make_vector_env(ppo.n_envs, cell=config.cell, task=config.task, image_size=policy_base.image_size,
                                asynchronous=ppo.n_envs > 1, wrapper=wrapper)

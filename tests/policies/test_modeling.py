@@ -65,6 +65,16 @@ def test_ddim_sampling_gives_a_full_chunk_in_the_clipped_range_and_is_seeded(mod
     assert len(model.inference_scheduler.timesteps) == 4  # DDIM steps from the config, not the 100 of DDPM
 
 
+def test_zero_noise_sampling_gives_one_chunk_per_observation_whatever_the_generator(model):
+    obs = _obs(2, model.config)
+    model.eval()
+    first = model.sample(obs, generator=torch.Generator().manual_seed(1), zero_noise=True)
+    second = model.sample(obs, generator=torch.Generator().manual_seed(2), zero_noise=True)
+    torch.testing.assert_close(first, second)
+    sampled = model.sample(obs, generator=torch.Generator().manual_seed(1))
+    assert not torch.allclose(first, sampled)  # the default still samples
+
+
 def test_crops_are_random_in_training_and_centred_in_evaluation(model):
     obs = _obs(1, model.config)
     encoder = model.obs_encoder

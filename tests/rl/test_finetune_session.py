@@ -133,6 +133,16 @@ def test_curves_plot_a_perfect_evaluation_even_from_a_log_whose_bound_rounded_be
     assert plot_curves(csv_path, tmp_path / "curves.png", "t").stat().st_size > 0
 
 
+def test_a_base_fine_tuned_from_zero_noise_is_served_from_zero_noise(state_base, tmp_path):
+    from robot_learning.runtime.loading import load_policy
+
+    config = tiny_finetune(1).model_copy(update={"base_zero_noise": True})
+    result = finetune(state_base, tmp_path / "run", config, progress=False)
+    assert load_policy(result.checkpoint, device="cpu").base.zero_noise  # as the residual learned on it
+    assert not load_policy(result.checkpoint, device="cpu", zero_noise=False).base.zero_noise  # unless asked
+    assert not load_policy(state_base, device="cpu").zero_noise  # a plain base samples by default
+
+
 def test_evaluation_counts_each_env_s_first_episodes_not_the_first_to_end():
     """Successes end early and failures run to the horizon: the first n to end would flatter the residual."""
     ended = [(0, True), (0, True), (1, True), (0, True)]  # env 1's second episode (a failure) still running

@@ -81,8 +81,9 @@ class DiffusionPolicy:
 
     def __init__(self, model: DiffusionModel, processor: ObservationProcessor, obs_spec: Mapping[str, Any],
                  dataset: Mapping[str, Any], source: str = "<memory>", seed: int = 0,
-                 n_action_steps: int | None = None, num_inference_steps: int | None = None):
+                 n_action_steps: int | None = None, num_inference_steps: int | None = None, zero_noise: bool = False):
         self.model, self.processor, self.config = model.eval(), processor, model.config
+        self.zero_noise = zero_noise  # DDIM from x_T = 0: a deterministic base (e.g. under a residual)
         cfg = self.config
         self.n_action_steps = n_action_steps or cfg.n_action_steps
         self.num_inference_steps = num_inference_steps or cfg.num_inference_steps
@@ -98,19 +99,21 @@ class DiffusionPolicy:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", observation_space: Mapping[str, Any] | None = None,
                         half: bool = False, compile_unet: bool = False, seed: int = 0,
-                        n_action_steps: int | None = None, num_inference_steps: int | None = None) -> DiffusionPolicy:
+                        n_action_steps: int | None = None, num_inference_steps: int | None = None,
+                        zero_noise: bool = False) -> DiffusionPolicy:
         """Load for inference (EMA weights). ``observation_space`` (gym Dict or {key: array}) is checked now.
 
-        ``n_action_steps``/``num_inference_steps`` override the trained config (e.g. 4 DDIM steps inside RL).
+        ``n_action_steps``/``num_inference_steps`` override the trained config (e.g. 4 DDIM steps inside RL);
+        ``zero_noise`` starts DDIM from zero instead of a Gaussian sample (a deterministic policy).
         """
         return cls.from_checkpoint_dict(load_checkpoint(path), str(path), device, observation_space, half,
-                                        compile_unet, seed, n_action_steps, num_inference_steps)
+                                        compile_unet, seed, n_action_steps, num_inference_steps, zero_noise)
 
     @classmethod
     def from_checkpoint_dict(cls, ckpt: Mapping[str, Any], source: str, device: str = "auto",
                              observation_space: Mapping[str, Any] | None = None, half: bool = False,
                              compile_unet: bool = False, seed: int = 0, n_action_steps: int | None = None,
-                             num_inference_steps: int | None = None) -> DiffusionPolicy:
+                             num_inference_steps: int | None = None, zero_noise: bool = False) -> DiffusionPolicy:
         """As :meth:`from_checkpoint`, from a loaded checkpoint dict (one embedded in a combined checkpoint)."""
         config = PolicyTrainingConfig.model_validate(ckpt["config"]).policy
         dev = resolve_device(device)
@@ -125,7 +128,7 @@ class DiffusionPolicy:
         processor = ObservationProcessor(config.camera_keys, config.low_dim_keys, config.action_key,
                                          MinMaxNormalizer(ckpt["normalizer"]), dev, dtype)
         policy = cls(model, processor, ckpt["obs_spec"], ckpt["dataset"], source=source, seed=seed,
-                     n_action_steps=n_action_steps, num_inference_steps=num_inference_steps)
+                     n_action_steps=n_action_steps, num_inference_steps=num_inference_steps, zero_noise=zero_noise)
         if observation_space is not None:
             policy.check_observation(observation_space)
         return policy
@@ -181,7 +184,8 @@ class DiffusionPolicy:
         self.check_observation({k: v.shape[2:] for k, v in histories.items()})
         obs = self.processor.observations({k: histories[k] for k in self.obs_keys})
         with torch.inference_mode():
-            action = self.model.sample(obs, generator=self.generator, num_inference_steps=self.num_inference_steps)
+            action = self.model.sample(obs, generator=self.generator, num_inference_steps=self.num_inference_steps,
+                                       zero_noise=self.zero_noise)
         start = self.n_obs_steps - 1  # the chunk starts at the current (latest observed) step
         return self.processor.unnormalize_actions(action[:, start : start + self.n_action_steps])
 

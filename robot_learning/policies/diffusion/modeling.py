@@ -230,13 +230,17 @@ class DiffusionModel(nn.Module):
 
     @torch.no_grad()
     def sample(self, obs: Mapping[str, torch.Tensor], generator: torch.Generator | None = None,
-               num_inference_steps: int | None = None) -> torch.Tensor:
-        """(B, horizon, action_dim) normalised actions by DDIM from Gaussian noise (deterministic given it)."""
+               num_inference_steps: int | None = None, zero_noise: bool = False) -> torch.Tensor:
+        """(B, horizon, action_dim) normalised actions by DDIM from Gaussian noise (deterministic given it), or
+        from zero noise (``zero_noise``): then the same observation always gives the same chunk."""
         cond = self.global_condition(obs)
         scheduler = self.inference_scheduler
         scheduler.set_timesteps(num_inference_steps or self.config.num_inference_steps)
         shape = (cond.shape[0], self.config.horizon, self.action_dim)
-        x = torch.randn(shape, generator=generator, device=cond.device, dtype=cond.dtype)
+        if zero_noise:
+            x = torch.zeros(shape, device=cond.device, dtype=cond.dtype)
+        else:
+            x = torch.randn(shape, generator=generator, device=cond.device, dtype=cond.dtype)
         for t in scheduler.timesteps:
             out = self.unet(x, t.to(cond.device), cond)
             x = scheduler.step(out, t, x).prev_sample
