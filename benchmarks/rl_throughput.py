@@ -16,8 +16,7 @@ from pathlib import Path
 import torch
 
 from hardware_configs.loader import load_model
-from robot_learning.policies.diffusion.checkpoint import DiffusionPolicy
-from robot_learning.rl.base_policy import DiffusionChunkedBase
+from robot_learning.rl.base_policy import DiffusionChunkedBase, load_frozen_base
 from robot_learning.rl.config import FinetuneConfig, PPOConfig
 from robot_learning.rl.ppo import PPOUpdater, RolloutBuffer
 from robot_learning.rl.residual import ResidualPolicy
@@ -28,8 +27,7 @@ from sim.vector import make_vector_env
 def measure(checkpoint: Path, config: FinetuneConfig, n_envs: int, steps: int, device: str
             ) -> tuple[float, float, float]:
     """(env steps/s, seconds per PPO update, share of rollout time in base inference)."""
-    policy_base = DiffusionPolicy.from_checkpoint(checkpoint, device=device, seed=0,
-                                                  num_inference_steps=config.base_inference_steps)
+    policy_base = load_frozen_base(checkpoint, config, device=device)
     envs = make_vector_env(n_envs, cell=config.cell, task=config.task, image_size=policy_base.image_size,
                            asynchronous=n_envs > 1)
     try:

@@ -32,8 +32,7 @@ def _online(args: argparse.Namespace, raw: dict) -> int:
     """Online session: the twin stands in for the robot here; on the robot the env is the ROS robot env."""
     import numpy as np
 
-    from robot_learning.policies.diffusion.checkpoint import DiffusionPolicy
-    from robot_learning.rl.base_policy import DiffusionChunkedBase
+    from robot_learning.rl.base_policy import DiffusionChunkedBase, load_frozen_base
     from robot_learning.rl.config import FinetuneConfig, PPOConfig
     from robot_learning.rl.ppo import PPOUpdater
     from robot_learning.rl.residual import ResidualPolicy
@@ -45,9 +44,7 @@ def _online(args: argparse.Namespace, raw: dict) -> int:
     import torch
 
     torch.set_num_threads(config.torch_threads)
-    base_policy = DiffusionPolicy.from_checkpoint(Path(args.checkpoint), device="auto", seed=config.seed,
-                                                  num_inference_steps=config.base_inference_steps,
-                                                  zero_noise=config.base_zero_noise)
+    base_policy = load_frozen_base(Path(args.checkpoint), config)
     env = TwinEnv(cell=config.cell, task=config.task, image_size=base_policy.image_size)
     base_policy.check_observation(env.observation_space)
     base = DiffusionChunkedBase(base_policy, 1)

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from hardware_configs.schema import CellConfig, TaskConfig
 from sim.experts import ExpertNoise, ScriptedExpert, make_expert
+
+if TYPE_CHECKING:
+    from robot_learning.policies.diffusion.checkpoint import DiffusionPolicy
+    from robot_learning.rl.config import FinetuneConfig
 
 
 class ChunkedBase(Protocol):
@@ -28,6 +33,16 @@ class ChunkedBase(Protocol):
     def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
         """(N, A) raw base actions for a batch of observations {key: (N, ...)}."""
         ...
+
+
+def load_frozen_base(checkpoint: Path, config: FinetuneConfig, device: str = "auto") -> DiffusionPolicy:
+    """The base as every fine-tuning path runs it (twins, online, benchmark): the config's DDIM steps, seed and
+    initial noise, so a residual is always trained and measured on the same base behaviour."""
+    from robot_learning.policies.diffusion.checkpoint import DiffusionPolicy
+
+    return DiffusionPolicy.from_checkpoint(checkpoint, device=device, seed=config.seed,
+                                           num_inference_steps=config.base_inference_steps,
+                                           zero_noise=config.base_zero_noise)
 
 
 class DiffusionChunkedBase:

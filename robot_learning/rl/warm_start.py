@@ -50,7 +50,7 @@ def load_trained_residual(path: Path, policy: ResidualPolicy, config: ResidualCo
     budget count it."""
     path = Path(path)
     state = _read(path)
-    source_config = state.get("config", {}).get("residual") if isinstance(state.get("config"), dict) else None
+    source_config = (state.get("config") or {}).get("residual")  # online_state.pt records none
     if source_config is not None:
         theirs, ours = list(source_config.get("obs_keys", [])), list(config.obs_keys)
         if theirs != ours:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from robot_learning.rl.base_policy import ChunkedBase, DiffusionChunkedBase
+from robot_learning.rl.base_policy import ChunkedBase, DiffusionChunkedBase, load_frozen_base
 from robot_learning.rl.combined import save_combined
 from robot_learning.rl.config import FinetuneConfig
 from robot_learning.rl.ppo import PPOUpdater, RolloutBuffer
@@ -122,15 +122,11 @@ def plot_curves(csv_path: Path, png_path: Path, title: str) -> Path:
 
 
 def finetune(base_checkpoint: Path, out: Path, config: FinetuneConfig, progress: bool = True) -> FinetuneResult:
-    from robot_learning.policies.diffusion.checkpoint import DiffusionPolicy
-
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.torch_threads)
     ppo = config.ppo
-    policy_base = DiffusionPolicy.from_checkpoint(base_checkpoint, device="auto", seed=config.seed,
-                                                  num_inference_steps=config.base_inference_steps,
-                                                  zero_noise=config.base_zero_noise)
+    policy_base = load_frozen_base(base_checkpoint, config)
     with finetune_reward(config) as wrapper:  # a model endpoint, for KAGI, lives as long as the twins
         envs = make_vector_env(ppo.n_envs, cell=config.cell, task=config.task, image_size=policy_base.image_size,
                                asynchronous=ppo.n_envs > 1, wrapper=wrapper)
