@@ -19,9 +19,10 @@ import numpy as np
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedSeq
-from yaml import safe_load as yaml_safe_load
 
 from hardware_configs.frames import matrix_to_pose
+from hardware_configs.loader import load_cell
+from hardware_configs.safe_yaml import parse_yaml_text, read_yaml_text
 from hardware_configs.schema import CellConfig
 
 DECIMALS = 6  # 1 µm and ~1e-6 of a quaternion: far below what calibration resolves
@@ -60,7 +61,8 @@ def write_extrinsics(cell_path: str | Path, extrinsics: Mapping[str, np.ndarray]
     yaml.preserve_quotes = True
     yaml.indent(mapping=2, sequence=4, offset=2)  # the shipped files' layout
     yaml.width = 4096  # never re-wrap flow mappings (ruamel would break them mid-entry)
-    document = yaml.load(path.read_text())
+    load_cell(path)  # the file as it is must pass every bound and check before ruamel parses it
+    document = yaml.load(read_yaml_text(path))
     entries = {entry["name"]: entry for entry in document.get("cameras", [])}
     unknown = sorted(set(extrinsics) - set(entries))
     if unknown:
@@ -95,6 +97,6 @@ def _check_rigid(camera: str, T: np.ndarray) -> None:
 def _validate(path: Path, text: str) -> None:
     """Refuse to write a file the loader would reject."""
     try:
-        CellConfig.model_validate(yaml_safe_load(text))
+        CellConfig.model_validate(parse_yaml_text(text, str(path)))
     except ValidationError as exc:
         raise CellFileError(f"{path}: the calibrated file would not load, nothing written:\n{exc}") from None

@@ -12,6 +12,7 @@ from typing import TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from hardware_configs.safe_yaml import UnsafeYamlError, read_yaml_mapping
 from hardware_configs.schema import CellConfig, TaskConfig
 
 CONFIG_ROOT = Path(__file__).resolve().parent
@@ -39,9 +40,9 @@ def resolve(kind: str, name_or_path: str | Path) -> Path:
     return path
 
 
-def _format_validation_error(path: Path, error: ValidationError) -> str:
+def format_validation_error(path: Path | str, error: ValidationError) -> str:
     lines = [f"{path}: {error.error_count()} problem(s)"]
-    for item in error.errors():
+    for item in error.errors()[:20]:
         field = ".".join(str(part) for part in item["loc"]) or "<top level>"
         message = item["msg"]
         if item["type"] == "extra_forbidden":
@@ -49,28 +50,41 @@ def _format_validation_error(path: Path, error: ValidationError) -> str:
         shown = repr(item.get("input"))
         if len(shown) > 80:
             shown = shown[:77] + "..."
+        message = message if len(message) <= 400 else message[:397] + "..."
         lines.append(f"  - {field}: {message} (got {shown})")
+    if error.error_count() > 20:
+        lines.append(f"  ... and {error.error_count() - 20} more")
     return "\n".join(lines)
 
 
-def load_model(path: Path, model: type[ModelT]) -> ModelT:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+def validate_model(raw: object, model: type[ModelT], source: Path | str) -> ModelT:
+    """``model`` from already-parsed data, with :class:`ConfigError` naming ``source``, field and value."""
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(path, exc)) from None
+        raise ConfigError(format_validation_error(source, exc)) from None
 
 
-def load_cell(name_or_path: str | Path) -> CellConfig:
+def load_model(path: Path, model: type[ModelT]) -> ModelT:
+    """A YAML file read under :mod:`hardware_configs.safe_yaml`'s bounds, validated into ``model``."""
+    try:
+        raw = read_yaml_mapping(path)
+    except UnsafeYamlError as exc:
+        raise ConfigError(str(exc)) from None
+    return validate_model(raw, model, path)
+
+
+def load_cell(name_or_path: str | Path | CellConfig) -> CellConfig:
+    """The cell by name or path; an already loaded cell is returned as is (loaded once, passed down)."""
+    if isinstance(name_or_path, CellConfig):
+        return name_or_path
     return load_model(resolve("cells", name_or_path), CellConfig)
 
 
-def load_task(name_or_path: str | Path) -> TaskConfig:
+def load_task(name_or_path: str | Path | TaskConfig) -> TaskConfig:
+    """The task by name or path; an already loaded task is returned as is."""
+    if isinstance(name_or_path, TaskConfig):
+        return name_or_path
     return load_model(resolve("tasks", name_or_path), TaskConfig)
 
 

@@ -5,7 +5,11 @@ Conventions (see shared design notes):
 - every pose names its parent frame: ``T_base_cam`` is the camera's optical frame (x right, y down,
   z forward, as OpenCV and REP-103 ``*_optical_frame``) expressed in the robot base frame;
 - wrist cameras give their pose in the flange (end-effector) frame instead.
-Unknown keys are errors (``extra="forbid"``) so a typo never silently falls back to a default.
+Unknown keys are errors (``extra="forbid"``) so a typo never silently falls back to a default. Every number
+must be finite (a NaN or infinity is refused naming its field), and every limit lies within the physical
+ceilings of the hardware (:mod:`hardware_configs.robot_limits`), so no file can switch a limit off by making it
+huge. A static camera must see the workspace and a wrist camera the tool centre point: a pose the twin could
+not render anything useful from is refused at load, not recorded as empty frames.
 """
 
 from __future__ import annotations
@@ -18,15 +22,23 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hardware_configs import robot_limits as ceilings
+
 PositiveFloat = Annotated[float, Field(gt=0)]
+UnitFloat = Annotated[float, Field(ge=0, le=1)]
 Vec3 = tuple[float, float, float]
 Quat = tuple[float, float, float, float]
 
 
-class StrictModel(BaseModel):
-    """Base for every config model: unknown keys rejected, values immutable once loaded."""
+def _at_most(what: str, value: float, ceiling: float) -> None:
+    if value > ceiling:
+        raise ValueError(f"{what} is {value}, above the hardware's published {ceiling}; give at most {ceiling}")
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class StrictModel(BaseModel):
+    """Base for every config model: unknown keys rejected, numbers finite, values immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Pose(StrictModel):
@@ -71,6 +83,13 @@ class GripperConfig(StrictModel):
     max_width_m: PositiveFloat = 0.085
     max_speed_m_s: PositiveFloat = 0.15
 
+    @model_validator(mode="after")
+    def _within_hardware(self) -> GripperConfig:
+        hw = ceilings.GRIPPERS[self.model]
+        _at_most(f"gripper {self.model} max_width_m", self.max_width_m, hw.max_width_m)
+        _at_most(f"gripper {self.model} max_speed_m_s", self.max_speed_m_s, hw.max_speed_m_s)
+        return self
+
 
 class RobotModel(str, Enum):
     panda = "panda"
@@ -85,6 +104,27 @@ class RobotConfig(StrictModel):
     joints: list[JointLimit] = Field(min_length=1)
     home_joint_positions_rad: list[float]
     gripper: GripperConfig = GripperConfig()
+
+    @property
+    def ceilings(self) -> ceilings.ArmCeilings:
+        return ceilings.ARMS[self.model.value]
+
+    @model_validator(mode="after")
+    def _joints_within_hardware(self) -> RobotConfig:
+        arm = ceilings.ARMS[self.model.value]
+        if len(self.joints) != len(arm.joints):
+            raise ValueError(f"a {self.model.value} has {len(arm.joints)} joints; the file lists {len(self.joints)}")
+        for joint, hw in zip(self.joints, arm.joints, strict=True):
+            tol = 1e-4  # the published limits are given to 4 decimals
+            if joint.lower_rad < hw.lower_rad - tol or joint.upper_rad > hw.upper_rad + tol:
+                raise ValueError(
+                    f"joint {joint.name}: [{joint.lower_rad}, {joint.upper_rad}] rad exceeds the {self.model.value}'s "
+                    f"published [{hw.lower_rad}, {hw.upper_rad}]"
+                )
+            _at_most(f"joint {joint.name} max_velocity_rad_s", joint.max_velocity_rad_s, hw.max_velocity_rad_s)
+        offset = float(np.linalg.norm(self.tcp_offset_m))
+        _at_most("tcp_offset_m (its length)", offset, ceilings.MAX_TCP_OFFSET_M)
+        return self
 
     @model_validator(mode="after")
     def _home_inside_limits(self) -> RobotConfig:
@@ -123,7 +163,7 @@ class MotionLimits(StrictModel):
     max_angular_speed_rad_s: PositiveFloat = 0.6
     max_linear_accel_m_s2: PositiveFloat = 2.0
     max_angular_accel_rad_s2: PositiveFloat = 6.0
-    command_timeout_s: PositiveFloat = 0.5
+    command_timeout_s: Annotated[float, Field(gt=0, le=ceilings.MAX_COMMAND_TIMEOUT_S)] = 0.5
 
 
 class Rates(StrictModel):
@@ -132,6 +172,7 @@ class Rates(StrictModel):
 
     @model_validator(mode="after")
     def _control_faster_than_policy(self) -> Rates:
+        _at_most("control_hz", self.control_hz, ceilings.PANDA.max_control_hz)
         ratio = self.control_hz / self.policy_hz
         if ratio < 1 or abs(ratio - round(ratio)) > 1e-6:
             raise ValueError(
@@ -143,14 +184,14 @@ class Rates(StrictModel):
 class Intrinsics(StrictModel):
     """Pinhole intrinsics in pixels for the colour stream (depth is aligned to colour)."""
 
-    width: Annotated[int, Field(gt=0)]
-    height: Annotated[int, Field(gt=0)]
-    fx: PositiveFloat
-    fy: PositiveFloat
+    width: Annotated[int, Field(gt=0, le=ceilings.MAX_IMAGE_WIDTH_PX)]
+    height: Annotated[int, Field(gt=0, le=ceilings.MAX_IMAGE_HEIGHT_PX)]
+    fx: Annotated[float, Field(gt=0, le=ceilings.MAX_FOCAL_PX)]
+    fy: Annotated[float, Field(gt=0, le=ceilings.MAX_FOCAL_PX)]
     cx: float
     cy: float
     distortion_model: Literal["plumb_bob", "inverse_brown_conrady", "none"] = "plumb_bob"
-    distortion: list[float] = Field(default_factory=lambda: [0.0] * 5)
+    distortion: list[float] = Field(default_factory=lambda: [0.0] * 5, max_length=14)
 
     @model_validator(mode="after")
     def _principal_point_inside(self) -> Intrinsics:
@@ -178,8 +219,8 @@ class CameraConfig(StrictModel):
     mount: CameraMount
     extrinsics: Pose = Field(description="optical frame in base (static) or flange (wrist)")
     intrinsics: Intrinsics
-    fps: Annotated[int, Field(gt=0, le=90)] = 30
-    depth_scale_m: PositiveFloat = 0.001
+    fps: Annotated[int, Field(gt=0, le=ceilings.MAX_CAMERA_FPS)] = 30
+    depth_scale_m: Annotated[float, Field(gt=0, le=ceilings.MAX_DEPTH_SCALE_M)] = 0.001
     namespace: str = ""
 
     @field_validator("name")
@@ -197,7 +238,30 @@ class CameraConfig(StrictModel):
                 f"camera {self.name} is mounted {self.mount.value}: its extrinsics parent must be "
                 f"{expected!r}, not {self.extrinsics.parent!r}"
             )
+        limit = (
+            ceilings.MAX_STATIC_CAMERA_DISTANCE_M
+            if self.mount is CameraMount.static
+            else (ceilings.MAX_WRIST_CAMERA_OFFSET_M)
+        )
+        _at_most(
+            f"camera {self.name}: distance from its parent frame [m]",
+            float(np.linalg.norm(self.extrinsics.position_m)),
+            limit,
+        )
         return self
+
+    def sees(self, point_parent: np.ndarray, margin_px: float = 0.0) -> bool:
+        """Whether a point (in the extrinsics' parent frame) lies in front of the camera and inside its image."""
+        T_cam_parent = np.linalg.inv(self.extrinsics.matrix())
+        p = T_cam_parent[:3, :3] @ np.asarray(point_parent, dtype=float) + T_cam_parent[:3, 3]
+        if p[2] <= 0.01:  # behind the camera or closer than any RealSense can measure
+            return False
+        u = self.intrinsics.fx * p[0] / p[2] + self.intrinsics.cx
+        v = self.intrinsics.fy * p[1] / p[2] + self.intrinsics.cy
+        return bool(
+            -margin_px <= u <= self.intrinsics.width + margin_px
+            and -margin_px <= v <= self.intrinsics.height + margin_px
+        )
 
     @property
     def optical_frame(self) -> str:
@@ -224,6 +288,46 @@ class CellConfig(StrictModel):
     motion_limits: MotionLimits = MotionLimits()
     rates: Rates = Rates()
     cameras: list[CameraConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _motion_within_hardware(self) -> CellConfig:
+        arm, limits = self.robot.ceilings, self.motion_limits
+        for field in ("max_linear_speed_m_s", "max_angular_speed_rad_s", "max_linear_accel_m_s2",
+                      "max_angular_accel_rad_s2"):
+            _at_most(f"motion_limits.{field}", getattr(limits, field), getattr(arm, field))
+        return self
+
+    @model_validator(mode="after")
+    def _workspace_within_reach(self) -> CellConfig:
+        """No corner of the box may lie beyond what the TCP can reach: a huge box would switch the limit off."""
+        arm = self.robot.ceilings
+        reach = arm.reach_m + float(np.linalg.norm(self.robot.tcp_offset_m)) + 0.05  # 5 cm for rounding
+        shoulder = np.array([0.0, 0.0, arm.shoulder_height_m])
+        lo, hi = np.array(self.workspace.min_m), np.array(self.workspace.max_m)
+        corners = np.array([[hi[i] if (k >> i) & 1 else lo[i] for i in range(3)] for k in range(8)])
+        farthest = float(np.max(np.linalg.norm(corners - shoulder, axis=1)))
+        if farthest > reach:
+            raise ValueError(
+                f"workspace box [{list(lo)}, {list(hi)}] m reaches {farthest:.3f} m from the "
+                f"{self.robot.model.value}'s shoulder; the arm reaches {reach:.3f} m with this TCP: shrink the box"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _cameras_can_see(self) -> CellConfig:
+        """A static camera must see the workspace's centre, a wrist camera the tool centre point."""
+        centre = (np.array(self.workspace.min_m) + np.array(self.workspace.max_m)) / 2
+        for cam in self.cameras:
+            if cam.mount is CameraMount.static:
+                target, what = centre, f"the workspace centre {np.round(centre, 3).tolist()} m (base frame)"
+            else:
+                target, what = np.array(self.robot.tcp_offset_m), "the tool centre point (flange frame)"
+            if not cam.sees(target):
+                raise ValueError(
+                    f"camera {cam.name} does not see {what} with its extrinsics: it would record frames without "
+                    "the task in them; check the extrinsics (optical frame: z forward, x right, y down)"
+                )
+        return self
 
     @model_validator(mode="after")
     def _unique_camera_names(self) -> CellConfig:
@@ -269,9 +373,9 @@ class ObjectConfig(StrictModel):
 
     name: str
     shape: Literal["box", "cylinder"]
-    half_size_m: tuple[PositiveFloat, ...]
-    mass_kg: PositiveFloat = 0.1
-    rgba: tuple[float, float, float, float] = (0.8, 0.2, 0.2, 1.0)
+    half_size_m: tuple[Annotated[float, Field(gt=0, le=0.5)], ...]
+    mass_kg: Annotated[float, Field(gt=0, le=ceilings.PANDA.payload_kg)] = 0.1
+    rgba: tuple[UnitFloat, UnitFloat, UnitFloat, UnitFloat] = (0.8, 0.2, 0.2, 1.0)
     friction: PositiveFloat = 1.0
     initial_pose: InitialPose
 
@@ -291,7 +395,7 @@ class HoleFixture(StrictModel):
     hole_half_width_m: PositiveFloat
     wall_thickness_m: PositiveFloat = 0.03
     height_m: PositiveFloat = 0.04
-    rgba: tuple[float, float, float, float] = (0.3, 0.3, 0.35, 1.0)
+    rgba: tuple[UnitFloat, UnitFloat, UnitFloat, UnitFloat] = (0.3, 0.3, 0.35, 1.0)
     initial_pose: InitialPose
 
 
@@ -321,7 +425,7 @@ class TaskConfig(StrictModel):
     objects: list[ObjectConfig] = Field(min_length=1)
     fixtures: list[HoleFixture] = Field(default_factory=list)
     success: SuccessCondition
-    horizon_steps: Annotated[int, Field(gt=0)] = Field(description="policy steps per episode")
+    horizon_steps: Annotated[int, Field(gt=0, le=100_000)] = Field(description="policy steps per episode")
 
     @model_validator(mode="after")
     def _success_names_exist(self) -> TaskConfig:

@@ -51,7 +51,7 @@ def parse_term(term: str) -> tuple[float, str]:
 class AxisMapping(BaseModel):
     """Signed channel sums for each action axis (translation in the base frame, rotation about base axes)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     x: list[str] = Field(default_factory=list)
     y: list[str] = Field(default_factory=list)
@@ -78,7 +78,7 @@ UnitInterval = Annotated[float, Field(ge=0.0, lt=1.0)]
 class TeleopConfig(BaseModel):
     """How one device drives the arm. Scales are per policy step (``cell.rates.policy_hz``) at full deflection."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     device: DeviceKind
     deadband: UnitInterval = Field(0.1, description="fraction of full deflection ignored around rest")

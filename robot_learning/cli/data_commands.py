@@ -11,7 +11,7 @@ from robot_learning.cli.common import add_cell_task, image_size
 def cmd_collect(args: argparse.Namespace) -> int:
     from robot_learning.sessions.collect import collect_expert_episodes
 
-    args.out = args.out or f"outputs/{Path(args.task).stem}.zarr"
+    args.out = args.out or f"outputs/{args.task.name}.zarr"
     if args.teleop:
         from robot_learning.sessions.teleop_collect import run_teleop_collection
 

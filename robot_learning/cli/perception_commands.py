@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from robot_learning.cli.common import add_cell_task, image_size
+from robot_learning.cli.common import add_cell_task, cell_arg, image_size
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def register(verbs: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("cameras", help="list the cell's RealSense cameras and whether each is connected")
-    p.add_argument("--cell", default="franka_3cam", help="cell name in hardware_configs/cells or a .yaml path")
+    p.add_argument("--cell", type=cell_arg, default="franka_3cam",
+                   help="cell name in hardware_configs/cells or a .yaml path")
     p.set_defaults(func=cmd_cameras)
 
     p = verbs.add_parser("record-cameras", help="record every camera of the cell into <out>/<camera>.db3")

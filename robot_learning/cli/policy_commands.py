@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from robot_learning.cli.common import cell_arg, task_arg
+
 DEFAULT_CONFIG = "lift_cpu"
 
 
@@ -45,8 +47,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("eval", help="roll a trained policy out in the twin: success rate, CI, videos, report")
     p.add_argument("--checkpoint", required=True,
                    help="policy.pt (or checkpoints/last.pt) of a training run, or base_plus_residual.pt of a fine-tune")
-    p.add_argument("--task", default=None, help="task name or .yaml (default: the task the policy was trained on)")
-    p.add_argument("--cell", default=None, help="cell name or .yaml (default: the policy's cell)")
+    p.add_argument("--task", type=task_arg, default=None,
+                   help="task name or .yaml (default: the task the policy was trained on)")
+    p.add_argument("--cell", type=cell_arg, default=None, help="cell name or .yaml (default: the policy's cell)")
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--envs", type=int, default=2, help="parallel twin processes (about one per core)")
     p.add_argument("--seed", type=int, default=100_000, help="first scene seed (collection uses 0, 1, ...)")

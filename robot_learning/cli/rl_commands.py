@@ -7,19 +7,22 @@ from pathlib import Path
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    import yaml
-
+    from hardware_configs.loader import ConfigError, validate_model
+    from hardware_configs.safe_yaml import UnsafeYamlError, read_yaml_mapping
     from robot_learning.rl.config import FinetuneConfig
     from robot_learning.sessions.finetune import finetune
 
-    raw = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+    try:
+        raw = read_yaml_mapping(Path(args.config)) if args.config else {}
+    except UnsafeYamlError as exc:
+        raise ConfigError(str(exc)) from None
     if args.online:
         return _online(args, raw)
     overrides = {k: v for k, v in {"task": args.task, "iterations": args.iterations, "seed": args.seed,
                                    "init_residual": args.init_residual}.items() if v is not None}
     if args.envs is not None:
         raw.setdefault("ppo", {})["n_envs"] = args.envs
-    config = FinetuneConfig.model_validate({**raw, **overrides})
+    config = validate_model({**raw, **overrides}, FinetuneConfig, args.config or "finetune defaults")
     result = finetune(Path(args.checkpoint), Path(args.out), config)
     last = ("no evaluation in this run" if result.last_eval_success is None
             else f"last evaluation success {result.last_eval_success:.0%}")

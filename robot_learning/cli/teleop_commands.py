@@ -11,7 +11,7 @@ from robot_learning.cli.common import add_cell_task, image_size
 def cmd_teleop(args: argparse.Namespace) -> int:
     from robot_learning.sessions.teleop_collect import run_teleop_collection
 
-    out = args.out or f"outputs/teleop_{Path(args.task).stem}.zarr"
+    out = args.out or f"outputs/teleop_{args.task.name}.zarr"
     report = run_teleop_collection(
         out, device_spec=args.device, cell=args.cell, task=args.task, n_episodes=args.episodes,
         operator=args.operator, image_size=args.image_size, seed=args.seed, countdown_s=args.countdown,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from hardware_configs.safe_yaml import UnsafeYamlError, read_yaml_mapping
 
 REQUIRED: Any = object()  # sentinel default: the node refuses to start without this parameter
 _TYPES = ("bool", "int", "double", "string", "string_array", "double_array")
@@ -150,9 +150,10 @@ def parameter_table(executable: str) -> tuple[ParamSpec, ...]:
 def load_param_file(path: str | Path) -> dict[str, dict[str, Any]]:
     """``{node_name: {param: value}}`` of a ROS 2 parameter YAML (``node: {ros__parameters: {...}}``)."""
     path = Path(path)
-    raw = yaml.safe_load(path.read_text())
-    if not isinstance(raw, dict):
-        raise ParameterError(f"{path}: expected a mapping of node names, got {type(raw).__name__}")
+    try:
+        raw = read_yaml_mapping(path)
+    except UnsafeYamlError as exc:
+        raise ParameterError(str(exc)) from None
     out: dict[str, dict[str, Any]] = {}
     for node, body in raw.items():
         if not isinstance(body, dict) or set(body) != {"ros__parameters"} or not isinstance(

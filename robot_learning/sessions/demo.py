@@ -15,6 +15,8 @@ import shutil
 import time
 from pathlib import Path
 
+from hardware_configs.loader import load_cell, load_task
+from hardware_configs.schema import CellConfig, TaskConfig
 from robot_learning.data.episode_store import EpisodeStore
 from robot_learning.data.video import render_episode_video, write_contact_sheet
 from robot_learning.policies.diffusion.configuration import CONFIG_DIR
@@ -28,13 +30,16 @@ from robot_learning.sessions.train import train_policy
 log = logging.getLogger(__name__)
 
 
-def run_demo(out: Path, cell: str = "franka_3cam", task: str = "lift", n_episodes: int = 20, seed: int = 0,
+def run_demo(out: Path, cell: CellConfig | str = "franka_3cam", task: TaskConfig | str = "lift", n_episodes: int = 20,
+             seed: int = 0,
              train_config: str | None = None, eval_episodes: int = 50, eval_envs: int = 2, device: str = "auto",
              policy: bool = True) -> None:
     """Collect, summarise, then (``policy``) train on the demonstrations and evaluate in the twin.
 
     ``train_config``: a name in ``configs/policy/`` or a YAML path; default ``<task>_cpu`` when it exists.
     """
+    cell, task_config = load_cell(cell), load_task(task)  # a bad file fails here, before anything runs
+    task = task_config.name
     out.mkdir(parents=True, exist_ok=True)
     stages = 5 if policy else 2
     timings: dict[str, float] = {}
@@ -44,8 +49,8 @@ def run_demo(out: Path, cell: str = "franka_3cam", task: str = "lift", n_episode
             log.info("removing the previous demo output %s", previous)
             shutil.rmtree(previous)
     start = time.monotonic()
-    log.info("stage 1/%d: collecting %d expert episodes of %s in the twin of %s", stages, n_episodes, task, cell)
-    report = collect_expert_episodes(dataset, cell=cell, task=task, n_episodes=n_episodes, seed=seed)
+    log.info("stage 1/%d: collecting %d expert episodes of %s in the twin of %s", stages, n_episodes, task, cell.name)
+    report = collect_expert_episodes(dataset, cell=cell, task=task_config, n_episodes=n_episodes, seed=seed)
     log.info("%s", report)
     timings["collect_s"] = time.monotonic() - start
 
@@ -69,13 +74,13 @@ def run_demo(out: Path, cell: str = "franka_3cam", task: str = "lift", n_episode
 
     log.info("stage 4/%d: evaluating it on %d new scenes of %s", stages, eval_episodes, task)
     start = time.monotonic()
-    result = evaluate_policy(trained.policy_path, task=task, cell=cell, n_episodes=eval_episodes, n_envs=eval_envs,
-                             out=out / "eval", device=device)
+    result = evaluate_policy(trained.policy_path, task=task_config, cell=cell, n_episodes=eval_episodes,
+                             n_envs=eval_envs, out=out / "eval", device=device)
     timings["eval_s"] = time.monotonic() - start
 
     log.info("stage 5/%d: plots", stages)
     plot = plot_eval_summary(result, out / "eval" / "eval_summary.png")
-    summary_json = {"task": task, "cell": cell, "demonstrations": n_episodes, "train_config": config,
+    summary_json = {"task": task, "cell": cell.name, "demonstrations": n_episodes, "train_config": config,
                     "success_rate": result.success_rate, "successes": result.successes,
                     "episodes": result.n_episodes, "ci95": result.ci95, "timings_s": timings,
                     "videos": result.videos}

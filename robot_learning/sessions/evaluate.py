@@ -23,6 +23,7 @@ import imageio.v2 as imageio
 import numpy as np
 from tqdm import tqdm
 
+from hardware_configs.schema import CellConfig, TaskConfig
 from robot_learning.data.video import compose_frame
 from robot_learning.runtime.loading import load_policy
 from robot_learning.runtime.policy_runner import DeltaHold, PolicyRunner, RunnerConfig, RunnerStats
@@ -82,7 +83,8 @@ class EvalReport:
                 + (f"; failures: {describe_failures(failures)}" if failures else ""))
 
 
-def evaluate_policy(checkpoint: str | Path, task: str | None = None, cell: str | None = None, n_episodes: int = 50,
+def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None,
+                    cell: CellConfig | str | None = None, n_episodes: int = 50,
                     n_envs: int = 2, seed: int = EVAL_SEED, out: str | Path | None = None, n_videos: int = 2,
                     device: str = "auto", progress: bool = True, half: bool = False, compile_unet: bool = False,
                     cpu_threads: int | None = 1, n_action_steps: int | None = None,
@@ -96,7 +98,7 @@ def evaluate_policy(checkpoint: str | Path, task: str | None = None, cell: str |
     """
     import torch
 
-    from hardware_configs import load_cell
+    from hardware_configs import load_cell, load_task
     from sim.vector import ended_episode_outcomes, make_vector_env
 
     policy = load_policy(checkpoint, device=device, half=half, compile_unet=compile_unet,
@@ -108,9 +110,9 @@ def evaluate_policy(checkpoint: str | Path, task: str | None = None, cell: str |
         log.info("no videos: %s sees no cameras (a state-only policy), so there are no frames to show", checkpoint)
         n_videos = 0
     task = task or policy.dataset.get("task")
-    cell = cell or policy.dataset.get("cell") or "franka_3cam"
     if not task:
         raise ValueError(f"{checkpoint} does not record its task; pass --task")
+    cell, task = load_cell(cell or policy.dataset.get("cell") or "franka_3cam"), load_task(task)  # loaded once
     n_envs = max(1, min(n_envs, n_episodes))
     quota = [n_episodes // n_envs + (i < n_episodes % n_envs) for i in range(n_envs)]
     out = Path(out) if out is not None else None
@@ -118,7 +120,7 @@ def evaluate_policy(checkpoint: str | Path, task: str | None = None, cell: str |
     runners: list[PolicyRunner] = []
     try:
         policy.check_observation(envs.single_observation_space)
-        period_s = 1.0 / load_cell(cell).rates.policy_hz
+        period_s = 1.0 / cell.rates.policy_hz
         action_dim = int(envs.single_action_space.shape[0])
         runners += [PolicyRunner(policy, DeltaHold(action_dim, policy.config.delta_action_dims),
                                  RunnerConfig(period_s=period_s, asynchronous=False)) for _ in range(n_envs)]
@@ -129,7 +131,7 @@ def evaluate_policy(checkpoint: str | Path, task: str | None = None, cell: str |
         videos: list[str] = []
         start = time.monotonic()
         obs, _ = envs.reset(seed=seed)
-        bar = tqdm(total=n_episodes, desc=f"eval {task}", unit="ep", disable=not progress)
+        bar = tqdm(total=n_episodes, desc=f"eval {task.name}", unit="ep", disable=not progress)
         while sum(done) < n_episodes:
             actions = np.zeros((n_envs, action_dim), np.float32)
             for i, runner in enumerate(runners):
@@ -169,7 +171,7 @@ def evaluate_policy(checkpoint: str | Path, task: str | None = None, cell: str |
     k = sum(r["success"] for r in results)
     stats = _sum_stats([r.stats for r in runners])
     n = len(results)
-    report = EvalReport(str(checkpoint), cell, task, n, k, k / n, wilson_interval(k, n),
+    report = EvalReport(str(checkpoint), cell.name, task.name, n, k, k / n, wilson_interval(k, n),
                         float(np.mean([r["steps"] for r in results])), time.monotonic() - start, results, videos, stats)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

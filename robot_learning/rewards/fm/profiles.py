@@ -12,8 +12,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hardware_configs.safe_yaml import UnsafeYamlError, read_yaml_mapping
 
 PROFILE_DIR = Path(__file__).resolve().parents[3] / "configs" / "fm"
 LOCAL_PLACEHOLDER_KEY = "no-key-needed"  # local servers ignore the key, but the openai client wants one
@@ -46,7 +47,7 @@ class JsonMode(str, Enum):
 class ModelProfile(BaseModel):
     """Everything the client needs to talk to one model on one server."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     provider: Provider = Provider.other
@@ -116,11 +117,9 @@ def load_profile(name_or_path: str | Path, directory: Path = PROFILE_DIR, **over
         if not path.is_file():
             raise ProfileError(f"no model profile named {name_or_path!r}; available: {available_profiles(directory)}")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ProfileError(f"{path}: cannot read profile: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ProfileError(f"{path}: expected a mapping of profile fields")
+        raw = read_yaml_mapping(path)
+    except UnsafeYamlError as exc:
+        raise ProfileError(f"cannot read profile: {exc}") from None
     raw.setdefault("name", path.stem)
     raw.update(overrides)
     try:

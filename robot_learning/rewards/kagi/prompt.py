@@ -24,7 +24,7 @@ SYSTEM_PROMPT = (
 
 
 class PointChoice(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     mark: str = Field(description="a label shown in the image (P#, Q# or a tile)")
     height_above_m: Annotated[float, Field(ge=-0.05, le=0.4)] = Field(
@@ -32,7 +32,7 @@ class PointChoice(BaseModel):
 
 
 class KagiAnswer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     grasp: str = Field(description="label of the object point the gripper should grasp or touch (a P# label)")
     pre_grasp_height_m: Annotated[float, Field(ge=0.0, le=0.3)] = Field(
