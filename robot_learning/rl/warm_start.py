@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from robot_learning.rl.config import ResidualConfig
 from robot_learning.rl.residual import ResidualPolicy, per_dimension
+from robot_learning.runtime.safe_load import load_plain
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"init_residual {path} does not exist (a run's residual_last.pt, a "
                                 "base_plus_residual.pt or an online session's online_state.pt)")
-    state = torch.load(path, weights_only=False, map_location="cpu")
+    state = load_plain(path, "init_residual")  # a file holding pickled objects is refused, never unpickled
     if not isinstance(state, dict) or not isinstance(state.get("residual"), dict):
         raise IncompatibleResidualError(f"{path} holds no residual weights (expected a run's residual_last.pt, a "
                                         "base_plus_residual.pt or an online session's online_state.pt)")

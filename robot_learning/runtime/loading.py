@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from robot_learning.policies.diffusion.checkpoint import CHECKPOINT_FORMAT, DiffusionPolicy, validate_checkpoint
+from robot_learning.runtime.safe_load import load_plain
 
 
 def load_policy(path: str | Path, device: str = "auto", seed: int = 0, num_inference_steps: int | None = None,
@@ -20,7 +19,7 @@ def load_policy(path: str | Path, device: str = "auto", seed: int = 0, num_infer
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_plain(path, "policy checkpoint")  # a file holding pickled objects is refused, never unpickled
     fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
     if fmt == COMBINED_FORMAT:
         policy = ResidualDiffusionPolicy.from_checkpoint_dict(ckpt, str(path), device=device, seed=seed,

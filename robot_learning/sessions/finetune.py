@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from robot_learning.rl.residual import ResidualPolicy
 from robot_learning.rl.rewards import finetune_reward
 from robot_learning.rl.rollout import ResidualRolloutCollector
 from robot_learning.rl.warm_start import load_trained_residual
+from robot_learning.runtime.safe_load import load_plain, save_plain
 from robot_learning.sessions.evaluate import describe_failures, failures_by_outcome, wilson_interval
 from sim.vector import make_vector_env
 
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 EVAL_SEED = 10_000  # every evaluation sees the same scenes, so points of one curve differ by the policy only
 CSV_FIELDS = ["iteration", "env_steps", "wall_s", "train_success", "train_return", "episodes", "eval_success",
               "eval_ci_low", "eval_ci_high", "approx_kl", "epochs_run", "value_loss", "explained_variance"]
+RESUME_FILE = "residual_last.pt"  # saved after every iteration; a run finds it in its --out and goes on from it
 
 
 @dataclass
@@ -42,12 +43,6 @@ class FinetuneResult:
     env_steps: int
     wall_s: float
     last_eval_success: float | None
-
-
-def _atomic_save(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _obs_dim(envs, keys: list[str]) -> int:
@@ -123,6 +118,8 @@ def plot_curves(csv_path: Path, png_path: Path, title: str) -> Path:
 
 def finetune(base_checkpoint: Path, out: Path, config: FinetuneConfig, progress: bool = True) -> FinetuneResult:
     out.mkdir(parents=True, exist_ok=True)
+    resume_path = out / RESUME_FILE  # read before the base and the twins start: a refused file costs nothing
+    resume = load_plain(resume_path, "fine-tuning resume state") if resume_path.exists() else None
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.torch_threads)
     ppo = config.ppo
@@ -131,13 +128,13 @@ def finetune(base_checkpoint: Path, out: Path, config: FinetuneConfig, progress:
         envs = make_vector_env(ppo.n_envs, cell=config.cell, task=config.task, image_size=policy_base.image_size,
                                asynchronous=ppo.n_envs > 1, wrapper=wrapper)
         try:  # the twins are subprocesses: closed on every exit, a refused config included
-            return _run(envs, policy_base, base_checkpoint, out, config, progress)
+            return _run(envs, policy_base, base_checkpoint, out, config, progress, resume)
         finally:
             envs.close()
 
 
-def _run(envs, policy_base, base_checkpoint: Path, out: Path, config: FinetuneConfig, progress: bool
-         ) -> FinetuneResult:
+def _run(envs, policy_base, base_checkpoint: Path, out: Path, config: FinetuneConfig, progress: bool,
+         resume: dict | None) -> FinetuneResult:
     ppo = config.ppo
     policy_base.check_observation(envs.single_observation_space)
     base = DiffusionChunkedBase(policy_base, ppo.n_envs)
@@ -145,13 +142,12 @@ def _run(envs, policy_base, base_checkpoint: Path, out: Path, config: FinetuneCo
     obs_dim, action_dim = _obs_dim(envs, keys), int(base.action_low.size)
     policy = ResidualPolicy(obs_dim, action_dim, config.residual)
     updater = PPOUpdater(policy, ppo)
-    ckpt_path, csv_path = out / "residual_last.pt", out / "finetune_log.csv"
+    ckpt_path, csv_path = out / RESUME_FILE, out / "finetune_log.csv"
     start_iteration, env_steps, wall_offset = 0, 0, 0.0
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=False)
-        policy.load_state_dict(state["residual"])
-        updater.load_state_dict(state["ppo"])
-        start_iteration, env_steps, wall_offset = state["iteration"], state["env_steps"], state["wall_s"]
+    if resume is not None:
+        policy.load_state_dict(resume["residual"])
+        updater.load_state_dict(resume["ppo"])
+        start_iteration, env_steps, wall_offset = resume["iteration"], resume["env_steps"], resume["wall_s"]
         log.info("resuming from %s at iteration %d (%d env steps)", ckpt_path, start_iteration, env_steps)
     else:
         if config.init_residual:  # its env steps and time count: the curve and the budget go on from there
@@ -199,9 +195,9 @@ def _run(envs, policy_base, base_checkpoint: Path, out: Path, config: FinetuneCo
                 collector = ResidualRolloutCollector(envs, base, policy, keys, seed=config.seed + 7919 * iteration)
             with csv_path.open("a", newline="") as f:
                 csv.DictWriter(f, CSV_FIELDS).writerow(row)
-            _atomic_save({"residual": policy.state_dict(), "ppo": updater.state_dict(), "iteration": iteration + 1,
-                          "env_steps": env_steps, "wall_s": time.monotonic() - started,
-                          "config": config.model_dump(mode="json")}, ckpt_path)
+            save_plain({"residual": policy.state_dict(), "ppo": updater.state_dict(), "iteration": iteration + 1,
+                        "env_steps": env_steps, "wall_s": time.monotonic() - started,
+                        "config": config.model_dump(mode="json")}, ckpt_path)
             plot_curves(csv_path, out / "finetune_curves.png", f"residual PPO on {config.task}")
             bar.set_postfix(success=f"{stats.success_rate:.2f}", eval="-" if last_eval is None else f"{last_eval:.2f}")
     finally:

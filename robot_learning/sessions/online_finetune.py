@@ -14,7 +14,6 @@ policy loss: their action was the person's, not the policy's. They still train t
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from robot_learning.rl.ppo import PPOUpdater, RolloutBuffer
 from robot_learning.rl.residual import ActionNormalizer, ResidualPolicy
 from robot_learning.rl.rollout import state_vector
 from robot_learning.rl.warm_start import load_trained_residual
+from robot_learning.runtime.safe_load import load_plain, save_plain
 from robot_learning.sessions.collect import dataset_specs
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class OnlineFinetuneSession:
         self.state_path = self.out / "online_state.pt"
         self.episodes_consumed = 0
         if self.state_path.exists():
-            state = torch.load(self.state_path, weights_only=False)
+            state = load_plain(self.state_path, "online session state")  # refused if it holds pickled objects
             policy.load_state_dict(state["residual"])
             updater.load_state_dict(state["ppo"])
             self.episodes_consumed = int(state["episodes_consumed"])
@@ -144,10 +144,8 @@ class OnlineFinetuneSession:
         buffer, next_value = self._buffer_from_store(self.episodes_consumed, available)
         stats = self.updater.update(buffer, next_value)
         self.episodes_consumed = available
-        tmp = self.state_path.with_suffix(".tmp")
-        torch.save({"residual": self.policy.state_dict(), "ppo": self.updater.state_dict(),
-                    "episodes_consumed": self.episodes_consumed}, tmp)
-        os.replace(tmp, self.state_path)
+        save_plain({"residual": self.policy.state_dict(), "ppo": self.updater.state_dict(),
+                    "episodes_consumed": self.episodes_consumed}, self.state_path)
         log.info("PPO update on episodes up to %d: kl %.4f, %d epochs", available, stats.approx_kl, stats.epochs_run)
         return True
 

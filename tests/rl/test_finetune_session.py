@@ -70,7 +70,7 @@ def test_finetune_logs_the_base_then_each_iteration_and_resumes_where_it_stopped
     combined = torch.load(resumed.checkpoint, weights_only=True)  # plain tensors and JSON-able metadata only
     assert combined["format"] == "manip_stack.residual_diffusion" and combined["base_source"] == str(state_base)
     assert combined["base"]["model"].keys() == torch.load(state_base, weights_only=True)["model"].keys()  # embedded
-    last = torch.load(out / "residual_last.pt", weights_only=False)
+    last = torch.load(out / "residual_last.pt", weights_only=True)
     assert last["iteration"] == 3
     for name, tensor in last["residual"].items():
         assert torch.equal(tensor, combined["residual"][name])

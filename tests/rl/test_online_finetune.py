@@ -25,7 +25,7 @@ def test_episodes_are_stored_with_interventions_marked_and_learned_from(tmp_path
         episode = store.get_episode(0)
         assert episode["intervention"][:5].tolist() == [False, True, True, True, False]
         assert np.isfinite(episode["log_prob"]).all() and episode["base_action"].shape[1] == 7
-    state = torch.load(tmp_path / "online_state.pt", weights_only=False)
+    state = torch.load(tmp_path / "online_state.pt", weights_only=True)
     assert state["episodes_consumed"] == 2
 
 
@@ -55,14 +55,14 @@ def test_a_killed_session_loses_no_committed_episode_and_resumes(tmp_path):
     report = session.run(4)
     session.close()
     assert report.episodes_in_store == 4 and report.episodes_run == 4 - survived
-    assert torch.load(tmp_path / "online_state.pt", weights_only=False)["episodes_consumed"] == 4
+    assert torch.load(tmp_path / "online_state.pt", weights_only=True)["episodes_consumed"] == 4
 
 
 def test_a_new_session_can_start_from_a_residual_trained_elsewhere(tmp_path):
     twin = make_session(str(tmp_path / "twin"))  # stands in for the residual trained in parallel twins
     twin.run(1)
     twin.close()
-    trained = torch.load(tmp_path / "twin" / "online_state.pt", weights_only=False)["residual"]
+    trained = torch.load(tmp_path / "twin" / "online_state.pt", weights_only=True)["residual"]
 
     robot = make_session(str(tmp_path / "robot"), init_residual=tmp_path / "twin" / "online_state.pt")
     started_with = robot.policy.state_dict()

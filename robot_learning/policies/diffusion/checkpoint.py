@@ -8,7 +8,6 @@ with a message saying which key is wrong, instead of producing actions from the 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 from robot_learning.policies.diffusion.configuration import DiffusionConfig, PolicyTrainingConfig
 from robot_learning.policies.diffusion.modeling import DiffusionModel
 from robot_learning.policies.diffusion.processor import MinMaxNormalizer, ObservationProcessor
+from robot_learning.runtime.safe_load import load_plain, save_plain
 
 CHECKPOINT_FORMAT = "manip_stack.diffusion_policy"
 CHECKPOINT_VERSION = 1
@@ -40,11 +40,9 @@ def resolve_device(device: str) -> torch.device:
 
 
 def atomic_save(obj: Mapping[str, Any], path: Path) -> None:
-    """torch.save to a temporary file, then rename: a kill leaves the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(dict(obj), tmp)
-    os.replace(tmp, path)
+    """torch.save to a temporary file, then rename: a kill leaves the old file or the new one, never half;
+    refused (``TypeError``) if anything in ``obj`` would not load back with ``weights_only=True``."""
+    save_plain(obj, path)
 
 
 def build_model(config: DiffusionConfig, obs_spec: Mapping[str, Mapping[str, Any]], action_dim: int) -> DiffusionModel:
@@ -59,7 +57,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return validate_checkpoint(torch.load(path, map_location="cpu", weights_only=True), path)
+    return validate_checkpoint(load_plain(path, "policy checkpoint"), path)
 
 
 def validate_checkpoint(ckpt: Any, path: str | Path) -> dict[str, Any]:
