@@ -11,10 +11,11 @@ from functools import partial
 
 import gymnasium as gym
 
+from hardware_configs.schema import CellConfig, TaskConfig
 from sim.env import TwinEnv
 
 
-def _make(cell: str, task: str, image_size: tuple[int, int] | None, depth: bool,
+def _make(cell: CellConfig | str, task: TaskConfig | str, image_size: tuple[int, int] | None, depth: bool,
           wrapper: Callable[[gym.Env], gym.Env] | None = None) -> gym.Env:
     env = TwinEnv(cell=cell, task=task, image_size=image_size, depth=depth)
     return wrapper(env) if wrapper is not None else env
@@ -22,8 +23,8 @@ def _make(cell: str, task: str, image_size: tuple[int, int] | None, depth: bool,
 
 def make_vector_env(
     n_envs: int,
-    cell: str = "franka_3cam",
-    task: str = "lift",
+    cell: CellConfig | str = "franka_3cam",
+    task: TaskConfig | str = "lift",
     image_size: tuple[int, int] | None = (96, 96),
     depth: bool = False,
     asynchronous: bool = True,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from hardware_configs.loader import load_cell, load_task
 
 PosInt = Annotated[int, Field(gt=0)]
 PosFloat = Annotated[float, Field(gt=0)]
@@ -66,6 +68,19 @@ class PPOConfig(_Strict):
 class FinetuneConfig(_Strict):
     task: str = "peg_insert"
     cell: str = "franka_3cam"
+
+    @field_validator("cell")
+    @classmethod
+    def _cell_loads(cls, name: str) -> str:
+        """The cell is loaded and checked with the config, so a bad cell stops the run before any twin starts."""
+        load_cell(name)
+        return name
+
+    @field_validator("task")
+    @classmethod
+    def _task_loads(cls, name: str) -> str:
+        load_task(name)
+        return name
     base_inference_steps: PosInt = Field(4, description="DDIM steps of the frozen base during RL (ResiP: 4)")
     base_zero_noise: bool = Field(False, description="run the base's DDIM from zero noise instead of a Gaussian "
                                   "sample: the same observation always gives the same chunk, so the residual corrects "

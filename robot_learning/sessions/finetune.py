@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from hardware_configs.loader import load_cell, load_task
 from robot_learning.rl.base_policy import ChunkedBase, DiffusionChunkedBase, load_frozen_base
 from robot_learning.rl.combined import save_combined
 from robot_learning.rl.config import FinetuneConfig
@@ -125,7 +126,8 @@ def finetune(base_checkpoint: Path, out: Path, config: FinetuneConfig, progress:
     ppo = config.ppo
     policy_base = load_frozen_base(base_checkpoint, config)
     with finetune_reward(config) as wrapper:  # a model endpoint, for KAGI, lives as long as the twins
-        envs = make_vector_env(ppo.n_envs, cell=config.cell, task=config.task, image_size=policy_base.image_size,
+        cell, task = load_cell(config.cell), load_task(config.task)  # loaded once; the twins get the typed models
+        envs = make_vector_env(ppo.n_envs, cell=cell, task=task, image_size=policy_base.image_size,
                                asynchronous=ppo.n_envs > 1, wrapper=wrapper)
         try:  # the twins are subprocesses: closed on every exit, a refused config included
             return _run(envs, policy_base, base_checkpoint, out, config, progress, resume)

@@ -185,3 +185,13 @@ def test_a_bad_cell_stops_a_verb_while_its_arguments_are_parsed(tmp_path, capsys
     assert exit_.value.code == 2
     assert "max_linear_speed_m_s" in capsys.readouterr().err
     assert not out.exists()  # nothing recorded
+
+
+def test_a_fine_tuning_config_naming_a_bad_cell_is_refused_with_the_config(tmp_path):
+    from pydantic import ValidationError
+
+    from robot_learning.rl.config import FinetuneConfig
+
+    path = write_variant(tmp_path, lambda r: r["workspace"].update(min_m=[0.25, -0.35, float("nan")]))
+    with pytest.raises(ValidationError, match=r"workspace\.min_m\.2: .*finite"):
+        FinetuneConfig(cell=str(path))
