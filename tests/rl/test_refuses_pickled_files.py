@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from _online_worker import make_session
-from test_finetune_session import state_base, tiny_finetune  # noqa: F401  (state_base: a fixture)
+from test_finetune_session import tiny_finetune
 
 from robot_learning.runtime.safe_load import UnreadableFileError, UnsafeFileError, load_plain, save_plain
 
@@ -91,7 +91,7 @@ def test_an_init_residual_with_a_pickled_object_is_refused(tmp_path, marker):
 
 
 def test_a_finetune_resume_state_with_a_pickled_object_is_refused_before_the_twins_start(
-    state_base,  # noqa: F811  (the fixture imported above)
+    state_base,
     tmp_path,
     marker,
     monkeypatch,
