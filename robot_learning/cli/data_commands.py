@@ -1,8 +1,9 @@
-"""Verbs over demonstrations and episode stores: collect, show, render, demo."""
+"""Verbs over demonstrations and episode stores: collect, show, verify, render, demo."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from robot_learning.cli.common import add_cell_task, image_size
@@ -29,23 +30,53 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_show(args: argparse.Namespace) -> int:
-    from robot_learning.data.episode_store import EpisodeStore
+def _store_error(verb: str, exc: Exception) -> int:
+    """A damaged or unreadable store is the user's to deal with: one line naming it, exit code 2 (as bad input)."""
+    print(f"manip-stack {verb}: error: {exc}", file=sys.stderr)
+    return 2
 
-    with EpisodeStore.open(args.store) as store:
-        print(store.summary())
-    return 0
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from robot_learning.data.episode_store import EpisodeStore, EpisodeStoreError
+    from robot_learning.data.integrity import scan
+
+    try:
+        with EpisodeStore.open(args.store) as store:
+            print(store.summary())
+            report = scan(store) if args.verify else None
+    except EpisodeStoreError as exc:
+        return _store_error("show", exc)
+    if report is not None:
+        print(report.table())
+    return 0 if report is None or report.ok else 1
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Decode and check every episode and array; exit code 1 when anything is damaged."""
+    from robot_learning.data.episode_store import EpisodeStore, EpisodeStoreError
+    from robot_learning.data.integrity import scan
+
+    try:
+        with EpisodeStore.open(args.store) as store:
+            report = scan(store)
+    except EpisodeStoreError as exc:
+        return _store_error("verify", exc)
+    print(report.table())
+    return 0 if report.ok else 1
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from robot_learning.data.episode_store import EpisodeStore
+    from robot_learning.data.episode_store import EpisodeStore, EpisodeStoreError
     from robot_learning.data.video import render_episode_video, write_contact_sheet
 
     out = Path(args.out) if args.out else Path(args.store).with_suffix("") / f"episode_{args.episode:04d}.mp4"
     out.parent.mkdir(parents=True, exist_ok=True)
-    with EpisodeStore.open(args.store) as store:
-        render_episode_video(store, args.episode, out, fps=args.fps)
-        sheet = write_contact_sheet(store, args.episode, out.with_suffix(".png"))
+    try:
+        with EpisodeStore.open(args.store) as store:
+            render_episode_video(store, args.episode, out, fps=args.fps)
+            sheet = write_contact_sheet(store, args.episode, out.with_suffix(".png"))
+    except EpisodeStoreError as exc:
+        return _store_error("render", exc)
     print(f"wrote {out} and {sheet}")
     return 0
 
@@ -76,7 +107,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
     p = verbs.add_parser("show", help="print a summary of an episode store")
     p.add_argument("store")
+    p.add_argument("--verify", action="store_true", help="also check every episode and array (as `verify`)")
     p.set_defaults(func=cmd_show)
+
+    p = verbs.add_parser("verify", help="check every episode and array of a store; exit code 1 if any is damaged")
+    p.add_argument("store")
+    p.set_defaults(func=cmd_verify)
 
     p = verbs.add_parser("render", help="write an mp4 (all cameras side by side) and a contact sheet of an episode")
     p.add_argument("store")

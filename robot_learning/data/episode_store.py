@@ -3,10 +3,17 @@
 Layout (time-major, as diffusion_policy's ReplayBuffer)::
 
     <path>/zarr.json             group attrs: schema_version, cell, task, created, specs, user attrs,
-                                 commit = {n_episodes, n_steps, fingerprint}   <- the commit record
+                                 commit = {n_episodes, n_steps, fingerprint, meta_sha256}  <- the record
     <path>/data/<key>            (n_steps, *spec.shape), all episodes concatenated; attrs: unit, frame
     <path>/meta/episode_ends     int64 cumulative end index of each episode
     <path>/meta/{success, seed, task, operator, duration_s, start_time_unix_s, info_json, episode_sha256}
+    <path>/meta/array_sha256     (n_episodes, n_keys, 32) sha256 of each array's rows, keys sorted (0 = none)
+
+Integrity (``robot_learning.data.integrity``): images are one frame per chunk and low-dimensional arrays 16
+steps per chunk, so a damaged chunk touches one or two episodes, not the dataset. Reads check each
+(episode, array) against ``meta/array_sha256`` once and raise ``CorruptEpisodeError`` naming both; the
+commit record holds a hash of every ``meta/*`` column, checked on open, and unreadable metadata raises
+``StoreMetadataError`` naming the file. Stores written before per-array checksums open and read unverified.
 
 Commit protocol. The single source of truth is the ``commit`` record in the root ``zarr.json``; every
 array may hold rows beyond it (garbage from a crashed commit) and readers never look past it.
@@ -40,7 +47,6 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,10 +56,38 @@ from zarr.codecs import BloscCodec
 from zarr.storage import LocalStore
 
 from robot_learning.data.episode_writer import EpisodeWriter, episode_sha256
+from robot_learning.data.integrity import (
+    CorruptEpisodeError,
+    EpisodeStoreError,
+    StoreCorruptError,
+    StoreMetadataError,
+    array_sha256,
+    column_file,
+    column_sha256,
+    first_undecodable_chunk,
+    missing_chunks,
+    open_array,
+    read_column,
+    scan,
+    undecodable,
+)
+from robot_learning.data.specs import ArraySpec, describe_specs, schema_sha256
+
+__all__ = [
+    "ArraySpec",
+    "CorruptEpisodeError",
+    "EpisodeStore",
+    "EpisodeStoreError",
+    "StoreCorruptError",
+    "StoreLockedError",
+    "StoreMetadataError",
+    "schema_sha256",
+]
 
 SCHEMA_VERSION = 1
 _RESERVED_ATTRS = frozenset({"schema_version", "created", "specs", "commit"})
 _META_CHUNK = 4096
+_ARRAY_SHA = "array_sha256"  # optional meta column (absent in stores written before it)
 # (name, dtype, per-episode shape) of the per-episode columns under meta/.
 _META_COLUMNS: tuple[tuple[str, Any, tuple[int, ...]], ...] = (
     ("episode_ends", np.int64, ()),
@@ -68,86 +102,8 @@ _META_COLUMNS: tuple[tuple[str, Any, tuple[int, ...]], ...] = (
 )
 
 
-class EpisodeStoreError(RuntimeError):
-    """Base class of the store's own errors (bad files, lock held); bad inputs raise ValueError."""
-
-
 class StoreLockedError(EpisodeStoreError):
     """Another process has the store open for appending."""
-
-
-class StoreCorruptError(EpisodeStoreError):
-    """Stored content does not match its recorded hashes or counts."""
-
-
-@dataclass(frozen=True)
-class ArraySpec:
-    """One per-step array: its shape excluding time, dtype, physical unit and (for poses) its frame.
-
-    ``chunk_steps`` overrides the chunking along time; by default image-like arrays (H, W >= 16) and steps
-    over 64 KiB get one step per chunk, low-dimensional ones ~256 KiB worth of steps.
-    """
-
-    shape: tuple[int, ...]
-    dtype: Any
-    unit: str
-    frame: str | None = None
-    description: str = ""
-    chunk_steps: int | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
-        dtype = np.dtype(self.dtype)
-        if dtype.kind not in "biuf":
-            raise ValueError(f"ArraySpec dtype must be bool/int/uint/float, got {dtype}")
-        object.__setattr__(self, "dtype", dtype)
-        if any(s <= 0 for s in self.shape):
-            raise ValueError(f"ArraySpec shape must be positive, got {self.shape}")
-        if not isinstance(self.unit, str) or not self.unit:
-            raise ValueError(f"ArraySpec needs a unit (use '1' for dimensionless), got {self.unit!r}")
-        if self.chunk_steps is not None and self.chunk_steps < 1:
-            raise ValueError(f"chunk_steps must be >= 1, got {self.chunk_steps}")
-
-    @property
-    def is_image(self) -> bool:
-        """uint8 HxWx3 colour image."""
-        return self.dtype == np.uint8 and len(self.shape) == 3 and self.shape[2] == 3
-
-    @property
-    def step_nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
-
-    @property
-    def time_chunk(self) -> int:
-        """Steps per chunk: one frame for images/depth, so a reader decodes only the frames it asks for."""
-        if self.chunk_steps is not None:
-            return self.chunk_steps
-        image_like = len(self.shape) >= 2 and self.shape[0] >= 16 and self.shape[1] >= 16
-        if image_like or self.step_nbytes >= 64 * 1024:
-            return 1
-        return int(np.clip((256 * 1024) // self.step_nbytes, 1, 4096))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "shape": list(self.shape),
-            "dtype": self.dtype.str,
-            "unit": self.unit,
-            "frame": self.frame,
-            "description": self.description,
-            "chunk_steps": self.chunk_steps,
-        }
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> ArraySpec:
-        return cls(
-            tuple(d["shape"]), d["dtype"], d["unit"], d.get("frame"), d.get("description", ""), d.get("chunk_steps")
-        )
-
-
-def schema_sha256(specs: Mapping[str, ArraySpec]) -> str:
-    """Hash of what a consumer depends on: keys, shapes, dtypes, units, frames (not chunking or prose)."""
-    schema = {k: [list(s.shape), s.dtype.newbyteorder("<").str, s.unit, s.frame] for k, s in sorted(specs.items())}
-    return hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()
 
 
 def _chain(fingerprint: str, episode_hash: bytes) -> str:
@@ -172,23 +128,49 @@ class EpisodeStore:
         self._group = group
         self._lock_fd = lock_fd
         self._writer: EpisodeWriter | None = None
+        self._verified: set[tuple[int, str]] = set()  # (episode, key) whose checksum matched in this process
+        root = path / "zarr.json"
         attrs = dict(group.attrs)
         if attrs.get("schema_version") != SCHEMA_VERSION or "commit" not in attrs:
-            raise EpisodeStoreError(f"{path} is not an episode store of schema v{SCHEMA_VERSION}")
-        self._specs = {k: ArraySpec.from_json(v) for k, v in attrs["specs"].items()}
-        commit = attrs["commit"]
-        self._n_episodes, self._n_steps = int(commit["n_episodes"]), int(commit["n_steps"])
-        self._fingerprint: str = commit["fingerprint"]
-        self._data = {k: group[f"data/{k}"] for k in self._specs}
-        self._meta = {name: group[f"meta/{name}"] for name, _, _ in _META_COLUMNS}
+            raise EpisodeStoreError(
+                f"{root}: not an episode store of schema v{SCHEMA_VERSION} "
+                f"(schema_version={attrs.get('schema_version')!r}, commit record {'commit' in attrs})"
+            )
+        try:
+            self._specs = {k: ArraySpec.from_json(v) for k, v in attrs["specs"].items()}
+            commit = attrs["commit"]
+            self._n_episodes, self._n_steps = int(commit["n_episodes"]), int(commit["n_steps"])
+            self._fingerprint: str = str(commit["fingerprint"])
+            meta_sha: dict[str, str] = dict(commit.get("meta_sha256") or {})
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StoreMetadataError(root, f"bad specs or commit record ({type(exc).__name__}: {exc})") from None
+        self._sorted_keys = sorted(self._specs)
+        self._data = {k: open_array(group, path, f"data/{k}", spec) for k, spec in self._specs.items()}
+        self._meta = {name: open_array(group, path, f"meta/{name}") for name, _, _ in _META_COLUMNS}
         for name, arr in [*self._data.items(), *self._meta.items()]:
             expected = self._n_steps if name in self._data else self._n_episodes
             if arr.shape[0] < expected:
-                raise StoreCorruptError(f"{path}: array {name!r} has {arr.shape[0]} rows, commit says {expected}")
+                kind = "data" if name in self._data else "meta"
+                raise StoreCorruptError(
+                    f"{path / kind / name / 'zarr.json'}: {arr.shape[0]} rows, the commit record says {expected}"
+                )
+        sha_arr = open_array(group, path, f"meta/{_ARRAY_SHA}", optional=True)
+        if sha_arr is None and mode == "a":  # an older store: episodes appended from now on get checksums
+            sha_arr = group.create_array(
+                f"meta/{_ARRAY_SHA}", shape=(self._n_episodes, len(self._specs), 32),
+                chunks=(_META_CHUNK, len(self._specs), 32), dtype=np.uint8,
+            )  # fmt: skip
+        if sha_arr is not None:
+            self._meta[_ARRAY_SHA] = sha_arr
         if mode == "a":
             self._repair()
         # Per-episode columns are small: keep them in memory, updated on commit.
-        self._cols = {name: np.asarray(arr[: self._n_episodes]) for name, arr in self._meta.items()}
+        self._cols = {name: read_column(path, name, arr, self._n_episodes) for name, arr in self._meta.items()}
+        for name, expected_sha in meta_sha.items():
+            if name in self._cols and column_sha256(self._cols[name]) != expected_sha:
+                file = column_file(path, name, self._meta[name], self._n_episodes)
+                problem = "does not match the commit record's hash (damaged on disk); the episodes' metadata is lost"
+                raise StoreMetadataError(file, problem)
         if self._n_episodes and int(self._cols["episode_ends"][-1]) != self._n_steps:
             raise StoreCorruptError(f"{path}: episode_ends[-1]={self._cols['episode_ends'][-1]} != {self._n_steps}")
 
@@ -235,6 +217,9 @@ class EpisodeStore:
                 )
             for name, dtype, shape in _META_COLUMNS:
                 group.create_array(f"meta/{name}", shape=(0, *shape), chunks=(_META_CHUNK, *shape), dtype=dtype)
+            n_keys = len(specs)
+            group.create_array(f"meta/{_ARRAY_SHA}", shape=(0, n_keys, 32), chunks=(_META_CHUNK, n_keys, 32),
+                               dtype=np.uint8)  # fmt: skip
             if durable:
                 os.sync()
             os.rename(tmp, path)  # atomic; fails if someone created `path` meanwhile
@@ -261,7 +246,10 @@ class EpisodeStore:
                 os.close(lock_fd)
                 raise StoreLockedError(f"{path} is open for appending by another process") from None
         try:
-            group = zarr.open_group(LocalStore(path, read_only=mode == "r"), mode="r" if mode == "r" else "r+")
+            try:
+                group = zarr.open_group(LocalStore(path, read_only=mode == "r"), mode="r" if mode == "r" else "r+")
+            except Exception as exc:  # a damaged zarr.json: JSON, validation or type errors from zarr
+                raise StoreMetadataError(path / "zarr.json", f"unreadable ({type(exc).__name__}: {exc})") from None
             return cls(path, group, mode, durable, lock_fd)
         except BaseException:
             if lock_fd is not None:
@@ -278,7 +266,7 @@ class EpisodeStore:
         store = cls.open(path, mode="a", durable=durable)
         if schema_sha256(store.specs) != schema_sha256(specs):
             store.close()
-            raise ValueError(f"{path} has schema {_describe(store.specs)}, asked for {_describe(specs)}")
+            raise ValueError(f"{path} has schema {describe_specs(store.specs)}, asked for {describe_specs(specs)}")
         return store
 
     def close(self) -> None:
@@ -323,25 +311,36 @@ class EpisodeStore:
         t0, n_steps = self._n_steps, len(next(iter(data.values())))
         t1, ep = t0 + n_steps, self._n_episodes
         ep_hash = episode_sha256(data)
-        row = {**row, "episode_ends": t1, "episode_sha256": np.frombuffer(ep_hash, np.uint8)}
+        digests = np.stack([np.frombuffer(array_sha256(data[k]), np.uint8) for k in self._sorted_keys])
+        row = {**row, "episode_ends": t1, "episode_sha256": np.frombuffer(ep_hash, np.uint8), _ARRAY_SHA: digests}
         for key, values in data.items():  # 1. rows beyond the committed end
             arr = self._data[key]
             arr.resize((t1, *arr.shape[1:]))
-            arr[t0:t1] = values
+            try:
+                arr[t0:t1] = values
+            except Exception as exc:  # the chunk shared with the last episode could not be read back
+                raise StoreCorruptError(
+                    f"{self.path}: cannot append to array {key!r}: the chunk holding step {t0} is {undecodable(exc)}"
+                    f"; run `manip-stack verify {self.path}`"
+                ) from exc
         for name, arr in self._meta.items():
             arr.resize((ep + 1, *arr.shape[1:]))
             arr[ep] = row[name]
         if self.durable:  # 2. rows durable before they are published
             os.sync()
         fingerprint = _chain(self._fingerprint, ep_hash)
-        commit = {"n_episodes": ep + 1, "n_steps": t1, "fingerprint": fingerprint}
+        cols = {name: np.concatenate([col, np.asarray(row[name])[None]]) for name, col in self._cols.items()}
+        commit = {
+            "n_episodes": ep + 1,
+            "n_steps": t1,
+            "fingerprint": fingerprint,
+            "meta_sha256": {name: column_sha256(col) for name, col in cols.items()},
+        }
         self._group.update_attributes({"commit": commit})  # 3. commit point: one atomic replace of zarr.json
         if self.durable:
             _fsync_path(self.path / "zarr.json")
             _fsync_path(self.path)
-        self._n_episodes, self._n_steps, self._fingerprint = ep + 1, t1, fingerprint
-        for name in self._cols:
-            self._cols[name] = np.concatenate([self._cols[name], np.asarray(row[name])[None]])
+        self._n_episodes, self._n_steps, self._fingerprint, self._cols = ep + 1, t1, fingerprint, cols
         return ep
 
     # ------------------------------------------------------------------ reading
@@ -394,17 +393,105 @@ class EpisodeStore:
         return slice(start, int(self._cols["episode_ends"][i]))
 
     def get_episode(self, i: int, keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
-        """Arrays of episode ``i`` (time first) for ``keys`` (default: all)."""
+        """Arrays of episode ``i`` (time first) for ``keys`` (default: all), checked against their checksums.
+
+        Raises ``CorruptEpisodeError`` naming the episode and array when a chunk is undecodable, missing or
+        does not match; other episodes stay readable.
+        """
         keys = list(self._specs) if keys is None else list(keys)
         unknown = [k for k in keys if k not in self._specs]
         if unknown:
             raise KeyError(f"unknown keys {unknown}; the store has {self.keys}")
+        i = self._check_index(i)
         s = self.episode_slice(i)
-        return {k: np.asarray(self._data[k][s]) for k in keys}
+        return {k: self._episode_rows(i, k, s) for k in keys}
 
     def get_steps(self, key: str, start: int, stop: int) -> np.ndarray:
-        """Rows ``[start, stop)`` of one key across episodes (clipped to the committed steps)."""
-        return np.asarray(self._data[key][start : min(stop, self._n_steps)])
+        """Rows ``[start, stop)`` of one key across episodes (clipped to the committed steps), checked.
+
+        Each episode the rows touch is checked once per process (one partly inside is read whole for that).
+        """
+        if key not in self._specs:
+            raise KeyError(f"unknown key {key!r}; the store has {self.keys}")
+        start, stop = max(start, 0), min(stop, self._n_steps)
+        if stop <= start:
+            return self.read_rows(key, slice(start, start))
+        try:
+            values = self.read_rows(key, slice(start, stop))
+        except Exception as exc:
+            for i in self._episodes_overlapping(start, stop):  # name the first damaged episode
+                self._episode_rows(i, key, self.episode_slice(i))
+            raise StoreCorruptError(f"{self.path}: array {key!r} steps [{start}, {stop}): {undecodable(exc)}") from exc
+        for i in self._episodes_overlapping(start, stop):
+            s = self.episode_slice(i)
+            if s.start >= start and s.stop <= stop:
+                problem = self.check_rows(i, key, values[s.start - start : s.stop - start])
+                if problem:
+                    raise CorruptEpisodeError(self.path, i, key, problem)
+            elif (i, key) not in self._verified and self.has_array_checksums(i):
+                self._episode_rows(i, key, s)
+        return values
+
+    def read_rows(self, key: str, rows: slice) -> np.ndarray:
+        """Rows of one array as zarr decodes them, unchecked; zarr's own error on an undecodable chunk."""
+        return np.asarray(self._data[key][rows])
+
+    def check_rows(self, i: int, key: str, values: np.ndarray) -> str | None:
+        """What is wrong with ``values`` read as episode ``i``'s ``key``; None if they match their checksum
+        (or the episode has none: a store written before per-array checksums)."""
+        if (i, key) in self._verified or not self.has_array_checksums(i):
+            return None
+        if array_sha256(values) == self._cols[_ARRAY_SHA][i, self._sorted_keys.index(key)].tobytes():
+            self._verified.add((i, key))
+            return None
+        missing = missing_chunks(self.path / "data" / key, self._data[key], self.episode_slice(i))
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            return f"missing chunk {missing[0].relative_to(self.path)}{more}"
+        return "checksum mismatch (flipped bits or a truncated chunk)"
+
+    def _episode_rows(self, i: int, key: str, s: slice) -> np.ndarray:
+        try:
+            values = self.read_rows(key, s)
+        except Exception as exc:  # zarr/numcodecs raise many types on a damaged chunk
+            chunk = first_undecodable_chunk(self.path / "data" / key, self._data[key], s)
+            what = undecodable(exc, chunk.relative_to(self.path) if chunk else None)
+            raise CorruptEpisodeError(self.path, i, key, what) from exc
+        problem = self.check_rows(i, key, values)
+        if problem:
+            raise CorruptEpisodeError(self.path, i, key, problem)
+        return values
+
+    def _episodes_overlapping(self, start: int, stop: int) -> range:
+        ends = self._cols["episode_ends"]
+        first = int(np.searchsorted(ends, start, side="right"))
+        last = int(np.searchsorted(ends, stop - 1, side="right"))
+        return range(first, min(last, self._n_episodes - 1) + 1)
+
+    def has_array_checksums(self, i: int) -> bool:
+        """Whether episode ``i`` recorded per-array checksums (stores written before them did not)."""
+        return _ARRAY_SHA in self._cols and bool(self._cols[_ARRAY_SHA][i].any())
+
+    @property
+    def checksums(self) -> str:
+        """'per-array' (reads verified), 'per-episode only' (older store: reads unverified) or a mix."""
+        n = sum(self.has_array_checksums(i) for i in range(self._n_episodes))
+        if n == self._n_episodes:
+            return "per-array"
+        if n == 0:
+            return "per-episode only"
+        return f"per-array for {n} of {self._n_episodes} episodes, per-episode only for the rest"
+
+    def episode_hash(self, i: int) -> bytes:
+        """The recorded sha256 of episode ``i``'s arrays together (what the fingerprint chains)."""
+        return self._cols["episode_sha256"][self._check_index(i)].tobytes()
+
+    def chained_fingerprint(self) -> str:
+        """The fingerprint recomputed from the recorded episode hashes (equal to ``fingerprint`` if intact)."""
+        fingerprint = schema_sha256(self._specs)
+        for ep_hash in self._cols["episode_sha256"]:
+            fingerprint = _chain(fingerprint, ep_hash.tobytes())
+        return fingerprint
 
     def episode_info(self, i: int) -> dict[str, Any]:
         i = self._check_index(i)
@@ -422,14 +509,12 @@ class EpisodeStore:
         }
 
     def verify(self) -> None:
-        """Re-hash every committed episode from disk; raises StoreCorruptError on any mismatch."""
-        fingerprint = schema_sha256(self._specs)
-        for i in range(self._n_episodes):
-            ep_hash = episode_sha256(self.get_episode(i))
-            if ep_hash != self._cols["episode_sha256"][i].tobytes():
-                raise StoreCorruptError(f"{self.path}: episode {i} content does not match its hash")
-            fingerprint = _chain(fingerprint, ep_hash)
-        if fingerprint != self._fingerprint:
+        """Re-read and check every committed episode; raises on the first damage (``integrity.scan`` lists all)."""
+        report = scan(self)
+        if report.damages:
+            d = report.damages[0]
+            raise CorruptEpisodeError(self.path, d.episode, d.key, d.what)
+        if not report.fingerprint_ok:
             raise StoreCorruptError(f"{self.path}: fingerprint chain does not match the commit record")
 
     def disk_bytes(self) -> int:
@@ -445,17 +530,20 @@ class EpisodeStore:
             f"  cell={a.get('cell')}  task={a.get('task')}  created={a.get('created')}  schema v{SCHEMA_VERSION}",
             f"  episodes {self._n_episodes}  steps {self._n_steps}  success {n_ok}/{self._n_episodes} ({rate})",
             f"  disk {self.disk_bytes() / 2**20:.2f} MiB  fingerprint {self._fingerprint[:16]}",
+            f"  checksums {self.checksums}: "
+            + (
+                "each episode's arrays are verified when read"
+                if self.checksums == "per-array"
+                else "reads are unverified; `manip-stack verify` checks whole episodes"
+            ),
             f"  {'key':<24} {'shape':<16} {'dtype':<8} {'unit':<10} {'frame':<14} steps/chunk",
         ]
         for k, s in self._specs.items():
             lines.append(
-                f"  {k:<24} {s.shape!s:<16} {s.dtype.name:<8} {s.unit:<10} {s.frame or '-':<14} {s.time_chunk}"
+                f"  {k:<24} {s.shape!s:<16} {s.dtype.name:<8} {s.unit:<10} {s.frame or '-':<14} "
+                f"{self._data[k].chunks[0]}"
             )
         return "\n".join(lines)
 
     def __repr__(self) -> str:
         return f"EpisodeStore({str(self.path)!r}, mode={self.mode!r}, episodes={self._n_episodes})"
-
-
-def _describe(specs: Mapping[str, ArraySpec]) -> str:
-    return ", ".join(f"{k}{s.shape}:{s.dtype.name}[{s.unit}]" for k, s in specs.items())

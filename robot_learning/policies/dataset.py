@@ -21,21 +21,30 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from robot_learning.data.episode_store import EpisodeStore
+from robot_learning.data.integrity import describe_skipped, load_healthy
 
 log = logging.getLogger(__name__)
 
 
 def load_arrays(store: EpisodeStore, keys: Sequence[str], max_episodes: int | None = None
                 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Arrays of ``keys`` for the first ``max_episodes`` episodes (all by default) and their episode ends."""
+    """Arrays of ``keys`` for the first ``max_episodes`` episodes (all by default) and their episode ends.
+
+    Episodes with a damaged chunk (undecodable, missing, or not matching its checksum) are left out with a
+    WARNING naming each (episode, array): one bad chunk should cost its episode, not the training run.
+    """
     n_episodes = store.n_episodes if max_episodes is None else min(max_episodes, store.n_episodes)
     if n_episodes == 0:
         raise ValueError(f"{store.path} has no episodes to train on")
-    ends = store.episode_ends[:n_episodes]
     start = time.monotonic()
-    arrays = {k: store.get_steps(k, 0, int(ends[-1])) for k in keys}
+    healthy = load_healthy(store, keys, n_episodes)
+    if healthy.damages:
+        log.warning(describe_skipped(store.path, healthy.damages, len(healthy.episodes), n_episodes))
+    if not len(healthy.episodes):
+        raise ValueError(f"{store.path}: all {n_episodes} episodes are damaged; see `manip-stack verify {store.path}`")
+    arrays, ends = healthy.arrays, healthy.episode_ends
     mib = sum(a.nbytes for a in arrays.values()) / 2**20
-    log.info("loaded %d episodes (%d steps, %.0f MiB) in %.1f s", n_episodes, ends[-1], mib, time.monotonic() - start)
+    log.info("loaded %d episodes (%d steps, %.0f MiB) in %.1f s", len(ends), ends[-1], mib, time.monotonic() - start)
     return arrays, ends
 
 

@@ -218,7 +218,7 @@ def test_image_arrays_one_frame_per_chunk_and_compressed(tmp_path: Path, store: 
     assert raw["data/cam0_rgb"].chunks == (1, 48, 64, 3)
     assert raw["data/wrist_rgb"].chunks == (1, 32, 40, 3)
     assert raw["data/cam0_depth_m"].chunks == (1, 48, 64)
-    assert raw["data/joint_pos_rad"].chunks[0] >= 1000
+    assert raw["data/joint_pos_rad"].chunks[0] == 16  # small: a damaged chunk takes at most two episodes with it
     assert raw["data/cam0_rgb"].compressors and raw["data/joint_pos_rad"].compressors
 
 
