@@ -15,6 +15,7 @@ from controllers.safety import (
     ANGULAR_SPEED_LIMITED,
     LINEAR_ACCEL_LIMITED,
     LINEAR_SPEED_LIMITED,
+    SAFETY_EVENT_KINDS,
     TIME_NOT_ADVANCING,
     VIOLATION_KINDS,
     FilterResult,
@@ -33,7 +34,8 @@ class SafeRobot:
     """Every command filtered; a silent upstream or a latched e-stop makes the arm hold.
 
     ``violation_counts`` counts each limit that changed a command, per kind, for telemetry; the log gets
-    one warning the first time each kind happens, not one per control tick.
+    one line the first time each kind happens, not one per control tick. Safety events (clock faults,
+    refusals, e-stop, watchdog) are counted and logged by the filter itself: see :attr:`event_counts`.
     """
 
     def __init__(self, robot: RobotInterface, cell: CellConfig) -> None:
@@ -81,12 +83,17 @@ class SafeRobot:
     def estop_reason(self) -> str | None:
         return self.safety_filter.estop_reason
 
+    @property
+    def event_counts(self) -> dict[str, int]:
+        """The filter's safety-event counters (a copy), for a node to publish."""
+        return dict(self.safety_filter.event_counts)
+
     def _forward(self, result: FilterResult) -> None:
         self.last_result = result
         for kind in result.violations:
             count = self.violation_counts.get(kind, 0) + 1
             self.violation_counts[kind] = count
-            if count == 1:
+            if count == 1 and kind not in SAFETY_EVENT_KINDS:  # the filter logs those, rate-limited
                 level = logging.DEBUG if kind in ROUTINE_KINDS else logging.WARNING
                 logger.log(level, "safety filter: first %s (later ones are only counted in violation_counts)", kind)
         self._robot.send_target(result.target)

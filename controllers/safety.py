@@ -1,36 +1,74 @@
 """Safety filter: the last check every Cartesian command passes before it reaches a robot.
 
 Policies, teleop devices and interpolators can all produce targets the arm must never see: NaN from a
-diverged network, a jump across the table after a dropped message, a pose outside the cell. The filter
-turns any input into a target that is finite, inside the workspace box and reachable from the last
-sent target within the cell's speed and acceleration limits. It is pure numpy and never reads a clock:
-the caller passes the time, so sim time and replayed logs behave like the real robot.
+diverged network, a jump across the table after a dropped message, a pose outside the cell, a clock that
+jumps. The filter is pure numpy and never reads a clock: the caller passes the time, so sim time and
+replayed logs behave like the real robot.
 
-Discrete model (what the tests check). A call at a time later than every earlier one is one step of
-length ``dt_eff = min(now_s - last_s, max_dt_s)``. Its velocity is ``(p_k - p_{k-1}) / dt_eff``
-(linear, base frame) and ``log(R_k R_{k-1}^T) / dt_eff`` (angular, rotation vector in the base frame).
-Each step keeps ``|v| <= max speed`` and ``|v_k - v_{k-1}| <= max accel * dt_eff``. A gap longer than
-``max_dt_s`` (a stalled loop) starts again from rest, because the target stood still meanwhile, and the
-cap on ``dt_eff`` keeps the first step after the stall small. Such a gap is flagged ``control_gap``:
-commands must come at the control rate, so a 10 Hz policy is interpolated first
-(:mod:`controllers.interpolation`). A call whose time is not later than the last one (equal, earlier,
-NaN) moves nothing: it returns the last target.
+Guarantees, for every output of every sequence of calls (``filter``, ``hold``, ``reset``, ``trigger_estop``,
+``reset_estop``) with any arguments; ``tests/controllers/safety_spec.py`` states them independently and
+``tests/controllers/test_safety_sequences.py`` checks them on random sequences:
+
+1. The output is float64, finite, with a unit quaternion and a gripper closure in [0, 1]. No command and no
+   time makes ``filter`` or ``hold`` raise; ``reset`` and ``reset_estop`` raise ``ValueError`` on a measured
+   state that is not finite real numbers, and then change nothing.
+2. Inside the workspace box, the target stays inside. Outside it (after a reset from a measured pose outside
+   the box) each step moves back towards the box or holds: its distance to the box never grows.
+3. Each step keeps the speed and acceleration limits of the discrete model below.
+4. While the e-stop is latched, every output is the frozen target.
+
+Discrete model. A call at a time later than the filter's clock (below) is one step of length
+``dt_eff = min(now_s - last_s, max_dt_s)``. Its velocity is ``(p_k - p_{k-1}) / dt_eff`` (linear, base frame)
+and ``log(R_k R_{k-1}^T) / dt_eff`` (angular, rotation vector in the base frame). Each step keeps
+``|v| <= max speed`` and ``|v_k - v_{k-1}| <= max accel * dt_eff``. A gap longer than ``max_dt_s`` (a stalled
+loop) starts again from rest, because the target stood still meanwhile, and the cap on ``dt_eff`` keeps the
+first step after the stall small; it is flagged ``control_gap``: commands must come at the control rate, so
+a 10 Hz policy is interpolated first (:mod:`controllers.interpolation`).
+
+Clock. The filter's clock is the time of its last step (at first, the stamp of the measured state given to
+``reset``). A call whose time is not a finite real number (NaN, inf, None, a string, complex, bool, an int
+beyond float range), is earlier than that clock, or is more than ``MAX_CLOCK_JUMP_S`` later (1e18 in a
+100 Hz loop) is a clock fault, flagged ``clock_fault``. A call at exactly the clock's time is flagged
+``time_not_advancing`` (routine: a hold and a command in the same tick), except the first command at the
+reset's own stamp. None of these moves anything: the call returns the last target and leaves the clock
+alone, so one absurd stamp is forgotten at the next good one. If the caller's clock really jumped (a
+restarted simulation, a stepped system clock), every call would now be a fault: so ``CLOCK_RESYNC_CALLS``
+faults in a row, each stamped later than the one before by at most ``MAX_CLOCK_JUMP_S``, make the filter
+adopt the new clock, at rest, flagged ``clock_resync``. So no stamp freezes the filter for more than
+``CLOCK_RESYNC_CALLS`` calls of a clock that advances, and none without a flag on every call it holds.
+
+Commands. Position, quaternion and closure must be real numbers (Python or numpy ints and floats) in the
+right shapes: ``np.asarray(x, dtype=float)`` would quietly drop imaginary parts, parse strings and turn bools
+into 0 and 1, so complex, bool, string, object and datetime values, ints beyond float range, wrong shapes and
+missing fields are refused (``malformed_rejected``); non-finite values and a zero quaternion are refused as
+``nonfinite_rejected``. Finite but absurd values are commands like any other (a position 1e300 m away is a
+goal outside the box, clamped onto it). A refused command is a hold.
 
 Workspace box. The velocity is bounded per axis so the target can always brake before a wall at
-``max_accel / sqrt(3)`` per axis, which is at most ``max_accel`` in norm. So the box never needs an
-abrupt stop, and the output is inside it by construction; a final clip removes rounding. If the last
-target is itself outside the box (a reset from a measured pose outside it, for example after the cell
-file changed), the box wins over the speed limit: the output jumps to the nearest box point, at rest,
-flagged ``workspace_jump``.
+``max_accel / sqrt(3)`` per axis, which is at most ``max_accel`` in norm. So the box never needs an abrupt
+stop, and the output is inside it by construction; a final clip removes rounding. On an axis where the
+last target is beyond a face, that face's bound is zero speed outwards, and the final clip is to the box
+widened to the last target, so the target comes back at the speed and acceleration limits (flagged
+``outside_workspace`` at each step until inside) or holds; it never jumps into the box.
 
 Holds (rejected commands, stale upstream) brake to rest at the acceleration limit rather than freezing
 the target, which would be an unbounded deceleration. The e-stop is the one deliberate exception: it
-freezes the target at once, and the backend's ``stop()`` holds the arm.
+freezes the target at once (where it is, even outside the box), and the backend's ``stop()`` holds the arm.
+A ``reset`` while latched moves the frozen target to the measured pose, where the arm is.
+
+Events. Each flag in :data:`SAFETY_EVENT_KINDS` (clock faults and resyncs, control gaps, refusals, steps
+from outside the box, e-stop latch, hold and reset, watchdog holds) is counted in ``event_counts`` once per
+call that reports it, and logged at WARNING on the ``controllers.safety`` logger: the first one at once,
+then at most one line per kind every ``LOG_EVERY_CALLS`` calls, with the number since the last line, so a
+100 Hz loop cannot flood the log and a rare event is never lost in a stream of others. ``record_event``
+counts events found outside the filter (a node's refused messages: ``upstream_rejected``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import reprlib
 from dataclasses import dataclass
 from typing import Final
 
@@ -45,12 +83,16 @@ from hardware_configs.frames import (
 )
 from hardware_configs.schema import CellConfig
 
+logger = logging.getLogger(__name__)
+
 NONFINITE_REJECTED: Final = "nonfinite_rejected"
 MALFORMED_REJECTED: Final = "malformed_rejected"
+CLOCK_FAULT: Final = "clock_fault"
+CLOCK_RESYNC: Final = "clock_resync"
 TIME_NOT_ADVANCING: Final = "time_not_advancing"
 CONTROL_GAP: Final = "control_gap"
 WORKSPACE_CLAMPED: Final = "workspace_clamped"
-WORKSPACE_JUMP: Final = "workspace_jump"
+OUTSIDE_WORKSPACE: Final = "outside_workspace"
 LINEAR_SPEED_LIMITED: Final = "linear_speed_limited"
 ANGULAR_SPEED_LIMITED: Final = "angular_speed_limited"
 LINEAR_ACCEL_LIMITED: Final = "linear_accel_limited"
@@ -58,14 +100,21 @@ ANGULAR_ACCEL_LIMITED: Final = "angular_accel_limited"
 GRIPPER_CLIPPED: Final = "gripper_clipped"
 ESTOP_HOLD: Final = "estop_hold"
 STALE_HOLD: Final = "stale_hold"
+SENSOR_HOLD: Final = "sensor_hold"
+# Events that are no flag of a result: reported by trigger_estop / reset_estop, or by a node (record_event).
+ESTOP_LATCHED: Final = "estop_latched"
+ESTOP_RESET: Final = "estop_reset"
+UPSTREAM_REJECTED: Final = "upstream_rejected"
 
 VIOLATION_KINDS: Final[tuple[str, ...]] = (
     NONFINITE_REJECTED,
     MALFORMED_REJECTED,
+    CLOCK_FAULT,
+    CLOCK_RESYNC,
     TIME_NOT_ADVANCING,
     CONTROL_GAP,
     WORKSPACE_CLAMPED,
-    WORKSPACE_JUMP,
+    OUTSIDE_WORKSPACE,
     LINEAR_SPEED_LIMITED,
     ANGULAR_SPEED_LIMITED,
     LINEAR_ACCEL_LIMITED,
@@ -73,10 +122,32 @@ VIOLATION_KINDS: Final[tuple[str, ...]] = (
     GRIPPER_CLIPPED,
     ESTOP_HOLD,
     STALE_HOLD,
+    SENSOR_HOLD,
+)
+SAFETY_EVENT_KINDS: Final[tuple[str, ...]] = (
+    CLOCK_FAULT,
+    CLOCK_RESYNC,
+    CONTROL_GAP,
+    NONFINITE_REJECTED,
+    MALFORMED_REJECTED,
+    UPSTREAM_REJECTED,
+    OUTSIDE_WORKSPACE,
+    ESTOP_LATCHED,
+    ESTOP_HOLD,
+    ESTOP_RESET,
+    STALE_HOLD,
+    SENSOR_HOLD,
 )
 
+# A healthy loop calls every control period; a second is beyond any jitter or pause, and the watchdog
+# (command_timeout_s) has long held the arm by then.
+MAX_CLOCK_JUMP_S: Final = 1.0
+CLOCK_RESYNC_CALLS: Final = 3
+LOG_EVERY_CALLS: Final = 200  # 2 s at 100 Hz
 # A limit counts as "active" in telemetry only when it changed the command by more than rounding.
 _ACTIVE_EPS: Final = 1e-12
+# Farther than any arm brakes from: caps the braking arithmetic (no overflow), never the motion.
+_FAR_M: Final = 1e100
 
 
 @dataclass(frozen=True)
@@ -102,13 +173,19 @@ def braking_speed(distance: np.ndarray | float, decel: float, dt_s: float) -> np
     for any sequence of step lengths, so the bound holds whatever ``dt`` the next calls bring. Written
     in the form that avoids cancellation at small distances; ``v*dt_s <= distance`` follows.
     """
-    distance = np.maximum(distance, 0.0)
+    distance = np.clip(distance, 0.0, _FAR_M)
     decel_dt = decel * dt_s
     return 2.0 * decel * distance / (decel_dt + np.sqrt(decel_dt * decel_dt + 2.0 * decel * distance))
 
 
+def _norm(vec: np.ndarray) -> float:
+    """Euclidean norm, scaled first so coordinates near 1e308 do not overflow to inf."""
+    scale = float(np.max(np.abs(vec)))
+    return 0.0 if scale == 0.0 else scale * float(np.linalg.norm(vec / scale))
+
+
 def _clip_norm(vec: np.ndarray, max_norm: float) -> tuple[np.ndarray, bool]:
-    norm = float(np.linalg.norm(vec))
+    norm = _norm(vec)
     if norm <= max_norm:
         return vec, False
     return vec * (max_norm / norm), True
@@ -123,29 +200,101 @@ def _unit_quaternion(q: np.ndarray) -> np.ndarray | None:
     return q / np.linalg.norm(q)
 
 
-def _parse_target(target: CartesianTarget) -> tuple[_Goal | None, str | None]:
-    """The command as finite arrays with a unit quaternion, or the name of the reason it is rejected."""
+# ------------------------------------------------------------------------------------ reading inputs
+
+
+def _is_real(x: object) -> bool:
+    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
+
+
+def _real_scalar(value: object) -> float | None:
+    """``value`` as a float when it is one real number (a 0-d int/float array too); None otherwise."""
+    if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "iuf":
+        value = value[()]
+    if not _is_real(value):
+        return None
     try:
-        position_m = np.array(target.position_m, dtype=float)
-        quat = np.array(target.quaternion_xyzw, dtype=float)
-        gripper = float(target.gripper_closure)
-    except (TypeError, ValueError, AttributeError):
-        return None, MALFORMED_REJECTED
-    if position_m.shape != (3,) or quat.shape != (4,):
-        return None, MALFORMED_REJECTED
+        with np.errstate(over="ignore"):  # a longdouble beyond float64 becomes inf: refused as non-finite
+            return float(value)
+    except OverflowError:  # a Python int beyond float range
+        return None
+
+
+def _real_vector(value: object, size: int) -> np.ndarray | None:
+    """A float64 copy of ``value`` when it is a list, tuple or int/float array of ``size`` real numbers."""
+    if isinstance(value, list | tuple):
+        if len(value) != size or not all(_is_real(x) for x in value):
+            return None
+        value = np.asarray(value)  # object dtype when an int exceeds int64: refused below
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "iuf" or value.shape != (size,):
+        return None
+    with np.errstate(over="ignore"):
+        return value.astype(np.float64)
+
+
+def _finite_time(value: object) -> float | None:
+    stamp_s = _real_scalar(value)
+    return stamp_s if stamp_s is not None and math.isfinite(stamp_s) else None
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} array of shape {value.shape}"
+    return f"{type(value).__name__} {reprlib.repr(value)}"
+
+
+def _parse_target(target: object) -> tuple[_Goal | None, str | None, str]:
+    """The command as finite float arrays with a unit quaternion; or the refusal flag and why."""
+    fields = {name: getattr(target, name, None) for name in ("position_m", "quaternion_xyzw", "gripper_closure")}
+    position_m = _real_vector(fields["position_m"], 3)
+    quat = _real_vector(fields["quaternion_xyzw"], 4)
+    gripper = _real_scalar(fields["gripper_closure"])
+    parsed = {"position_m": position_m, "quaternion_xyzw": quat, "gripper_closure": gripper}
+    bad = [f"{name} is {_describe(fields[name])}" for name, value in parsed.items() if value is None]
+    if bad:
+        return None, MALFORMED_REJECTED, "; ".join(bad)
     if not (np.all(np.isfinite(position_m)) and np.all(np.isfinite(quat)) and math.isfinite(gripper)):
-        return None, NONFINITE_REJECTED
+        return None, NONFINITE_REJECTED, "non-finite values"
     unit = _unit_quaternion(quat)
     if unit is None:
-        return None, NONFINITE_REJECTED
-    return _Goal(position_m, unit, gripper), None
+        return None, NONFINITE_REJECTED, "zero quaternion"
+    return _Goal(position_m, unit, gripper), None, ""
+
+
+def _parse_state(measured: object) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Position, unit quaternion, closure and stamp of a measured state; ValueError when it has none."""
+    names = ("tcp_position_m", "tcp_quaternion_xyzw", "gripper_closure", "stamp_s")
+    fields = {name: getattr(measured, name, None) for name in names}
+    parsed = (
+        _real_vector(fields["tcp_position_m"], 3),
+        _real_vector(fields["tcp_quaternion_xyzw"], 4),
+        _real_scalar(fields["gripper_closure"]),
+        _real_scalar(fields["stamp_s"]),
+    )
+    bad = [f"{name} is {_describe(fields[name])}" for name, value in zip(names, parsed, strict=True) if value is None]
+    if bad:
+        raise ValueError(
+            f"cannot reset the safety filter from a malformed state ({'; '.join(bad)}): real numbers of the "
+            "right shapes are needed; fix the backend's read_state()"
+        )
+    position_m, quat, gripper, stamp_s = parsed
+    finite = np.all(np.isfinite(position_m)) and np.all(np.isfinite(quat))
+    if not (finite and math.isfinite(gripper) and math.isfinite(stamp_s)):
+        raise ValueError(
+            f"cannot reset the safety filter from a non-finite state: position {position_m}, quaternion {quat}, "
+            f"gripper {gripper}, stamp {stamp_s}; fix the backend's read_state()"
+        )
+    unit = _unit_quaternion(quat)
+    if unit is None:
+        raise ValueError("cannot reset the safety filter: the measured TCP quaternion is zero")
+    return position_m, unit, gripper, stamp_s
 
 
 class SafetyFilter:
     """Limits every Cartesian command to the cell's workspace box, speeds and accelerations.
 
     Time is passed in by the caller (``now_s``); the watchdog and the e-stop latch live here too so that
-    one object owns every reason to refuse motion.
+    one object owns every reason to refuse motion, and ``event_counts`` counts each safety event.
     """
 
     def __init__(self, cell: CellConfig) -> None:
@@ -167,11 +316,19 @@ class SafetyFilter:
         self._gripper_closure = 0.0
         self._last_s = 0.0
         self._at_reset_time = False
+        self._fault_s: float | None = None  # stamp of the last clock fault of the current run of them
+        self._faults = 0
         self._linear_velocity_m_s = np.zeros(3)
         self._angular_velocity_rad_s = np.zeros(3)
         self._fresh_s: float | None = None
         self._estop_reason: str | None = None
         self._estop_target: CartesianTarget | None = None
+
+        self.event_counts: dict[str, int] = dict.fromkeys(SAFETY_EVENT_KINDS, 0)
+        self._calls = 0
+        self._details: dict[str, str] = {}  # why the current call raised an event, for its log line
+        self._unlogged: dict[str, tuple[int, str]] = {}  # kind -> (events since its last line, latest detail)
+        self._logged_at: dict[str, int] = {}  # kind -> call count at its last line
 
     # ------------------------------------------------------------------------------------------ state
 
@@ -193,40 +350,37 @@ class SafetyFilter:
         return self._angular_velocity_rad_s.copy()
 
     def reset(self, measured: RobotState) -> None:
-        """Start from the measured pose at rest, at the measured time. Does not clear an e-stop latch."""
-        position_m = np.array(measured.tcp_position_m, dtype=float)
-        quat = np.array(measured.tcp_quaternion_xyzw, dtype=float)
-        gripper = float(measured.gripper_closure)
-        stamp_s = float(measured.stamp_s)
-        finite = np.all(np.isfinite(position_m)) and np.all(np.isfinite(quat)) and math.isfinite(gripper)
-        if position_m.shape != (3,) or quat.shape != (4,) or not finite or not math.isfinite(stamp_s):
-            raise ValueError(
-                f"cannot reset the safety filter from a non-finite or malformed state: position {position_m}, "
-                f"quaternion {quat}, gripper {gripper}, stamp {stamp_s}; fix the backend's read_state()"
-            )
-        unit = _unit_quaternion(quat)
-        if unit is None:
-            raise ValueError("cannot reset the safety filter: the measured TCP quaternion is zero")
+        """Start from the measured pose (even outside the box) at rest, at the measured time.
+
+        Does not clear an e-stop latch; while latched, the frozen target becomes the measured pose.
+        """
+        position_m, quaternion_xyzw, gripper, stamp_s = _parse_state(measured)
         self._position_m = position_m
-        self._quaternion_xyzw = unit
+        self._quaternion_xyzw = quaternion_xyzw
         self._gripper_closure = float(np.clip(gripper, 0.0, 1.0))
         self._last_s = stamp_s
+        self._fault_s, self._faults = None, 0
         self._linear_velocity_m_s = np.zeros(3)
         self._angular_velocity_rad_s = np.zeros(3)
         self._initialised = True
         self._at_reset_time = True  # a command stamped like the measurement is expected, not a fault
+        if self._estop_reason is not None:
+            self._estop_target = self.last_target
 
     # --------------------------------------------------------------------------------------- watchdog
 
     def mark_fresh(self, now_s: float) -> None:
-        """Record that a new upstream command arrived at ``now_s``."""
-        self._fresh_s = float(now_s)
+        """Record that a new upstream command arrived at ``now_s`` (ignored unless a finite real time)."""
+        stamp_s = _finite_time(now_s)
+        if stamp_s is not None:
+            self._fresh_s = stamp_s
 
     def is_stale(self, now_s: float) -> bool:
-        """True when no command arrived for more than ``command_timeout_s`` (or never, or time is NaN)."""
-        if self._fresh_s is None:
+        """False only when the last command arrived at most ``command_timeout_s`` before ``now_s``, not after."""
+        stamp_s = _finite_time(now_s)
+        if self._fresh_s is None or stamp_s is None:
             return True
-        return not (now_s - self._fresh_s <= self.command_timeout_s)
+        return not (0.0 <= stamp_s - self._fresh_s <= self.command_timeout_s)
 
     # ----------------------------------------------------------------------------------------- e-stop
 
@@ -242,14 +396,18 @@ class SafetyFilter:
         """Latch: from now on every output is the last sent target. The first reason is kept."""
         if self._estop_reason is not None:
             return
-        self._estop_reason = reason or "unspecified"
-        self._estop_target = self._box_clamped_last_target() if self._initialised else None
+        self._estop_reason = str(reason) if reason else "unspecified"
+        self._estop_target = self.last_target if self._initialised else None
+        self.record_event(ESTOP_LATCHED, self._estop_reason)
 
     def reset_estop(self, measured: RobotState) -> None:
         """The only way out of an e-stop: start again from the measured state, at rest."""
+        was = self._estop_reason
         self.reset(measured)
         self._estop_reason = None
         self._estop_target = None
+        if was is not None:
+            self.record_event(ESTOP_RESET, f"was: {was}")
 
     # ---------------------------------------------------------------------------------------- filters
 
@@ -260,17 +418,27 @@ class SafetyFilter:
         then starts from it. Without any, there is no safe pose to start from and this raises.
         """
         self._ensure_initialised(measured)
+        self._calls += 1
         if self._estop_reason is not None:
-            return self._estop_hold()
-        goal, rejected = _parse_target(target)
-        return self._step(goal, now_s, [rejected] if rejected else [], report_time=True)
+            return self._finish(self._estop_hold())
+        goal, rejected, why = _parse_target(target)
+        if rejected:
+            self._details[rejected] = why
+        return self._finish(self._step(goal, now_s, [rejected] if rejected else [], report_time=True))
 
     def hold(self, now_s: float, measured: RobotState | None = None, reason: str = STALE_HOLD) -> FilterResult:
         """Brake to rest at the acceleration limit (or keep the e-stop pose); used when upstream is silent."""
         self._ensure_initialised(measured)
+        self._calls += 1
         if self._estop_reason is not None:
-            return self._estop_hold()
-        return self._step(None, now_s, [reason], report_time=False)
+            return self._finish(self._estop_hold())
+        return self._finish(self._step(None, now_s, [reason], report_time=False), reason)
+
+    def record_event(self, kind: str, detail: str = "") -> None:
+        """Count and log a safety event, e.g. a command a node refused before it reached the filter."""
+        self._details[kind] = detail
+        self._note(kind)
+        self._report()
 
     # -------------------------------------------------------------------------------------- internals
 
@@ -281,13 +449,9 @@ class SafetyFilter:
             raise RuntimeError("SafetyFilter has no pose to start from: call reset(measured) or pass measured=")
         self.reset(measured)
 
-    def _box_clamped_last_target(self) -> CartesianTarget:
-        position_m = np.clip(self._position_m, self.box_min_m, self.box_max_m)
-        return CartesianTarget(position_m, self._quaternion_xyzw.copy(), self._gripper_closure)
-
     def _estop_hold(self) -> FilterResult:
         if self._estop_target is None:  # latched before the first pose was known
-            self._estop_target = self._box_clamped_last_target()
+            self._estop_target = self.last_target
         held = self._estop_target
         self._position_m = held.position_m.copy()
         self._quaternion_xyzw = held.quaternion_xyzw.copy()
@@ -296,13 +460,17 @@ class SafetyFilter:
         self._angular_velocity_rad_s = np.zeros(3)
         return FilterResult(self.last_target, (ESTOP_HOLD,))
 
-    def _step(self, goal: _Goal | None, now_s: float, violations: list[str], report_time: bool) -> FilterResult:
-        now_s = float(now_s)
-        if not math.isfinite(now_s):
-            return self._result([*violations, NONFINITE_REJECTED])
-        dt_s = now_s - self._last_s
-        if not dt_s > 0.0:
-            expected = dt_s == 0.0 and self._at_reset_time
+    def _step(self, goal: _Goal | None, now_s: object, violations: list[str], report_time: bool) -> FilterResult:
+        stamp_s = _finite_time(now_s)
+        if stamp_s is None:
+            self._details[CLOCK_FAULT] = f"time {_describe(now_s)} is not a finite real number"
+            return self._result([*violations, CLOCK_FAULT])
+        dt_s = stamp_s - self._last_s
+        if not 0.0 <= dt_s <= MAX_CLOCK_JUMP_S:
+            return self._result([*violations, *self._clock_fault(stamp_s)])
+        self._fault_s, self._faults = None, 0
+        if dt_s == 0.0:
+            expected = self._at_reset_time
             if report_time:  # only the first command may share the measurement's stamp
                 self._at_reset_time = False
             return self._result([*violations, TIME_NOT_ADVANCING] if report_time and not expected else violations)
@@ -313,12 +481,11 @@ class SafetyFilter:
             dt_s = self.max_dt_s
             self._linear_velocity_m_s = np.zeros(3)
             self._angular_velocity_rad_s = np.zeros(3)
-        self._last_s = now_s
+        self._last_s = stamp_s
 
         if np.any(self._position_m < self.box_min_m) or np.any(self._position_m > self.box_max_m):
-            self._position_m = np.clip(self._position_m, self.box_min_m, self.box_max_m)
-            self._linear_velocity_m_s = np.zeros(3)
-            violations.append(WORKSPACE_JUMP)
+            self._details[OUTSIDE_WORKSPACE] = f"target at {self._position_m} m, outside the box: coming back"
+            violations.append(OUTSIDE_WORKSPACE)
         violations += self._linear_step(goal, dt_s)
         violations += self._angular_step(goal, dt_s)
         if goal is not None:
@@ -327,17 +494,33 @@ class SafetyFilter:
                 violations.append(GRIPPER_CLIPPED)
         return self._result(violations)
 
+    def _clock_fault(self, stamp_s: float) -> list[str]:
+        """Refuse a stamp before or far after the clock; adopt the caller's clock after a consistent run."""
+        follows = self._fault_s is not None and 0.0 < stamp_s - self._fault_s <= MAX_CLOCK_JUMP_S
+        self._faults = self._faults + 1 if follows else 1
+        self._fault_s = stamp_s
+        self._details[CLOCK_FAULT] = f"time {stamp_s!r} is {stamp_s - self._last_s:+.3g} s from the filter's clock"
+        if self._faults < CLOCK_RESYNC_CALLS:
+            return [CLOCK_FAULT]
+        self._details[CLOCK_RESYNC] = f"adopted the caller's clock at {stamp_s!r} after {self._faults} faults"
+        self._last_s, self._fault_s, self._faults = stamp_s, None, 0
+        self._at_reset_time = False
+        self._linear_velocity_m_s = np.zeros(3)
+        self._angular_velocity_rad_s = np.zeros(3)
+        return [CLOCK_FAULT, CLOCK_RESYNC]
+
     def _linear_step(self, goal: _Goal | None, dt_s: float) -> list[str]:
         """Advance the position one step; see the module docstring for the constraints and why they hold."""
         flags: list[str] = []
         p = self._position_m
         v_prev = self._linear_velocity_m_s
-        # Per-axis velocities from which a wall can still be avoided by braking at the per-axis rate.
+        # Per-axis velocities from which a wall can still be avoided by braking at the per-axis rate;
+        # zero outwards on an axis already beyond a face, so the target never gets farther from the box.
         upper = braking_speed(self.box_max_m - p, self._wall_decel_m_s2, dt_s)
         lower = -braking_speed(p - self.box_min_m, self._wall_decel_m_s2, dt_s)
         # Mandatory braking first (each axis needs at most decel*dt, so at most max_accel*dt in norm) ...
         v_base = np.clip(v_prev, lower, upper)
-        braking = float(np.linalg.norm(v_base - v_prev))
+        braking = _norm(v_base - v_prev)
         budget = max(self.max_linear_accel_m_s2 * dt_s - braking, 0.0)
         # ... then the rest of the acceleration budget towards the goal, arriving at rest.
         v_des = np.zeros(3)
@@ -346,7 +529,7 @@ class SafetyFilter:
             if np.any(np.abs(goal_m - goal.position_m) > _ACTIVE_EPS):
                 flags.append(WORKSPACE_CLAMPED)
             error_m = goal_m - p
-            distance_m = float(np.linalg.norm(error_m))
+            distance_m = _norm(error_m)
             if distance_m > 0.0:
                 reachable = float(braking_speed(distance_m, self.max_linear_accel_m_s2, dt_s))
                 if reachable > self.max_linear_speed_m_s:
@@ -359,7 +542,8 @@ class SafetyFilter:
             flags.append(LINEAR_ACCEL_LIMITED)
         v_new = v_base + dv
         self._linear_velocity_m_s = v_new
-        self._position_m = np.clip(p + v_new * dt_s, self.box_min_m, self.box_max_m)
+        # Rounding aside this clip does nothing: inside, the box; outside, the box widened to where we are.
+        self._position_m = np.clip(p + v_new * dt_s, np.minimum(self.box_min_m, p), np.maximum(self.box_max_m, p))
         return flags
 
     def _angular_step(self, goal: _Goal | None, dt_s: float) -> list[str]:
@@ -386,3 +570,35 @@ class SafetyFilter:
 
     def _result(self, violations: list[str]) -> FilterResult:
         return FilterResult(self.last_target, tuple(dict.fromkeys(violations)))
+
+    # ----------------------------------------------------------------------------------------- events
+
+    def _finish(self, result: FilterResult, hold_reason: str | None = None) -> FilterResult:
+        """Count the call's safety events (a hold's reason is one, whatever it is) and log what is due."""
+        for kind in result.violations:
+            if kind in SAFETY_EVENT_KINDS or kind == hold_reason:
+                self._note(kind)
+        self._details.clear()
+        self._report()
+        return result
+
+    def _note(self, kind: str) -> None:
+        self.event_counts[kind] = self.event_counts.get(kind, 0) + 1
+        since, _ = self._unlogged.get(kind, (0, ""))
+        self._unlogged[kind] = (since + 1, self._details.get(kind, ""))
+
+    def _report(self) -> None:
+        """One WARNING per kind with events not yet logged, unless that kind had a line in the last calls."""
+        for kind in list(self._unlogged):
+            last = self._logged_at.get(kind)
+            if last is not None and self._calls - last < LOG_EVERY_CALLS:
+                continue
+            since, detail = self._unlogged.pop(kind)
+            self._logged_at[kind] = self._calls
+            logger.warning(
+                "safety event %s%s (%d since its last report, %d in all)",
+                kind,
+                f": {detail}" if detail else "",
+                since,
+                self.event_counts[kind],
+            )

@@ -4,8 +4,10 @@ In: delta actions on ``/manip/action`` (trajectory_msgs/JointTrajectory whose "j
 ``dx dy dz rx ry rz gripper``, one point, stamped with the observation), absolute TCP targets on
 ``/manip/target_pose`` (PoseStamped, base frame) with ``/manip/gripper_closure`` (Float64), robot state from
 ``/joint_states`` and the TCP pose topic. Out: JointTrajectory (IK here) or an equilibrium PoseStamped, the
-gripper command, and ``~/status`` (diagnostic_msgs/DiagnosticArray, 2 Hz). Services: ``~/estop`` latches the
-e-stop, ``~/reset_estop`` clears it (both std_srvs/Trigger).
+gripper command, ``~/status`` (diagnostic_msgs/DiagnosticArray, 2 Hz) and ``~/safety_events`` (std_msgs/String,
+2 Hz: JSON ``{"stamp_s": ..., "counts": {kind: n}}`` of the safety filter's event counters, see
+:mod:`controllers.safety`; a command this node refuses before the filter counts as ``upstream_rejected``).
+Services: ``~/estop`` latches the e-stop, ``~/reset_estop`` clears it (both std_srvs/Trigger).
 
 Every tick (``cell.rates.control_hz`` on the node clock) goes through :class:`controllers.safe_robot.SafeRobot`:
 the stale-command watchdog brakes to a hold when upstream goes silent for ``command_timeout_s``; a watched
@@ -16,6 +18,7 @@ then computed from old images; a robot state older than ``state_timeout_s`` stop
 from __future__ import annotations
 
 import collections
+import json
 from typing import Any
 
 import numpy as np
@@ -23,7 +26,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Float64
+from std_msgs.msg import Float64, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
@@ -32,6 +35,7 @@ from controllers.ros.control_core import ACTION_NAMES, CONTROLLER_PARAMETERS, Co
 from controllers.ros.node_support import COMMAND_QOS, SENSOR_QOS, declare_parameters, run_node
 from controllers.ros.ros_robot import RosRobot
 from controllers.safe_robot import SafeRobot
+from controllers.safety import SENSOR_HOLD, UPSTREAM_REJECTED
 from hardware_configs import load_cell
 from robot_learning.ros_msgs import conversions as conv
 
@@ -66,6 +70,7 @@ class ControllerNode(Node):
         self.create_service(Trigger, "~/estop", self._on_estop)
         self.create_service(Trigger, "~/reset_estop", self._on_reset_estop)
         self._pub_status = self.create_publisher(DiagnosticArray, "~/status", 10)
+        self._pub_events = self.create_publisher(String, "~/safety_events", 10)
         self.create_timer(1.0 / self.cell.rates.control_hz, self._tick)
         self.create_timer(0.5, self._publish_status)
         self.get_logger().info(f"{p['controller_type']} control of {self.cell.name} at "
@@ -83,9 +88,8 @@ class ControllerNode(Node):
 
     def _on_action(self, msg: JointTrajectory) -> None:
         if tuple(msg.joint_names) != ACTION_NAMES or not msg.points:
-            self.get_logger().warning(f"action needs joint_names {list(ACTION_NAMES)} and a point; got "
-                                      f"{list(msg.joint_names)} with {len(msg.points)} points",
-                                      throttle_duration_sec=5.0)
+            self._reject(f"action needs joint_names {list(ACTION_NAMES)} and a point; got "
+                         f"{list(msg.joint_names)} with {len(msg.points)} points")
             return
         self._accept(lambda now: self.input.on_action(np.asarray(msg.points[0].positions), self._commanded(), now,
                                                       conv.stamp_to_seconds(msg.header.stamp)))
@@ -93,8 +97,7 @@ class ControllerNode(Node):
     def _on_target(self, msg: PoseStamped) -> None:
         pose = conv.pose_to_arrays(msg)
         if pose.frame_id not in ("", self.cell.robot.base_frame):
-            self.get_logger().warning(f"target pose in frame {pose.frame_id!r}, expected "
-                                      f"{self.cell.robot.base_frame!r}: ignored", throttle_duration_sec=5.0)
+            self._reject(f"target pose in frame {pose.frame_id!r}, expected {self.cell.robot.base_frame!r}: ignored")
             return
         self._accept(lambda now: self.input.on_target(pose.position_m, pose.quaternion_xyzw, self._commanded(), now,
                                                       pose.stamp_s))
@@ -108,7 +111,12 @@ class ControllerNode(Node):
         try:
             apply(self._now())
         except ValueError as exc:
-            self.get_logger().warning(f"rejected command: {exc}", throttle_duration_sec=2.0)
+            self._reject(f"rejected command: {exc}")
+
+    def _reject(self, why: str) -> None:
+        """A command refused here never reaches the filter: count it with the filter's safety events."""
+        self.safe.safety_filter.record_event(UPSTREAM_REJECTED, why)
+        self.get_logger().warning(why, throttle_duration_sec=2.0)
 
     def _on_sensor(self, topic: str) -> None:
         self._sensor_rx[topic] = self._now()
@@ -150,7 +158,7 @@ class ControllerNode(Node):
         if silent is not None:
             self.holding = f"no data on {silent}"
             if not f.is_stale(now):  # brake at the filter's limits now, not after command_timeout_s
-                self.robot.send_target(f.hold(now).target)
+                self.robot.send_target(f.hold(now, reason=SENSOR_HOLD).target)
             return
         target = self.input.next_target() if self.input.fresh(now, f.command_timeout_s) else None
         if target is None:
@@ -182,6 +190,7 @@ class ControllerNode(Node):
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self._pub_status.publish(msg)
+        self._pub_events.publish(String(data=json.dumps({"stamp_s": self._now(), "counts": self.safe.event_counts})))
 
 
 def main(args: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ the TCP pose and one camera at wall time, so each test sees exactly what the con
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -22,7 +23,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from ros_harness import REPO, Graph, call, wait_for
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Float64, Float64MultiArray
+from std_msgs.msg import Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
@@ -196,6 +197,22 @@ def test_camera_dropout_holds_position_while_commands_keep_coming(rig):
     robot.camera_on = True
     assert stream(pubs["target"], lambda: conv.pose_msg(F, goal, DOWN, robot.now(), "base"), 8.0,
                   until=near(robot, goal))
+
+
+def test_refused_commands_are_counted_on_safety_events(rig):
+    robot, _, operator, pubs, _ = rig
+    events: list[String] = []
+    operator.create_subscription(String, "/controller_node/safety_events", events.append, 10)
+
+    def counts() -> dict[str, int] | None:
+        return json.loads(events[-1].data)["counts"] if events else None
+
+    assert wait_for(lambda: counts() is not None, 10.0), "no ~/safety_events"
+    before = counts()
+    assert before["upstream_rejected"] == 0 and before["stale_hold"] > 0, "the watchdog holds until commands come"
+    pubs["target"].publish(conv.pose_msg(F, [np.nan, 0.0, 0.3], DOWN, robot.now(), "base"))
+    pubs["target"].publish(conv.pose_msg(F, START, DOWN, robot.now(), "camera_frame"))
+    assert wait_for(lambda: counts()["upstream_rejected"] >= 2, 10.0), counts()
 
 
 def test_bad_parameters_exit_with_a_clear_message():
