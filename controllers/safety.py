@@ -66,15 +66,39 @@ counts events found outside the filter (a node's refused messages: ``upstream_re
 
 from __future__ import annotations
 
-import logging
 import math
-import reprlib
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 
 from controllers.interface import CartesianTarget, RobotState
+from controllers.safety_events import (  # noqa: F401  (the flags are named from here by callers and tests)
+    ANGULAR_ACCEL_LIMITED,
+    ANGULAR_SPEED_LIMITED,
+    CLOCK_FAULT,
+    CLOCK_RESYNC,
+    CONTROL_GAP,
+    ESTOP_HOLD,
+    ESTOP_LATCHED,
+    ESTOP_RESET,
+    GRIPPER_CLIPPED,
+    LINEAR_ACCEL_LIMITED,
+    LINEAR_SPEED_LIMITED,
+    LOG_EVERY_CALLS,
+    MALFORMED_REJECTED,
+    NONFINITE_REJECTED,
+    OUTSIDE_WORKSPACE,
+    SAFETY_EVENT_KINDS,
+    SENSOR_HOLD,
+    STALE_HOLD,
+    TIME_NOT_ADVANCING,
+    UPSTREAM_REJECTED,
+    VIOLATION_KINDS,
+    WORKSPACE_CLAMPED,
+    SafetyEventLog,
+)
+from controllers.safety_inputs import Goal, describe, finite_time, parse_state, parse_target
 from hardware_configs.frames import (
     axis_angle_to_matrix,
     matrix_to_axis_angle,
@@ -83,67 +107,10 @@ from hardware_configs.frames import (
 )
 from hardware_configs.schema import CellConfig
 
-logger = logging.getLogger(__name__)
-
-NONFINITE_REJECTED: Final = "nonfinite_rejected"
-MALFORMED_REJECTED: Final = "malformed_rejected"
-CLOCK_FAULT: Final = "clock_fault"
-CLOCK_RESYNC: Final = "clock_resync"
-TIME_NOT_ADVANCING: Final = "time_not_advancing"
-CONTROL_GAP: Final = "control_gap"
-WORKSPACE_CLAMPED: Final = "workspace_clamped"
-OUTSIDE_WORKSPACE: Final = "outside_workspace"
-LINEAR_SPEED_LIMITED: Final = "linear_speed_limited"
-ANGULAR_SPEED_LIMITED: Final = "angular_speed_limited"
-LINEAR_ACCEL_LIMITED: Final = "linear_accel_limited"
-ANGULAR_ACCEL_LIMITED: Final = "angular_accel_limited"
-GRIPPER_CLIPPED: Final = "gripper_clipped"
-ESTOP_HOLD: Final = "estop_hold"
-STALE_HOLD: Final = "stale_hold"
-SENSOR_HOLD: Final = "sensor_hold"
-# Events that are no flag of a result: reported by trigger_estop / reset_estop, or by a node (record_event).
-ESTOP_LATCHED: Final = "estop_latched"
-ESTOP_RESET: Final = "estop_reset"
-UPSTREAM_REJECTED: Final = "upstream_rejected"
-
-VIOLATION_KINDS: Final[tuple[str, ...]] = (
-    NONFINITE_REJECTED,
-    MALFORMED_REJECTED,
-    CLOCK_FAULT,
-    CLOCK_RESYNC,
-    TIME_NOT_ADVANCING,
-    CONTROL_GAP,
-    WORKSPACE_CLAMPED,
-    OUTSIDE_WORKSPACE,
-    LINEAR_SPEED_LIMITED,
-    ANGULAR_SPEED_LIMITED,
-    LINEAR_ACCEL_LIMITED,
-    ANGULAR_ACCEL_LIMITED,
-    GRIPPER_CLIPPED,
-    ESTOP_HOLD,
-    STALE_HOLD,
-    SENSOR_HOLD,
-)
-SAFETY_EVENT_KINDS: Final[tuple[str, ...]] = (
-    CLOCK_FAULT,
-    CLOCK_RESYNC,
-    CONTROL_GAP,
-    NONFINITE_REJECTED,
-    MALFORMED_REJECTED,
-    UPSTREAM_REJECTED,
-    OUTSIDE_WORKSPACE,
-    ESTOP_LATCHED,
-    ESTOP_HOLD,
-    ESTOP_RESET,
-    STALE_HOLD,
-    SENSOR_HOLD,
-)
-
 # A healthy loop calls every control period; a second is beyond any jitter or pause, and the watchdog
 # (command_timeout_s) has long held the arm by then.
 MAX_CLOCK_JUMP_S: Final = 1.0
 CLOCK_RESYNC_CALLS: Final = 3
-LOG_EVERY_CALLS: Final = 200  # 2 s at 100 Hz
 # A limit counts as "active" in telemetry only when it changed the command by more than rounding.
 _ACTIVE_EPS: Final = 1e-12
 # Farther than any arm brakes from: caps the braking arithmetic (no overflow), never the motion.
@@ -156,13 +123,6 @@ class FilterResult:
 
     target: CartesianTarget
     violations: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class _Goal:
-    position_m: np.ndarray
-    quaternion_xyzw: np.ndarray
-    gripper_closure: float
 
 
 def braking_speed(distance: np.ndarray | float, decel: float, dt_s: float) -> np.ndarray | float:
@@ -189,105 +149,6 @@ def _clip_norm(vec: np.ndarray, max_norm: float) -> tuple[np.ndarray, bool]:
     if norm <= max_norm:
         return vec, False
     return vec * (max_norm / norm), True
-
-
-def _unit_quaternion(q: np.ndarray) -> np.ndarray | None:
-    """Normalised copy of a finite quaternion, scaled first so huge or tiny inputs survive; None if zero."""
-    scale = float(np.max(np.abs(q)))
-    if scale == 0.0:
-        return None
-    q = q / scale
-    return q / np.linalg.norm(q)
-
-
-# ------------------------------------------------------------------------------------ reading inputs
-
-
-def _is_real(x: object) -> bool:
-    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
-
-
-def _real_scalar(value: object) -> float | None:
-    """``value`` as a float when it is one real number (a 0-d int/float array too); None otherwise."""
-    if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "iuf":
-        value = value[()]
-    if not _is_real(value):
-        return None
-    try:
-        with np.errstate(over="ignore"):  # a longdouble beyond float64 becomes inf: refused as non-finite
-            return float(value)
-    except OverflowError:  # a Python int beyond float range
-        return None
-
-
-def _real_vector(value: object, size: int) -> np.ndarray | None:
-    """A float64 copy of ``value`` when it is a list, tuple or int/float array of ``size`` real numbers."""
-    if isinstance(value, list | tuple):
-        if len(value) != size or not all(_is_real(x) for x in value):
-            return None
-        value = np.asarray(value)  # object dtype when an int exceeds int64: refused below
-    if not isinstance(value, np.ndarray) or value.dtype.kind not in "iuf" or value.shape != (size,):
-        return None
-    with np.errstate(over="ignore"):
-        return value.astype(np.float64)
-
-
-def _finite_time(value: object) -> float | None:
-    stamp_s = _real_scalar(value)
-    return stamp_s if stamp_s is not None and math.isfinite(stamp_s) else None
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, np.ndarray):
-        return f"{value.dtype} array of shape {value.shape}"
-    return f"{type(value).__name__} {reprlib.repr(value)}"
-
-
-def _parse_target(target: object) -> tuple[_Goal | None, str | None, str]:
-    """The command as finite float arrays with a unit quaternion; or the refusal flag and why."""
-    fields = {name: getattr(target, name, None) for name in ("position_m", "quaternion_xyzw", "gripper_closure")}
-    position_m = _real_vector(fields["position_m"], 3)
-    quat = _real_vector(fields["quaternion_xyzw"], 4)
-    gripper = _real_scalar(fields["gripper_closure"])
-    parsed = {"position_m": position_m, "quaternion_xyzw": quat, "gripper_closure": gripper}
-    bad = [f"{name} is {_describe(fields[name])}" for name, value in parsed.items() if value is None]
-    if bad:
-        return None, MALFORMED_REJECTED, "; ".join(bad)
-    if not (np.all(np.isfinite(position_m)) and np.all(np.isfinite(quat)) and math.isfinite(gripper)):
-        return None, NONFINITE_REJECTED, "non-finite values"
-    unit = _unit_quaternion(quat)
-    if unit is None:
-        return None, NONFINITE_REJECTED, "zero quaternion"
-    return _Goal(position_m, unit, gripper), None, ""
-
-
-def _parse_state(measured: object) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Position, unit quaternion, closure and stamp of a measured state; ValueError when it has none."""
-    names = ("tcp_position_m", "tcp_quaternion_xyzw", "gripper_closure", "stamp_s")
-    fields = {name: getattr(measured, name, None) for name in names}
-    parsed = (
-        _real_vector(fields["tcp_position_m"], 3),
-        _real_vector(fields["tcp_quaternion_xyzw"], 4),
-        _real_scalar(fields["gripper_closure"]),
-        _real_scalar(fields["stamp_s"]),
-    )
-    bad = [f"{name} is {_describe(fields[name])}" for name, value in zip(names, parsed, strict=True) if value is None]
-    if bad:
-        raise ValueError(
-            f"cannot reset the safety filter from a malformed state ({'; '.join(bad)}): real numbers of the "
-            "right shapes are needed; fix the backend's read_state()"
-        )
-    position_m, quat, gripper, stamp_s = parsed
-    finite = np.all(np.isfinite(position_m)) and np.all(np.isfinite(quat))
-    if not (finite and math.isfinite(gripper) and math.isfinite(stamp_s)):
-        raise ValueError(
-            f"cannot reset the safety filter from a non-finite state: position {position_m}, quaternion {quat}, "
-            f"gripper {gripper}, stamp {stamp_s}; fix the backend's read_state()"
-        )
-    unit = _unit_quaternion(quat)
-    if unit is None:
-        raise ValueError("cannot reset the safety filter: the measured TCP quaternion is zero")
-    return position_m, unit, gripper, stamp_s
 
 
 class SafetyFilter:
@@ -324,11 +185,7 @@ class SafetyFilter:
         self._estop_reason: str | None = None
         self._estop_target: CartesianTarget | None = None
 
-        self.event_counts: dict[str, int] = dict.fromkeys(SAFETY_EVENT_KINDS, 0)
-        self._calls = 0
-        self._details: dict[str, str] = {}  # why the current call raised an event, for its log line
-        self._unlogged: dict[str, tuple[int, str]] = {}  # kind -> (events since its last line, latest detail)
-        self._logged_at: dict[str, int] = {}  # kind -> call count at its last line
+        self.events = SafetyEventLog()
 
     # ------------------------------------------------------------------------------------------ state
 
@@ -354,7 +211,7 @@ class SafetyFilter:
 
         Does not clear an e-stop latch; while latched, the frozen target becomes the measured pose.
         """
-        position_m, quaternion_xyzw, gripper, stamp_s = _parse_state(measured)
+        position_m, quaternion_xyzw, gripper, stamp_s = parse_state(measured)
         self._position_m = position_m
         self._quaternion_xyzw = quaternion_xyzw
         self._gripper_closure = float(np.clip(gripper, 0.0, 1.0))
@@ -371,13 +228,13 @@ class SafetyFilter:
 
     def mark_fresh(self, now_s: float) -> None:
         """Record that a new upstream command arrived at ``now_s`` (ignored unless a finite real time)."""
-        stamp_s = _finite_time(now_s)
+        stamp_s = finite_time(now_s)
         if stamp_s is not None:
             self._fresh_s = stamp_s
 
     def is_stale(self, now_s: float) -> bool:
         """False only when the last command arrived at most ``command_timeout_s`` before ``now_s``, not after."""
-        stamp_s = _finite_time(now_s)
+        stamp_s = finite_time(now_s)
         if self._fresh_s is None or stamp_s is None:
             return True
         return not (0.0 <= stamp_s - self._fresh_s <= self.command_timeout_s)
@@ -418,27 +275,25 @@ class SafetyFilter:
         then starts from it. Without any, there is no safe pose to start from and this raises.
         """
         self._ensure_initialised(measured)
-        self._calls += 1
+        self.events.calls += 1
         if self._estop_reason is not None:
             return self._finish(self._estop_hold())
-        goal, rejected, why = _parse_target(target)
+        goal, rejected, why = parse_target(target)
         if rejected:
-            self._details[rejected] = why
+            self.events.explain(rejected, why)
         return self._finish(self._step(goal, now_s, [rejected] if rejected else [], report_time=True))
 
     def hold(self, now_s: float, measured: RobotState | None = None, reason: str = STALE_HOLD) -> FilterResult:
         """Brake to rest at the acceleration limit (or keep the e-stop pose); used when upstream is silent."""
         self._ensure_initialised(measured)
-        self._calls += 1
+        self.events.calls += 1
         if self._estop_reason is not None:
             return self._finish(self._estop_hold())
         return self._finish(self._step(None, now_s, [reason], report_time=False), reason)
 
     def record_event(self, kind: str, detail: str = "") -> None:
         """Count and log a safety event, e.g. a command a node refused before it reached the filter."""
-        self._details[kind] = detail
-        self._note(kind)
-        self._report()
+        self.events.record(kind, detail)
 
     # -------------------------------------------------------------------------------------- internals
 
@@ -460,10 +315,10 @@ class SafetyFilter:
         self._angular_velocity_rad_s = np.zeros(3)
         return FilterResult(self.last_target, (ESTOP_HOLD,))
 
-    def _step(self, goal: _Goal | None, now_s: object, violations: list[str], report_time: bool) -> FilterResult:
-        stamp_s = _finite_time(now_s)
+    def _step(self, goal: Goal | None, now_s: object, violations: list[str], report_time: bool) -> FilterResult:
+        stamp_s = finite_time(now_s)
         if stamp_s is None:
-            self._details[CLOCK_FAULT] = f"time {_describe(now_s)} is not a finite real number"
+            self.events.explain(CLOCK_FAULT, f"time {describe(now_s)} is not a finite real number")
             return self._result([*violations, CLOCK_FAULT])
         dt_s = stamp_s - self._last_s
         if not 0.0 <= dt_s <= MAX_CLOCK_JUMP_S:
@@ -484,7 +339,7 @@ class SafetyFilter:
         self._last_s = stamp_s
 
         if np.any(self._position_m < self.box_min_m) or np.any(self._position_m > self.box_max_m):
-            self._details[OUTSIDE_WORKSPACE] = f"target at {self._position_m} m, outside the box: coming back"
+            self.events.explain(OUTSIDE_WORKSPACE, f"target at {self._position_m} m, outside the box: coming back")
             violations.append(OUTSIDE_WORKSPACE)
         violations += self._linear_step(goal, dt_s)
         violations += self._angular_step(goal, dt_s)
@@ -499,17 +354,17 @@ class SafetyFilter:
         follows = self._fault_s is not None and 0.0 < stamp_s - self._fault_s <= MAX_CLOCK_JUMP_S
         self._faults = self._faults + 1 if follows else 1
         self._fault_s = stamp_s
-        self._details[CLOCK_FAULT] = f"time {stamp_s!r} is {stamp_s - self._last_s:+.3g} s from the filter's clock"
+        self.events.explain(CLOCK_FAULT, f"time {stamp_s!r} is {stamp_s - self._last_s:+.3g} s from the filter's clock")
         if self._faults < CLOCK_RESYNC_CALLS:
             return [CLOCK_FAULT]
-        self._details[CLOCK_RESYNC] = f"adopted the caller's clock at {stamp_s!r} after {self._faults} faults"
+        self.events.explain(CLOCK_RESYNC, f"adopted the caller's clock at {stamp_s!r} after {self._faults} faults")
         self._last_s, self._fault_s, self._faults = stamp_s, None, 0
         self._at_reset_time = False
         self._linear_velocity_m_s = np.zeros(3)
         self._angular_velocity_rad_s = np.zeros(3)
         return [CLOCK_FAULT, CLOCK_RESYNC]
 
-    def _linear_step(self, goal: _Goal | None, dt_s: float) -> list[str]:
+    def _linear_step(self, goal: Goal | None, dt_s: float) -> list[str]:
         """Advance the position one step; see the module docstring for the constraints and why they hold."""
         flags: list[str] = []
         p = self._position_m
@@ -546,7 +401,7 @@ class SafetyFilter:
         self._position_m = np.clip(p + v_new * dt_s, np.minimum(self.box_min_m, p), np.maximum(self.box_max_m, p))
         return flags
 
-    def _angular_step(self, goal: _Goal | None, dt_s: float) -> list[str]:
+    def _angular_step(self, goal: Goal | None, dt_s: float) -> list[str]:
         """Rotate one step towards the goal along the short way, at bounded angular speed and acceleration."""
         flags: list[str] = []
         R_prev = quat_xyzw_to_matrix(self._quaternion_xyzw)
@@ -574,31 +429,10 @@ class SafetyFilter:
     # ----------------------------------------------------------------------------------------- events
 
     def _finish(self, result: FilterResult, hold_reason: str | None = None) -> FilterResult:
-        """Count the call's safety events (a hold's reason is one, whatever it is) and log what is due."""
-        for kind in result.violations:
-            if kind in SAFETY_EVENT_KINDS or kind == hold_reason:
-                self._note(kind)
-        self._details.clear()
-        self._report()
+        self.events.finish_call(result.violations, hold_reason)
         return result
 
-    def _note(self, kind: str) -> None:
-        self.event_counts[kind] = self.event_counts.get(kind, 0) + 1
-        since, _ = self._unlogged.get(kind, (0, ""))
-        self._unlogged[kind] = (since + 1, self._details.get(kind, ""))
-
-    def _report(self) -> None:
-        """One WARNING per kind with events not yet logged, unless that kind had a line in the last calls."""
-        for kind in list(self._unlogged):
-            last = self._logged_at.get(kind)
-            if last is not None and self._calls - last < LOG_EVERY_CALLS:
-                continue
-            since, detail = self._unlogged.pop(kind)
-            self._logged_at[kind] = self._calls
-            logger.warning(
-                "safety event %s%s (%d since its last report, %d in all)",
-                kind,
-                f": {detail}" if detail else "",
-                since,
-                self.event_counts[kind],
-            )
+    @property
+    def event_counts(self) -> dict[str, int]:
+        """Safety events since start, by kind (what a node publishes)."""
+        return self.events.counts
