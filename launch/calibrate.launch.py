@@ -10,7 +10,20 @@ from robot_learning.ros.launch_support import launch_entities
 
 
 def generate_launch_description() -> LaunchDescription:
-    return LaunchDescription(launch_entities(
-        "calibrate", ["cell", "task", "checkpoint", "use_sim", "camera_driver", "camera_source", "recording_dir",
-                      "controller_type", "store_path", "params_file"],
-        defaults={"store_path": "outputs/calibration.zarr"}))
+    return LaunchDescription(
+        launch_entities(
+            "calibrate",
+            [
+                "cell",
+                "task",
+                "use_sim",
+                "camera_driver",
+                "camera_source",
+                "recording_dir",
+                "controller_type",
+                "store_path",
+                "params_file",
+            ],
+            defaults={"store_path": "outputs/calibration.zarr"},
+        )
+    )

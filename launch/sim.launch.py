@@ -9,6 +9,6 @@ from robot_learning.ros.launch_support import launch_entities
 
 
 def generate_launch_description() -> LaunchDescription:
-    return LaunchDescription(launch_entities(
-        "sim", ["cell", "task", "checkpoint", "use_sim", "controller_type", "perception", "params_file"],
-        defaults={"use_sim": "true"}))
+    return LaunchDescription(
+        launch_entities("sim", ["cell", "task", "checkpoint", "controller_type", "perception", "params_file"])
+    )

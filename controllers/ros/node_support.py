@@ -1,5 +1,6 @@
 """What every node of the stack shares: QoS profiles, typed parameter declaration, and a ``main`` that exits
-with one clear line on bad parameters instead of a traceback.
+with one clear line on bad parameters instead of a traceback, and non-zero when a callback or a worker thread
+raises (``ros2 launch`` then reports the process as died, instead of a node that looks alive and does nothing).
 
 Nodes follow ros2/demos: a thin ``Node`` subclass whose constructor only declares and validates parameters,
 a ``configure()`` step that creates the hardware (twin, cameras, episode store, checkpoint) and can fail
@@ -10,6 +11,8 @@ starting ROS, so ``install/manip_stack/lib/manip_stack/<node> --help`` checks an
 from __future__ import annotations
 
 import sys
+import threading
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,20 +23,30 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, Si
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.task import Future
 
 from robot_learning.ros_msgs.params import ParameterError, ParamSpec, help_text, validate
 
 # Cameras and clouds: best effort, keep the newest few (realsense-ros' default for images).
 SENSOR_QOS = qos_profile_sensor_data
 # Commands and robot state: every message matters and a late joiner must not get stale ones.
-COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.VOLATILE)
+COMMAND_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=10,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
 STATE_QOS = COMMAND_QOS
 CLOCK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
-_ROS_TYPES = {"bool": Parameter.Type.BOOL, "int": Parameter.Type.INTEGER, "double": Parameter.Type.DOUBLE,
-              "string": Parameter.Type.STRING, "string_array": Parameter.Type.STRING_ARRAY,
-              "double_array": Parameter.Type.DOUBLE_ARRAY}
+_ROS_TYPES = {
+    "bool": Parameter.Type.BOOL,
+    "int": Parameter.Type.INTEGER,
+    "double": Parameter.Type.DOUBLE,
+    "string": Parameter.Type.STRING,
+    "string_array": Parameter.Type.STRING_ARRAY,
+    "double_array": Parameter.Type.DOUBLE_ARRAY,
+}
 
 
 def declare_parameters(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
@@ -45,8 +58,9 @@ def declare_parameters(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]
     problems: list[str] = []
     values: dict[str, Any] = {}
     for spec in specs:
-        descriptor = ParameterDescriptor(name=spec.name, type=_ROS_TYPES[spec.kind].value,
-                                         description=spec.description, read_only=spec.read_only)
+        descriptor = ParameterDescriptor(
+            name=spec.name, type=_ROS_TYPES[spec.kind].value, description=spec.description, read_only=spec.read_only
+        )
         uninitialised = spec.required or spec.default == []
         default = _ROS_TYPES[spec.kind] if uninitialised else spec.default
         try:
@@ -97,12 +111,58 @@ def wants_help(argv: Sequence[str]) -> bool:
     return "-h" in user or "--help" in user
 
 
-def run_node(factory: Callable[[], Node], *, name: str, summary: str, specs: Sequence[ParamSpec],
-             args: Sequence[str] | None = None, threads: int = 1) -> int:
+def report_error(name: str, what: str, error: BaseException) -> None:
+    """One line saying what failed, then the traceback, on stderr (what ``ros2 launch`` prints for the node)."""
+    print(f"[{name}] error: {what}: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+    traceback.print_exception(error, file=sys.stderr)
+    sys.stderr.flush()
+
+
+class WorkerWatch:
+    """While installed, the first uncaught exception of any thread (the twin's render loop, a camera reader, the
+    policy's inference worker) is reported and completes :attr:`failed`, which ends the spin.
+
+    Why: Python only prints a dying thread's traceback; the process, and so the node on the graph, stays up
+    publishing nothing. A node that cannot do its job must exit so that launch, and the operator, see it.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.failed = Future()
+        self._previous = threading.excepthook
+
+    def __enter__(self) -> WorkerWatch:
+        self._previous = threading.excepthook
+        threading.excepthook = self._hook
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        threading.excepthook = self._previous
+
+    def _hook(self, args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit or args.exc_value is None:
+            return
+        thread = args.thread.name if args.thread is not None else "?"
+        report_error(self.name, f"worker thread {thread!r} died", args.exc_value)
+        if not self.failed.done():
+            self.failed.set_result(args.exc_value)  # wakes the executor (thread-safe)
+
+
+def run_node(
+    factory: Callable[[], Node],
+    *,
+    name: str,
+    summary: str,
+    specs: Sequence[ParamSpec],
+    args: Sequence[str] | None = None,
+    threads: int = 1,
+) -> int:
     """Entry point shared by every node: ``--help``; init; build and ``configure()``; spin; clean shutdown.
 
-    A :class:`ParameterError` or any ``ValueError``/``FileNotFoundError`` raised while building or configuring
-    is printed as one line on stderr and the process exits with status 2 (ros2 launch shows the line).
+    A :class:`ParameterError` or any ``ValueError``/``KeyError``/``OSError`` (a missing file, device or library)
+    raised while building or configuring is printed as one line on stderr and the process exits with status 2
+    (ros2 launch shows the line). An exception in a callback or in any worker thread while spinning is printed
+    with its traceback, the node is closed and the process exits with status 1.
     """
     argv = list(sys.argv if args is None else args)
     if wants_help(argv):
@@ -110,25 +170,32 @@ def run_node(factory: Callable[[], Node], *, name: str, summary: str, specs: Seq
         return 0
     rclpy.init(args=argv)
     node: Node | None = None
-    try:
+    status = 0
+    with WorkerWatch(name) as watch:
         try:
-            node = factory()
-            configure = getattr(node, "configure", None)
-            if configure is not None:
-                configure()
-        except (ParameterError, ValueError, KeyError, FileNotFoundError) as exc:
-            print(f"[{name}] error: {exc}", file=sys.stderr, flush=True)
-            return 2
-        executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            close = getattr(node, "close", None)
-            if close is not None:
-                close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+            try:
+                node = factory()
+                configure = getattr(node, "configure", None)
+                if configure is not None:
+                    configure()
+            except (ParameterError, ValueError, KeyError, OSError) as exc:
+                print(f"[{name}] error: {exc}", file=sys.stderr, flush=True)
+                return 2
+            executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
+            executor.add_node(node)
+            executor.spin_until_future_complete(watch.failed)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        except Exception as exc:  # a callback raised: the executor hands it to us
+            report_error(name, "callback raised", exc)
+            status = 1
+        finally:
+            if node is not None:
+                close = getattr(node, "close", None)
+                if close is not None:
+                    close()
+                node.destroy_node()
+            rclpy.try_shutdown()
+        if watch.failed.done():
+            status = 1
+    return status

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+from sim.gl_backend import GLBackendError, select_gl_backend
+
 log = logging.getLogger("manip_stack")
 
 # One module per group of verbs; add a module here to add its verbs.
@@ -38,9 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     logging.getLogger("OpenGL").setLevel(logging.WARNING)
+    try:  # before any verb imports mujoco: on a machine without a display, a headless backend that renders
+        select_gl_backend()
+    except GLBackendError as exc:  # verbs that do not render still work
+        log.warning("%s Verbs that render will fail.", exc)
     try:
         return args.func(args)
     except (ValueError, KeyError, FileNotFoundError, FileExistsError) as exc:

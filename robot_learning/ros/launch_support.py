@@ -31,11 +31,15 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "controller_type": ("cartesian_pose", "cartesian_pose (impedance equilibrium pose) or joint_trajectory (JTC)"),
     "perception": ("true", "run perception_node (fused point cloud in the base frame)"),
     "store_path": ("outputs/episodes.zarr", "episode store that session_node appends to"),
-    "params_file": ("", "parameter YAML for every node; empty = config/ros/manip_stack.yaml"),
+    "params_file": ("", "parameter YAML for every manip_stack node; empty = config/ros/manip_stack.yaml"),
 }
-CHOICES = {"use_sim": ["true", "false"], "camera_driver": ["realsense_ros", "manip_stack"],
-           "camera_source": ["realsense", "playback"], "controller_type": ["cartesian_pose", "joint_trajectory"],
-           "perception": ["true", "false"]}
+CHOICES = {
+    "use_sim": ["true", "false"],
+    "camera_driver": ["realsense_ros", "manip_stack"],
+    "camera_source": ["realsense", "playback"],
+    "controller_type": ["cartesian_pose", "joint_trajectory"],
+    "perception": ["true", "false"],
+}
 TCP_POSE_ON_ROBOT = "/franka_robot_state_broadcaster/current_pose"
 
 
@@ -73,10 +77,21 @@ def _true(text: str) -> bool:
     return text.strip().lower() in ("true", "1", "yes")
 
 
-def _node(executable: str, param_files: list[str], overrides: dict, name: str | None = None,
-          remappings: list[tuple[str, str]] | None = None) -> Node:
-    return Node(package=PACKAGE, executable=executable, name=name or executable, output="screen",
-                parameters=[*param_files, overrides], remappings=remappings or [])
+def _node(
+    executable: str,
+    param_files: list[str],
+    overrides: dict,
+    name: str | None = None,
+    remappings: list[tuple[str, str]] | None = None,
+) -> Node:
+    return Node(
+        package=PACKAGE,
+        executable=executable,
+        name=name or executable,
+        output="screen",
+        parameters=[*param_files, overrides],
+        remappings=remappings or [],
+    )
 
 
 def camera_drivers(cell_name: str, driver: str, source: str, recording_dir: str) -> list[Node]:
@@ -89,24 +104,75 @@ def camera_drivers(cell_name: str, driver: str, source: str, recording_dir: str)
         intr = cam.intrinsics
         if driver == "realsense_ros":
             profile = f"{intr.width}x{intr.height}x{cam.fps}"
-            nodes.append(Node(package="realsense2_camera", executable="realsense2_camera_node", name=cam.name,
-                              namespace=cam.namespace, output="screen", parameters=[{
-                                  "camera_name": cam.name, "camera_namespace": cam.namespace,
-                                  "serial_no": f"_{cam.serial}",  # the driver strips '_': keeps it a string
-                                  "rgb_camera.color_profile": profile, "depth_module.depth_profile": profile,
-                                  "align_depth.enable": True, "enable_sync": True, "pointcloud.enable": False,
-                              }]))
+            nodes.append(
+                Node(
+                    package="realsense2_camera",
+                    executable="realsense2_camera_node",
+                    name=cam.name,
+                    namespace=cam.namespace,
+                    output="screen",
+                    parameters=[
+                        {
+                            "camera_name": cam.name,
+                            "camera_namespace": cam.namespace,
+                            "serial_no": f"_{cam.serial}",  # the driver strips '_': keeps it a string
+                            "rgb_camera.color_profile": profile,
+                            "depth_module.depth_profile": profile,
+                            "align_depth.enable": True,
+                            "enable_sync": True,
+                            "pointcloud.enable": False,
+                        }
+                    ],
+                )
+            )
         else:
-            nodes.append(Node(package=PACKAGE, executable="camera_node", name=f"{cam.name}_driver", output="screen",
-                              parameters=[{"cell": cell_name, "cameras": [cam.name], "source": source,
-                                           "recording_dir": recording_dir, "use_sim_time": False}]))
+            nodes.append(
+                Node(
+                    package=PACKAGE,
+                    executable="camera_node",
+                    name=f"{cam.name}_driver",
+                    output="screen",
+                    parameters=[
+                        {
+                            "cell": cell_name,
+                            "cameras": [cam.name],
+                            "source": source,
+                            "recording_dir": recording_dir,
+                            "use_sim_time": False,
+                        }
+                    ],
+                )
+            )
     return nodes
 
 
-def bringup(context, mode: str) -> list:
-    """The nodes of ``mode``: ``sim``, ``robot``, ``collect`` (either plus session_node) or ``calibrate``."""
-    a = _args(context, [n for n in ARGUMENTS if _declared(context, n)])
-    use_sim = mode == "sim" or (mode != "robot" and _true(a.get("use_sim", "false")))
+def check_camera_arguments(a: dict[str, str]) -> None:
+    """Refuse camera arguments the chosen driver would ignore: a launch that silently runs live cameras when
+    recordings were asked for (or the reverse) is worse than one that does not start."""
+    driver = a.get("camera_driver", "realsense_ros")
+    source = a.get("camera_source", "realsense")
+    recording_dir = a.get("recording_dir", "")
+    if driver != "manip_stack" and (source != "realsense" or recording_dir):
+        raise ValueError(
+            f"camera_source:={source} recording_dir:={recording_dir!r} are camera_node's; "
+            f"camera_driver:={driver} runs live cameras: add camera_driver:=manip_stack"
+        )
+    if source == "playback" and not recording_dir:
+        raise ValueError("camera_source:=playback needs recording_dir:= (a folder of <camera>.db3)")
+    if source != "playback" and recording_dir:
+        raise ValueError(
+            f"recording_dir:= is read with camera_source:=playback only (camera_source:={source} runs live cameras)"
+        )
+
+
+def bringup(context, mode: str, names: list[str]) -> list:
+    """The nodes of ``mode``: ``sim``, ``robot``, ``collect`` (either plus session_node) or ``calibrate``.
+
+    Only the file's declared ``names`` are read: real launch also hands over undeclared ``name:=value`` pairs,
+    which must not switch anything on.
+    """
+    a = _args(context, names)
+    use_sim = mode == "sim" or _true(a.get("use_sim", "false"))
     files = [a.get("params_file") or config_file("manip_stack.yaml")]
     if not use_sim:
         files.append(config_file("franka_fr3.yaml"))
@@ -116,32 +182,48 @@ def bringup(context, mode: str) -> list:
     if use_sim:
         nodes.append(_node("sim_node", files, {**base, "task": a.get("task", "lift")}))
     else:
-        nodes += camera_drivers(a["cell"], a.get("camera_driver", "realsense_ros"), a.get("camera_source", "realsense"),
-                                a.get("recording_dir", ""))
+        check_camera_arguments(a)
+        nodes += camera_drivers(
+            a["cell"],
+            a.get("camera_driver", "realsense_ros"),
+            a.get("camera_source", "realsense"),
+            a.get("recording_dir", ""),
+        )
     controller = {**base, "controller_type": a.get("controller_type", "cartesian_pose")}
     nodes.append(_node("controller_node", files, controller, remappings=remap))
     if mode == "calibrate":  # ChArUco views with the TCP pose at full resolution, for hand-eye calibration
         from hardware_configs import load_cell
 
         first = load_cell(a["cell"]).cameras[0].intrinsics
-        nodes.append(_node("session_node", files, {**base, "task": a.get("task", "lift"), "store_path": a["store_path"],
-                                                   "image_width": first.width, "image_height": first.height},
-                           remappings=remap))
+        nodes.append(
+            _node(
+                "session_node",
+                files,
+                {
+                    **base,
+                    "task": a.get("task", "lift"),
+                    "store_path": a["store_path"],
+                    "image_width": first.width,
+                    "image_height": first.height,
+                },
+                remappings=remap,
+            )
+        )
         return nodes
     if _true(a.get("perception", "false")):
         nodes.append(_node("perception_node", files, base, remappings=remap))
     if a.get("checkpoint"):
         nodes.append(_node("policy_node", files, {**base, "checkpoint": a["checkpoint"]}, remappings=remap))
     if mode == "collect":
-        nodes.append(_node("session_node", files, {**base, "task": a["task"], "store_path": a["store_path"]},
-                           remappings=remap))
+        nodes.append(
+            _node("session_node", files, {**base, "task": a["task"], "store_path": a["store_path"]}, remappings=remap)
+        )
     return nodes
-
-
-def _declared(context, name: str) -> bool:
-    return name in context.launch_configurations
 
 
 def launch_entities(mode: str, names: list[str], defaults: dict[str, str] | None = None) -> list:
     """Declared arguments, then the bring-up resolved at launch time."""
-    return [*declare_arguments(names, defaults), OpaqueFunction(function=bringup, kwargs={"mode": mode})]
+    return [
+        *declare_arguments(names, defaults),
+        OpaqueFunction(function=bringup, kwargs={"mode": mode, "names": list(names)}),
+    ]

@@ -37,6 +37,13 @@ from controllers.ros.node_support import (
     run_node,
 )
 from robot_learning.ros_msgs import conversions as conv
+from sim.gl_backend import GLBackendError, select_gl_backend
+
+try:  # before sim_core imports mujoco, which reads MUJOCO_GL once; a failure is reported by configure()
+    GL_BACKEND, GL_ERROR = select_gl_backend(), None
+except GLBackendError as exc:
+    GL_BACKEND, GL_ERROR = None, exc
+
 from sim.ros.sim_core import SIM_NODE_PARAMETERS, SimCell
 
 SUMMARY = "The MuJoCo twin of the cell as if it were the robot: cameras, joint states, TCP pose, /clock."
@@ -61,6 +68,8 @@ class SimNode(Node):
 
     # ------------------------------------------------------------------ configure: build the twin
     def configure(self) -> None:
+        if GL_ERROR is not None:  # the cameras could not render: refuse now, not in the loop's first frame
+            raise GL_ERROR
         p = self.params
         size = (p["image_width"], p["image_height"]) if p["image_width"] and p["image_height"] else None
         self.sim = SimCell(p["cell"], p["task"], size, p["cameras"] or None, seed=p["seed"])
@@ -80,11 +89,15 @@ class SimNode(Node):
                 "color": self.create_publisher(Image, cam.topic("color"), SENSOR_QOS),
                 "info": self.create_publisher(CameraInfo, cam.topic("camera_info"), SENSOR_QOS),
                 "depth": self.create_publisher(Image, depth_topic, SENSOR_QOS) if p["publish_depth"] else None,
-                "depth_info": self.create_publisher(CameraInfo, depth_topic.rsplit("/", 1)[0] + "/camera_info",
-                                                    SENSOR_QOS) if p["publish_depth"] else None,
+                "depth_info": self.create_publisher(
+                    CameraInfo, depth_topic.rsplit("/", 1)[0] + "/camera_info", SENSOR_QOS
+                )
+                if p["publish_depth"]
+                else None,
             }
-            self._cameras.append({"name": name, "frame": cam.optical_frame, "intr": intr, "period": 1.0 / fps,
-                                  "next": 0.0, "pubs": pubs})
+            self._cameras.append(
+                {"name": name, "frame": cam.optical_frame, "intr": intr, "period": 1.0 / fps, "next": 0.0, "pubs": pubs}
+            )
         self.create_subscription(JointTrajectory, p["trajectory_topic"], self._on_trajectory, COMMAND_QOS)
         self.create_subscription(PoseStamped, p["equilibrium_pose_topic"], self._on_pose, COMMAND_QOS)
         self.create_subscription(Float64MultiArray, p["gripper_command_topic"], self._on_gripper, COMMAND_QOS)
@@ -92,9 +105,11 @@ class SimNode(Node):
         self._running.set()
         self._thread = threading.Thread(target=self._loop, name="sim_loop", daemon=True)
         self._thread.start()
-        self.get_logger().info(f"twin of {cell.name} / {self.sim.task_config.name}: {len(self._cameras)} cameras at "
-                               f"{self.sim.image_size.width}x{self.sim.image_size.height}, "
-                               f"real_time_factor {p['real_time_factor']}")
+        self.get_logger().info(
+            f"twin of {cell.name} / {self.sim.task_config.name}: {len(self._cameras)} cameras at "
+            f"{self.sim.image_size.width}x{self.sim.image_size.height} (MUJOCO_GL={GL_BACKEND}), "
+            f"real_time_factor {p['real_time_factor']}"
+        )
 
     def close(self) -> None:
         self._running.clear()
@@ -110,14 +125,16 @@ class SimNode(Node):
             self.get_logger().warning(f"rejected trajectory: {exc}")
             return
         names = [n.removeprefix(prefix) for n in traj.names]
-        self._inbox.put(lambda: self.sim.command_trajectory(names, traj.positions, traj.times_from_start_s,
-                                                            traj.stamp_s))
+        self._inbox.put(
+            lambda: self.sim.command_trajectory(names, traj.positions, traj.times_from_start_s, traj.stamp_s)
+        )
 
     def _on_pose(self, msg: PoseStamped) -> None:
         pose = conv.pose_to_arrays(msg)
         if pose.frame_id not in ("", self.base_frame):
-            self.get_logger().warning(f"rejected equilibrium pose in frame {pose.frame_id!r}; "
-                                      f"expected {self.base_frame!r} (no tf here)")
+            self.get_logger().warning(
+                f"rejected equilibrium pose in frame {pose.frame_id!r}; expected {self.base_frame!r} (no tf here)"
+            )
             return
         self._inbox.put(lambda: self.sim.command_pose(pose.position_m, pose.quaternion_xyzw))
 
@@ -190,8 +207,7 @@ class SimNode(Node):
         positions = [*state.joint_positions_rad, state.gripper_width_m]
         velocities = [*state.joint_velocities_rad_s, 0.0]
         self._pub_joints.publish(conv.joint_state_msg(f, names, positions, now, velocities=velocities))
-        self._pub_tcp.publish(conv.pose_msg(f, state.tcp_position_m, state.tcp_quaternion_xyzw, now,
-                                            self.base_frame))
+        self._pub_tcp.publish(conv.pose_msg(f, state.tcp_position_m, state.tcp_quaternion_xyzw, now, self.base_frame))
 
     def _publish_camera(self, cam: dict) -> None:
         frame = self.sim.render(cam["name"], depth=cam["pubs"]["depth"] is not None)
@@ -200,8 +216,9 @@ class SimNode(Node):
         pubs["color"].publish(conv.image_msg(f, frame.rgb, stamp, cam["frame"]))
         pubs["info"].publish(info)
         if pubs["depth"] is not None:
-            pubs["depth"].publish(conv.depth_image_msg(f, frame.depth_m, stamp, cam["frame"],
-                                                       self.params["depth_encoding"]))
+            pubs["depth"].publish(
+                conv.depth_image_msg(f, frame.depth_m, stamp, cam["frame"], self.params["depth_encoding"])
+            )
             pubs["depth_info"].publish(info)
         self.frames_published += 1
 

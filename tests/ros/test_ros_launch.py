@@ -65,6 +65,11 @@ def evaluate(file: str, **arguments: str):
     return declared, nodes
 
 
+def describe(nodes) -> list[tuple]:
+    """Everything a launch would start, comparable: package, executable, name, parameters, remappings."""
+    return [(n.package, n.executable, n.name, n.namespace, repr(n.parameters), n.remappings) for n in nodes]
+
+
 def node_parameters(node) -> dict:
     """What the node would get: its sections of the parameter files, then the dicts, in order."""
     values: dict = {}
@@ -95,13 +100,14 @@ def check_manip_stack_node(node) -> None:
     validate(table, {k: v for k, v in values.items() if k != "use_sim_time"}, node=node.name, allow_unknown=False)
     for source_topic, _ in node.remappings:
         assert source_topic in used_topics(node.executable, validate(table, values, node=node.name)), (
-            f"{node.name} remaps {source_topic}, a topic it does not use")
+            f"{node.name} remaps {source_topic}, a topic it does not use"
+        )
 
 
 @pytest.mark.parametrize("file", LAUNCH_FILES)
 def test_every_launch_file_declares_the_common_arguments_with_descriptions(launch_api, file):
     declared, _ = evaluate(file)
-    assert {"cell", "task", "checkpoint", "use_sim"} <= set(declared)
+    assert {"cell", "task", "params_file"} <= set(declared)
     for argument in declared.values():
         assert argument.description and argument.default_value is not None, argument.name
     from robot_learning.ros.launch_support import ARGUMENTS
@@ -109,19 +115,31 @@ def test_every_launch_file_declares_the_common_arguments_with_descriptions(launc
     assert set(declared) <= set(ARGUMENTS)  # one table
 
 
-@pytest.mark.parametrize(("file", "arguments", "expected"), [
-    ("sim.launch.py", {}, ["sim_node", "controller_node", "perception_node"]),
-    ("sim.launch.py", {"checkpoint": "p.pt", "perception": "false"}, ["sim_node", "controller_node", "policy_node"]),
-    ("robot.launch.py", {}, ["realsense2_camera_node"] * 3 + ["controller_node", "perception_node"]),
-    ("robot.launch.py", {"camera_driver": "manip_stack", "camera_source": "playback", "recording_dir": "rec",
-                         "checkpoint": "p.pt"},
-     ["camera_node"] * 3 + ["controller_node", "perception_node", "policy_node"]),
-    ("collect.launch.py", {"use_sim": "true"}, ["sim_node", "controller_node", "perception_node", "session_node"]),
-    ("collect.launch.py", {"use_sim": "false", "perception": "false"},
-     ["realsense2_camera_node"] * 3 + ["controller_node", "session_node"]),
-    ("calibrate.launch.py", {"use_sim": "true"}, ["sim_node", "controller_node", "session_node"]),
-    ("calibrate.launch.py", {}, ["realsense2_camera_node"] * 3 + ["controller_node", "session_node"]),
-])
+@pytest.mark.parametrize(
+    ("file", "arguments", "expected"),
+    [
+        ("sim.launch.py", {}, ["sim_node", "controller_node", "perception_node"]),
+        (
+            "sim.launch.py",
+            {"checkpoint": "p.pt", "perception": "false"},
+            ["sim_node", "controller_node", "policy_node"],
+        ),
+        ("robot.launch.py", {}, ["realsense2_camera_node"] * 3 + ["controller_node", "perception_node"]),
+        (
+            "robot.launch.py",
+            {"camera_driver": "manip_stack", "camera_source": "playback", "recording_dir": "rec", "checkpoint": "p.pt"},
+            ["camera_node"] * 3 + ["controller_node", "perception_node", "policy_node"],
+        ),
+        ("collect.launch.py", {"use_sim": "true"}, ["sim_node", "controller_node", "perception_node", "session_node"]),
+        (
+            "collect.launch.py",
+            {"use_sim": "false", "perception": "false"},
+            ["realsense2_camera_node"] * 3 + ["controller_node", "session_node"],
+        ),
+        ("calibrate.launch.py", {"use_sim": "true"}, ["sim_node", "controller_node", "session_node"]),
+        ("calibrate.launch.py", {}, ["realsense2_camera_node"] * 3 + ["controller_node", "session_node"]),
+    ],
+)
 def test_nodes_executables_parameters_and_remappings(launch_api, file, arguments, expected):
     _, nodes = evaluate(file, **arguments)
     assert [n.executable for n in nodes] == expected
@@ -176,3 +194,66 @@ def test_a_bad_parameter_file_is_reported_with_the_key(tmp_path):
     with pytest.raises(ParameterError, match=r"camera_fps: must be >= 0.0.*unknown parameters \['real_time_factr'\]"):
         (values,) = load_param_file(path).values()
         validate(parameter_table("sim_node"), values, node="sim_node", allow_unknown=False)
+
+
+# Per argument: another value, the launch it is changed in, and what must come with the value (only what a
+# file declares is passed). camera_source is camera_node's and playback needs its recordings; task on the
+# robot reaches only the twin.
+OTHER_VALUE: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
+    "cell": (str(REPO / "hardware_configs" / "cells" / "franka_3cam.yaml"), {}, {}),
+    "task": ("peg_insert", {"use_sim": "true"}, {}),
+    "checkpoint": ("p.pt", {}, {}),
+    "use_sim": ("<flip>", {}, {}),
+    "camera_driver": ("manip_stack", {}, {}),
+    "camera_source": ("playback", {"camera_driver": "manip_stack"}, {"recording_dir": "rec"}),
+    "recording_dir": (
+        "other_rec",
+        {"camera_driver": "manip_stack", "camera_source": "playback", "recording_dir": "rec"},
+        {},
+    ),
+    "controller_type": ("joint_trajectory", {}, {}),
+    "perception": ("<flip>", {}, {}),
+    "store_path": ("other.zarr", {}, {}),
+    "params_file": ("lab_params.yaml", {}, {}),
+}
+
+
+@pytest.mark.parametrize("file", LAUNCH_FILES)
+def test_every_declared_argument_changes_what_is_launched(launch_api, file):
+    declared, _ = evaluate(file)
+    missing = set(declared) - set(OTHER_VALUE)
+    assert not missing, f"{file}: add {sorted(missing)} to OTHER_VALUE"
+    idle = []
+    for argument, declaration in declared.items():
+        value, base, companions = OTHER_VALUE[argument]
+        if value == "<flip>":
+            value = "false" if declaration.default_value == "true" else "true"
+        base = {k: v for k, v in base.items() if k in declared}
+        _, before = evaluate(file, **base)
+        _, after = evaluate(file, **{**base, **companions, argument: value})
+        if describe(after) == describe(before):
+            idle.append(f"{argument}:={value}")
+    assert not idle, f"{file}: {idle} change nothing it launches"
+
+
+def test_robot_launch_with_use_sim_runs_the_twin_and_no_camera_driver(launch_api):
+    _, nodes = evaluate("robot.launch.py", use_sim="true", checkpoint="p.pt")
+    assert not [n for n in nodes if n.package == "realsense2_camera" or n.executable == "camera_node"]
+    assert describe(nodes) == describe(evaluate("sim.launch.py", checkpoint="p.pt")[1])
+    for node in nodes:
+        check_manip_stack_node(node)
+        assert node_parameters(node)["use_sim_time"] is True
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"camera_source": "playback", "recording_dir": "rec"},  # realsense2_camera would ignore them: live cameras
+        {"camera_driver": "manip_stack", "recording_dir": "rec"},  # live cameras would ignore the recordings
+        {"camera_driver": "manip_stack", "camera_source": "playback"},  # playback of nothing
+    ],
+)
+def test_camera_arguments_that_would_be_ignored_are_refused(launch_api, arguments):
+    for file in ("robot.launch.py", "collect.launch.py", "calibrate.launch.py"):
+        with pytest.raises(ValueError, match="camera_"):
+            evaluate(file, **arguments)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -12,7 +18,7 @@ import rclpy
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from ros_harness import Graph, Probe, call, wait_for
+from ros_harness import REPO, Graph, Probe, call, wait_for
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray
@@ -33,9 +39,15 @@ F = conv.RclpyFactory()
 def sim_graph():
     context = rclpy.Context()
     rclpy.init(context=context)
-    sim = SimNode(context=context, parameter_overrides=[
-        Parameter("image_width", value=64), Parameter("image_height", value=48), Parameter("camera_fps", value=10.0),
-        Parameter("real_time_factor", value=2.0)])
+    sim = SimNode(
+        context=context,
+        parameter_overrides=[
+            Parameter("image_width", value=64),
+            Parameter("image_height", value=48),
+            Parameter("camera_fps", value=10.0),
+            Parameter("real_time_factor", value=2.0),
+        ],
+    )
     sim.configure()
     probe = Probe(context)
     for cam in CELL.cameras:
@@ -46,11 +58,11 @@ def sim_graph():
     probe.watch(PoseStamped, "/tcp_pose", STATE_QOS)
     probe.watch(Clock, "/clock", CLOCK_QOS)
     driver = Node("driver", context=context)
-    pubs = {"traj": driver.create_publisher(JointTrajectory, "/joint_trajectory_controller/joint_trajectory",
-                                            COMMAND_QOS),
-            "pose": driver.create_publisher(PoseStamped, "/cartesian_impedance_controller/equilibrium_pose",
-                                            COMMAND_QOS),
-            "gripper": driver.create_publisher(Float64MultiArray, "/gripper_controller/commands", COMMAND_QOS)}
+    pubs = {
+        "traj": driver.create_publisher(JointTrajectory, "/joint_trajectory_controller/joint_trajectory", COMMAND_QOS),
+        "pose": driver.create_publisher(PoseStamped, "/cartesian_impedance_controller/equilibrium_pose", COMMAND_QOS),
+        "gripper": driver.create_publisher(Float64MultiArray, "/gripper_controller/commands", COMMAND_QOS),
+    }
     with Graph(context) as graph:
         for node in (sim, probe, driver):
             graph.add(node)
@@ -144,3 +156,96 @@ def test_camera_dropout_parameter_and_reset_service(sim_graph):
 def test_read_only_parameters_refuse_changes(sim_graph):
     sim, *_ = sim_graph
     assert not sim.set_parameters([Parameter("cell", value="other")])[0].successful
+
+
+HEADLESS_TOPIC = "/headless_test/color/image_raw"  # away from the module's in-process twin
+
+
+def sim_node_process(env_changes: dict[str, str | None]) -> subprocess.Popen:
+    """sim_node as ``ros2 run`` starts it (small frames, one camera, its colour image on ``HEADLESS_TOPIC``), with
+    ``env_changes`` applied (None unsets)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
+    for key, value in env_changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    args = [
+        sys.executable,
+        "-m",
+        "sim.ros.sim_node",
+        "--ros-args",
+        "-p",
+        "image_width:=32",
+        "-p",
+        "image_height:=24",
+        "-p",
+        "camera_fps:=5.0",
+        "-p",
+        f"cameras:=['{CELL.cameras[0].name}']",
+        "-p",
+        "publish_depth:=false",
+        "-r",
+        f"{CELL.cameras[0].topic('color')}:={HEADLESS_TOPIC}",
+    ]
+    return subprocess.Popen(
+        args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+
+def end_process(proc: subprocess.Popen) -> None:
+    """Kill a process we started that is still running (a failed test), by its pid."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate(timeout=10)
+
+
+NO_DISPLAY = {"DISPLAY": None, "WAYLAND_DISPLAY": None}
+
+
+def test_without_a_display_or_mujoco_gl_sim_node_renders_headless(ros_context):
+    proc = sim_node_process({**NO_DISPLAY, "MUJOCO_GL": None, "PYOPENGL_PLATFORM": None})
+    probe = Probe(ros_context, name="headless_probe")
+    topic = HEADLESS_TOPIC
+    probe.watch(Image, topic, SENSOR_QOS)
+    try:
+        with Graph(ros_context) as graph:
+            graph.add(probe)
+            rendered = wait_for(lambda: probe.counts[topic] > 0 or proc.poll() is not None, 90.0)
+            assert rendered and proc.poll() is None, "sim_node published no frame"
+            assert conv.image_to_rgb(probe.last[topic]).std() > 5  # a rendered scene, not a black frame
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=20)
+    finally:
+        end_process(proc)
+    assert proc.returncode == 0, stderr[-3000:]  # Ctrl-C is a clean exit, not a failure
+    assert re.search(r"MUJOCO_GL=(egl|osmesa)", stderr), stderr[-3000:]
+
+
+def test_a_render_loop_that_dies_ends_sim_node_with_the_error(ros_context):
+    # MUJOCO_GL=glfw is the user's explicit choice and is kept; without a display the loop's first frame fails
+    proc = sim_node_process({**NO_DISPLAY, "MUJOCO_GL": "glfw", "PYOPENGL_PLATFORM": None})
+    try:
+        _, stderr = proc.communicate(timeout=90)
+    finally:
+        end_process(proc)
+    status = proc.returncode
+    assert status == 1, stderr[-3000:]
+    assert "[sim_node] error: worker thread 'sim_loop' died" in stderr
+    assert "OpenGL" in stderr and "Traceback" in stderr
+
+
+def test_with_no_renderer_sim_node_refuses_to_start_instead_of_dying_at_its_first_frame(ros_context, monkeypatch):
+    import sim.ros.sim_node as sim_node_module
+    from sim.gl_backend import GLBackendError, select_gl_backend
+
+    with pytest.raises(GLBackendError) as failed:  # what import-time selection meets on a machine without GL
+        select_gl_backend({}, probe=lambda backend: f"{backend}: cannot open the display library")
+    monkeypatch.setattr(sim_node_module, "GL_ERROR", failed.value)
+    node = SimNode(context=ros_context)
+    try:
+        with pytest.raises(OSError, match=r"no headless OpenGL backend renders.*libosmesa6"):  # run_node: exit 2
+            node.configure()
+        assert node.sim is None  # nothing was built, no thread started
+    finally:
+        node.destroy_node()
