@@ -36,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _users_to_fix(exc: Exception) -> bool:
+    """Config and data problems (a bad file, a damaged or locked store): one clear line, no traceback."""
+    kinds: tuple[type[Exception], ...] = (ValueError, KeyError, FileNotFoundError, FileExistsError)
+    store = sys.modules.get("robot_learning.data.integrity")  # loaded whenever one of its errors was raised
+    return isinstance(exc, kinds + ((store.EpisodeStoreError,) if store else ()))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -50,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("%s Verbs that render will fail.", exc)
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as exc:
+    except Exception as exc:
+        if not _users_to_fix(exc):
+            raise
         # Config and data problems are the user's to fix: one clear line, no traceback.
         print(f"manip-stack {args.verb}: error: {exc}", file=sys.stderr)
         return 2

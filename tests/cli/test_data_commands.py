@@ -60,3 +60,12 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(tmp_path: Path):
 def test_show_of_a_missing_store_says_so(tmp_path: Path, capsys):
     assert main(["show", str(tmp_path / "nothing.zarr")]) == 2
     assert "nothing.zarr" in capsys.readouterr().err
+
+
+def test_a_zarr_group_that_is_not_an_episode_store_is_one_line_and_exit_2(tmp_path, capsys):
+    import zarr
+
+    zarr.open_group(tmp_path / "other.zarr", mode="w")
+    assert main(["show", str(tmp_path / "other.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert "not an episode store" in err and "Traceback" not in err
