@@ -14,7 +14,9 @@ TOP_LEVEL = ["robot_learning", "perception", "controllers", "calibration", "sim"
 EXTRAS = {
     # The Panda + Robotiq model comes from gym-hil's assets; install it with --no-deps (make setup does),
     # since its metadata pins an older mujoco than the one we use.
-    "sim": ["mujoco==4.0.0", "mink==1.3.0", "gymnasium==1.4.0", "imageio==2.38.1", "imageio-ffmpeg==0.8.1"],
+    "sim": ["mujoco==4.0.0", "gymnasium==1.4.0", "imageio==2.38.1", "imageio-ffmpeg==0.8.1"],
+    # IK of the joint_trajectory controller type (controllers/kinematics.py): mink's QP on a MuJoCo arm model.
+    "ik": ["mujoco==4.0.0", "mink==1.3.0"],
     "learning": [
         "torch==2.14.1",
         "torchvision==0.29.1",
@@ -56,7 +58,8 @@ EXTRAS = {
         "catkin-pkg==1.1.1",
     ],
 }
-EXTRAS["all"] = sorted({req for name in ("sim", "learning", "camera", "fm", "teleop", "bags") for req in EXTRAS[name]})
+EXTRAS["all"] = sorted(
+    {req for name in ("sim", "ik", "learning", "camera", "fm", "teleop", "bags") for req in EXTRAS[name]})
 
 setup(
     name=PACKAGE,

@@ -6,10 +6,8 @@ robot: a 7-D delta action moves the *goal* (accumulated, bounded to one policy s
 is interpolated from the pose being commanded now to that goal over one policy period. An absolute target
 pose (teleop) replaces the goal at once; the safety filter downstream limits speed and acceleration.
 
-:class:`TwinKinematics` is the inverse kinematics of the ``joint_trajectory`` controller type: the twin's own
-damped-least-squares solver on the same MuJoCo model the twin is built from (``sim.robot.TwinRobot``), so
-a TCP target maps to the same joints on the robot as in the policy's training data. mink would do as well
-(also on MuJoCo); reusing the twin keeps one kinematic model, with the TCP offset from the cell file.
+The ``joint_trajectory`` controller type solves IK with :class:`controllers.kinematics.ArmKinematics` (mink on a
+kinematic model of the arm built from the cell file; no twin involved).
 """
 
 from __future__ import annotations
@@ -66,7 +64,7 @@ CONTROLLER_PARAMETERS: tuple[ParamSpec, ...] = (
               "empty = every camera's color/camera_info (published with each frame) of the cell"),
     ParamSpec("sensor_timeout_s", "double", 0.5, "a watched topic silent this long makes the arm hold [s]",
               minimum=0.001),
-    ParamSpec("ik_iterations", "int", 2, "damped-least-squares iterations per tick (joint_trajectory)",
+    ParamSpec("ik_iterations", "int", 2, "differential IK (mink) steps per tick (joint_trajectory)",
               minimum=1, maximum=50),
 )
 
@@ -157,26 +155,6 @@ class CommandInput:
             return goal
         bounded = interpolate_pose(commanded, goal, fraction)
         return CartesianTarget(bounded.position_m, bounded.quaternion_xyzw, goal.gripper_closure)
-
-
-class TwinKinematics:
-    """IK from a TCP target to arm joints with the twin's solver (needs the ``sim`` extra: mujoco, gym-hil)."""
-
-    def __init__(self, cell: CellConfig, iterations: int = 2) -> None:
-        import mujoco
-
-        from sim.robot import TwinRobot
-        from sim.scene import build_model
-
-        model = build_model(cell)
-        self._robot = TwinRobot(model, mujoco.MjData(model), cell)  # its own data: kinematics only, never stepped
-        self.iterations = iterations
-
-    def solve(self, target: CartesianTarget, seed_q: np.ndarray) -> np.ndarray:
-        """Joint positions [rad] reaching ``target``, linearised at ``seed_q`` (the last command: continuity)."""
-        self._robot.reset_to(seed_q)
-        return self._robot.solve_ik(np.asarray(target.position_m, float), quat_xyzw_to_matrix(target.quaternion_xyzw),
-                                    iterations=self.iterations)
 
 
 def state_from_readings(stamp_s: float, q: np.ndarray, dq: np.ndarray, tcp_position_m: np.ndarray,

@@ -11,7 +11,7 @@ separately (:meth:`RosRobot.state_age_s`), because a stamp from the robot's cloc
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
@@ -21,10 +21,13 @@ from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
 from controllers.interface import CartesianTarget, RobotState
-from controllers.ros.control_core import TwinKinematics, state_from_readings
+from controllers.ros.control_core import state_from_readings
 from controllers.ros.node_support import COMMAND_QOS, STATE_QOS
 from hardware_configs.schema import CellConfig
 from robot_learning.ros_msgs import conversions as conv
+
+if TYPE_CHECKING:
+    from controllers.kinematics import ArmKinematics
 
 
 class RosRobot:
@@ -36,8 +39,11 @@ class RosRobot:
         self.msgs = conv.RclpyFactory()
         self.arm_joints = [params["joint_prefix"] + j.name for j in cell.robot.joints]
         self.controller_type = params["controller_type"]
-        self.kinematics = (TwinKinematics(cell, params["ik_iterations"])
-                           if self.controller_type == "joint_trajectory" else None)
+        self.kinematics: ArmKinematics | None = None
+        if self.controller_type == "joint_trajectory":
+            from controllers.kinematics import ArmKinematics  # mink + mujoco: only this controller type needs them
+
+            self.kinematics = ArmKinematics(cell, params["ik_iterations"])
         self._lock = threading.Lock()
         self._joints: conv.JointReading | None = None
         self._gripper_width_m = 0.0
@@ -46,6 +52,7 @@ class RosRobot:
         self._tcp_rx_s: float | None = None
         self._tick_s = 0.0
         self._q_command: np.ndarray | None = None
+        self._kinematics_checked = False
         self._gripper_closure = 0.0
         self._gripper_sent: float | None = None
         self._gripper_sent_s = -np.inf
@@ -111,6 +118,11 @@ class RosRobot:
     def send_target(self, target: CartesianTarget) -> None:
         stamp = self._tick_s or self._now()
         if self.kinematics is not None:
+            if not self._kinematics_checked:  # before the first IK command: the model must agree with the robot
+                state = self.read_state()
+                self.kinematics.check_against(state.joint_positions_rad, state.tcp_position_m,
+                                              state.tcp_quaternion_xyzw)
+                self._kinematics_checked = True
             seed = self._q_command if self._q_command is not None else self.read_state().joint_positions_rad
             self._q_command = self.kinematics.solve(target, seed)
             self._publish_joints(self._q_command)

@@ -1,7 +1,10 @@
 """controller_node against a stand-in robot on loopback: safety filter, watchdog, e-stop latch, camera dropout.
 
 The stand-in follows the equilibrium pose perfectly (an ideal impedance controller) and publishes joint states,
-the TCP pose and one camera at wall time, so each test sees exactly what the controller commands.
+the TCP pose and one camera at wall time, so each test sees exactly what the controller commands. With
+``follow_joints`` it is an ideal joint trajectory controller instead: its joints jump to each trajectory point
+and it reports the TCP pose of those joints (the arm model's forward kinematics, checked against the twin in
+tests/controllers/test_kinematics.py).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from controllers.ros.control_core import ACTION_NAMES
 from controllers.ros.controller_node import ControllerNode
 from controllers.ros.node_support import COMMAND_QOS, SENSOR_QOS, STATE_QOS
 from hardware_configs import load_cell
+from hardware_configs.frames import quat_xyzw_to_matrix, rotation_angle_between
 from robot_learning.ros_msgs import conversions as conv
 
 pytestmark = pytest.mark.ros
@@ -43,9 +47,16 @@ DOWN = np.array([1.0, 0.0, 0.0, 0.0])  # TCP pointing down
 class StandInRobot(Node):
     """Ideal impedance robot plus one camera, publishing at 100 Hz (camera 30 Hz) on wall time."""
 
-    def __init__(self, context) -> None:
+    def __init__(self, context, follow_joints: bool = False) -> None:
         super().__init__("standin_robot", context=context)
-        self.tcp = START.copy()
+        self.tcp, self.quaternion = START.copy(), DOWN
+        self.q = np.array(CELL.robot.home_joint_positions_rad)
+        self.kinematics = None
+        if follow_joints:
+            from controllers.kinematics import ArmKinematics
+
+            self.kinematics = ArmKinematics(CELL)
+            self.tcp, self.quaternion = self.kinematics.tcp_pose(self.q)
         self.commands: list[tuple[float, np.ndarray]] = []
         self.gripper: list[float] = []
         self.camera_on = True
@@ -57,7 +68,7 @@ class StandInRobot(Node):
         self.create_subscription(PoseStamped, "/cartesian_impedance_controller/equilibrium_pose", self._on_eq,
                                  COMMAND_QOS)
         self.create_subscription(JointTrajectory, "/joint_trajectory_controller/joint_trajectory",
-                                 self.trajectories.append, COMMAND_QOS)
+                                 self._on_trajectory, COMMAND_QOS)
         self.create_subscription(Float64MultiArray, "/gripper_controller/commands",
                                  lambda m: self.gripper.append(float(m.data[0])), COMMAND_QOS)
         self.create_timer(0.01, self._publish_state)
@@ -73,12 +84,23 @@ class StandInRobot(Node):
             self.tcp = pose.position_m
             self.commands.append((self.now(), pose.position_m))
 
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        self.trajectories.append(msg)
+        if self.kinematics is None:
+            return
+        q = conv.joint_trajectory_to_arrays(msg).positions[-1]
+        with self._lock:
+            self.q = q
+            self.tcp, self.quaternion = self.kinematics.tcp_pose(q)
+            self.commands.append((self.now(), self.tcp))
+
     def _publish_state(self) -> None:
         now = self.now()
         names = [j.name for j in CELL.robot.joints] + ["gripper_width"]
-        q = [*CELL.robot.home_joint_positions_rad, 0.08]
+        with self._lock:
+            q, tcp, quaternion = [*self.q, 0.08], self.tcp, self.quaternion
         self._js.publish(conv.joint_state_msg(F, names, q, now))
-        self._tcp.publish(conv.pose_msg(F, self.tcp, DOWN, now, "base"))
+        self._tcp.publish(conv.pose_msg(F, tcp, quaternion, now, "base"))
 
     def _publish_image(self) -> None:
         if self.camera_on:
@@ -213,6 +235,43 @@ def test_refused_commands_are_counted_on_safety_events(rig):
     pubs["target"].publish(conv.pose_msg(F, [np.nan, 0.0, 0.3], DOWN, robot.now(), "base"))
     pubs["target"].publish(conv.pose_msg(F, START, DOWN, robot.now(), "camera_frame"))
     assert wait_for(lambda: counts()["upstream_rejected"] >= 2, 10.0), counts()
+
+
+@pytest.fixture
+def jtc_rig(ros_context):
+    """The controller driving a ros2_control JointTrajectoryController: IK (mink) on every tick."""
+    pytest.importorskip("mink", reason="mink missing: pip install -e '.[ik]'")
+    robot = StandInRobot(ros_context, follow_joints=True)
+    controller = ControllerNode(context=ros_context, parameter_overrides=[
+        Parameter("watched_topics", value=[CELL.cameras[0].topic("color")]),
+        Parameter("controller_type", value="joint_trajectory")])
+    controller.configure()
+    operator = Node("operator", context=ros_context)
+    target = operator.create_publisher(PoseStamped, "/manip/target_pose", COMMAND_QOS)
+    with Graph(ros_context) as graph:
+        for node in (robot, controller, operator):
+            graph.add(node)
+        assert wait_for(lambda: controller.robot.has_state() and len(robot.trajectories) > 5, 10.0), "no hold"
+        yield robot, target
+
+
+def test_joint_trajectory_controller_reaches_a_target_pose_through_ik(jtc_rig):
+    robot, target = jtc_rig
+    quaternion = robot.quaternion.copy()
+    goal = robot.tcp + np.array([0.06, 0.0, -0.04])
+    t0 = robot.now()
+    assert stream(target, lambda: conv.pose_msg(F, goal, quaternion, robot.now(), "base"), 8.0,
+                  until=near(robot, goal, 1e-3))
+    assert rotation_angle_between(quat_xyzw_to_matrix(robot.quaternion), quat_xyzw_to_matrix(quaternion)) < 0.01
+    sent = [conv.joint_trajectory_to_arrays(msg) for msg in list(robot.trajectories)]
+    joints = CELL.robot.joints
+    assert all(t.names == [j.name for j in joints] and len(t.positions) == 1 for t in sent)
+    q = np.array([t.positions[0] for t in sent])
+    assert np.all(q >= [j.lower_rad for j in joints]) and np.all(q <= [j.upper_rad for j in joints])
+    max_step_rad = np.array([j.max_velocity_rad_s for j in joints]) / CELL.rates.control_hz
+    assert np.all(np.abs(np.diff(q, axis=0)) <= max_step_rad + 1e-9)  # one tick's joint motion at most
+    steps = np.linalg.norm(np.diff(robot.positions_since(t0), axis=0), axis=1)
+    assert steps.max() <= 2.0 * CELL.motion_limits.max_linear_speed_m_s / CELL.rates.control_hz * 1.05
 
 
 def test_bad_parameters_exit_with_a_clear_message():
