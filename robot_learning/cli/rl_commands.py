@@ -17,7 +17,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     except UnsafeYamlError as exc:
         raise ConfigError(str(exc)) from None
     if args.online:
-        return _online(args, raw)
+        return _online(args, raw, args.config or "finetune defaults")
     overrides = {k: v for k, v in {"task": args.task, "iterations": args.iterations, "seed": args.seed,
                                    "init_residual": args.init_residual}.items() if v is not None}
     if args.envs is not None:
@@ -31,10 +31,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _online(args: argparse.Namespace, raw: dict) -> int:
-    """Online session: the twin stands in for the robot here; on the robot the env is the ROS robot env."""
+def _online(args: argparse.Namespace, raw: dict, source: str) -> int:
+    """Online session: the twin stands in for the robot here; on the robot the env is the ROS robot env. It learns
+    from the task's success label (what a robot episode has), so a config asking for another reward is refused."""
     import numpy as np
 
+    from hardware_configs.loader import ConfigError, validate_model
     from robot_learning.rl.base_policy import DiffusionChunkedBase, load_frozen_base
     from robot_learning.rl.config import FinetuneConfig, PPOConfig
     from robot_learning.rl.ppo import PPOUpdater
@@ -42,8 +44,11 @@ def _online(args: argparse.Namespace, raw: dict) -> int:
     from robot_learning.sessions.online_finetune import OnlineFinetuneSession
     from sim.env import TwinEnv
 
-    config = FinetuneConfig.model_validate({**raw, **{k: v for k, v in {"task": args.task, "init_residual":
-                                                                         args.init_residual}.items() if v}})
+    config = validate_model({**raw, **{k: v for k, v in {"task": args.task, "init_residual": args.init_residual}.items()
+                                       if v}}, FinetuneConfig, source)
+    if config.reward != "sparse":
+        raise ConfigError(f"{source}: reward {config.reward}: an online session learns from the task's success "
+                          "label (reward: sparse); the other rewards run in the twins (finetune without --online)")
     import torch
 
     torch.set_num_threads(config.torch_threads)

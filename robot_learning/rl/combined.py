@@ -26,6 +26,7 @@ from robot_learning.policies.diffusion.checkpoint import (
 )
 from robot_learning.rl.config import FinetuneConfig
 from robot_learning.rl.residual import ActionNormalizer, ResidualPolicy
+from robot_learning.rl.rewards import OLD_REWARD_NAMES
 from robot_learning.rl.rollout import state_vector
 
 COMBINED_FORMAT = "manip_stack.residual_diffusion"
@@ -41,6 +42,16 @@ def save_combined(path: Path, base_checkpoint: Path, residual: ResidualPolicy, c
                  "action_low": np.asarray(action_low).tolist(), "action_high": np.asarray(action_high).tolist(),
                  "config": config.model_dump(mode="json")}, path)
     return path
+
+
+def _with_registered_reward(stored: dict[str, Any]) -> dict[str, Any]:
+    """The stored fine-tuning config, a reward named before the registry (``kagi_pbrs``) spelt as it is now
+    (``reward: kagi, reward_shaping: potential``): a file a program wrote keeps loading, while a config a person
+    writes that way is refused with the new spelling."""
+    old = stored.get("reward")
+    if old not in OLD_REWARD_NAMES:
+        return stored
+    return {**stored, "reward": OLD_REWARD_NAMES[old], "reward_shaping": "potential"}
 
 
 class ResidualDiffusionPolicy:
@@ -61,7 +72,7 @@ class ResidualDiffusionPolicy:
             raise ValueError(f"{source} is not a {COMBINED_FORMAT} checkpoint")
         if ckpt.get("version") != COMBINED_VERSION:
             raise ValueError(f"{source} has version {ckpt.get('version')}, this code reads {COMBINED_VERSION}")
-        config = FinetuneConfig.model_validate(ckpt["config"])
+        config = FinetuneConfig.model_validate(_with_registered_reward(ckpt["config"]))
         base_kwargs.setdefault("zero_noise", config.base_zero_noise)  # the base as the residual learned on it
         base = DiffusionPolicy.from_checkpoint_dict(
             validate_checkpoint(ckpt["base"], f"{source} (embedded base)"), f"{source} (base {ckpt['base_source']})",

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hardware_configs.loader import load_cell, load_task
+from robot_learning.rl.rewards import REWARDS, Shaping, check_shaping, registered_reward
 
 PosInt = Annotated[int, Field(gt=0)]
 PosFloat = Annotated[float, Field(gt=0)]
@@ -87,12 +88,12 @@ class FinetuneConfig(_Strict):
                                   "one base behaviour per state rather than a different sampled grasp every episode")
     torch_threads: PosInt = Field(1, description="CPU threads for the base and PPO; more oversubscribes the "
                                   "cores the twins run on (measured: 37 ms vs 650 ms per chunk on 2 busy cores)")
-    reward: Literal["sparse", "upright_pbrs", "robohorizon", "robohorizon_pbrs", "kagi", "kagi_pbrs"] = Field(
-        "sparse", description="sparse task success (ResiP); upright_pbrs: sparse success plus the inserted object's "
-        "tilt as a potential (insertion tasks, sim only: a knocked-over peg costs when it tips); a RoboHorizon "
-        "stage plan's dense per-step reward; KAGI's VLM keypoint reward (one model query per episode); or _pbrs: "
-        "sparse success plus that reward's progress as a potential (pays for progress, not for lingering short of "
-        "success, which a per-step reward does when success ends the episode)")
+    reward: str = Field("sparse", description="the reward, by name in the registry (robot_learning.rl.rewards."
+                        "REWARDS): " + "; ".join(f"{name}: {kind.pays}" for name, kind in REWARDS.items()))
+    reward_shaping: Shaping = Field(
+        "none", description="none: the reward paid per step as it is; potential: sparse task success plus the "
+        "reward's progress as a potential with the learner's gamma (pays for progress, not for lingering short of "
+        "success, which a per-step reward does when success ends the episode); each reward names those it takes")
     plan_path: str | None = Field(None, description="robohorizon: JSON of an accepted plan (manip-stack reward "
                                   "plan); none = ask model_profile for one and vet it on twin demonstrations")
     model_profile: str = Field("oracle_local", description="kagi, robohorizon: model profile in configs/fm "
@@ -110,6 +111,16 @@ class FinetuneConfig(_Strict):
     seed: int = 0
     residual: ResidualConfig = ResidualConfig()
     ppo: PPOConfig = PPOConfig()
+
+    @field_validator("reward")
+    @classmethod
+    def _reward_is_registered(cls, name: str) -> str:
+        return registered_reward(name)
+
+    @model_validator(mode="after")
+    def _reward_takes_the_shaping(self) -> FinetuneConfig:
+        check_shaping(self.reward, self.reward_shaping)
+        return self
 
     @model_validator(mode="after")
     def _offline_needs_a_cache(self) -> FinetuneConfig:

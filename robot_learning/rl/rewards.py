@@ -1,32 +1,65 @@
-"""The reward a fine-tuning run optimises, built inside each twin worker (the rewards of issue 8 plug in here).
+"""The reward a fine-tuning run optimises: a registry of rewards by name, built inside each twin worker.
 
-``finetune_reward(config)`` is a context: for KAGI it keeps the model endpoint up for the run
-(:func:`~robot_learning.rewards.session.model_endpoint`) and every worker gets its own client to it, a shared answer
-cache, and its own keyframe renderer. The VLM is asked once per episode, at reset; per-step rewards are cheap.
-For RoboHorizon the LLM is asked once per run for a stage plan, which must pass the check on twin
-demonstrations before any worker uses it (or an accepted plan file is given).
+A config picks one by name (``reward: kagi``) and says separately how it is paid (``reward_shaping: none`` pays
+it per step as it is; ``potential`` pays sparse task success plus the reward's progress as a potential, with the
+learner's discount, so the shaping leaves the sparse task's optimal policy unchanged and lingering short of
+success earns nothing). Each entry declares what it needs before any worker starts (:class:`Need`), and
+``finetune_reward(config)`` prepares exactly that: for KAGI the model endpoint, up for the run
+(:func:`~robot_learning.rewards.session.model_endpoint`), with every worker its own client, a shared answer cache
+and its own keyframe renderer (the VLM is asked once per episode, at reset); for RoboHorizon a stage plan, asked
+of the LLM once per run and checked on twin demonstrations before any worker uses it (or an accepted plan file);
+for the upright potential an insertion task.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
+from enum import Enum
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-import gymnasium as gym
+if TYPE_CHECKING:
+    import gymnasium as gym
 
-from robot_learning.rl.config import FinetuneConfig
+    from robot_learning.rl.config import FinetuneConfig
 
 log = logging.getLogger(__name__)
-Wrapper = Callable[[gym.Env], gym.Env]
+Wrapper = Callable[["gym.Env"], "gym.Env"]
+Shaping = Literal["none", "potential"]
 
 
-def potential_gamma(reward: str, gamma: float) -> float | None:
-    """The discount of the shaping potential: the learner's ``gamma`` for the ``*_pbrs`` rewards (so the shaping
-    leaves the sparse task's optimal policy unchanged), None for rewards paid as they are."""
-    return gamma if reward.endswith("_pbrs") else None
+class Need(Enum):
+    """What a reward needs prepared once per run, before the twins start."""
+
+    insertion_task = "an insertion task (an object inserted into a fixture)"
+    stage_plan = "a stage plan (plan_path, or one asked of model_profile and checked on twin demonstrations)"
+    model_endpoint = "a model endpoint up for the whole run (model_profile), asked from every worker"
+
+
+@dataclass(frozen=True)
+class RewardInputs:
+    """What a builder gets: the run's prepared needs and its settings."""
+
+    potential_gamma: float | None  # the learner's discount when shaped as a potential; None: paid as it is
+    plan_json: str | None = None  # stage_plan
+    base_url: str | None = None  # model_endpoint (None: the profile's own)
+    profile: str = "oracle_local"
+    cache_path: str | None = None
+    offline: bool = False
+
+
+@dataclass(frozen=True)
+class RewardKind:
+    """One registered reward: what it pays, the shapings it takes, what it needs, and its (picklable) wrapper."""
+
+    pays: str
+    shapings: tuple[Shaping, ...]
+    needs: frozenset[Need]
+    wrapper: Callable[[RewardInputs], Wrapper | None]  # None: the env's own sparse success reward
 
 
 def _shaped(reward, potential_gamma: float | None):
@@ -36,8 +69,7 @@ def _shaped(reward, potential_gamma: float | None):
 
 
 def wrap_with_stage_reward(env: gym.Env, plan_json: str, potential_gamma: float | None = None) -> gym.Env:
-    """The plan's per-step reward, or with ``potential_gamma`` sparse success plus its progress as a potential
-    (``gamma`` of the learner, so the shaping leaves the optimal policy of the sparse task unchanged)."""
+    """The plan's per-step reward, or with ``potential_gamma`` sparse success plus its progress as a potential."""
     from robot_learning.rewards.base import RewardWrapper
     from robot_learning.rewards.stages.language import StagePlan
     from robot_learning.rewards.stages.reward import StagePlanReward
@@ -79,18 +111,51 @@ def wrap_with_upright_reward(env: gym.Env, potential_gamma: float) -> gym.Env:
     return RewardWrapper(env, PotentialShapedReward(upright, scale=UPRIGHT_SHAPING_SCALE, gamma=potential_gamma))
 
 
-def reward_wrapper(reward: str, plan_json: str | None, gamma: float = 1.0) -> Wrapper | None:
-    """Sparse (None: the env's own success reward), sparse plus the upright potential, or a RoboHorizon stage
-    reward from ``plan_json``, as a picklable wrapper for ``make_vector_env``. ``gamma`` is the learner's
-    discount, used by the potential-shaped variants."""
-    if reward == "upright_pbrs":
-        return partial(wrap_with_upright_reward, potential_gamma=gamma)
-    if reward != "sparse" and not reward.startswith("robohorizon"):
-        raise ValueError(f"reward_wrapper builds sparse, upright and robohorizon rewards; use finetune_reward for "
-                         f"{reward}")
-    if reward == "sparse" or plan_json is None:
-        return None
-    return partial(wrap_with_stage_reward, plan_json=plan_json, potential_gamma=potential_gamma(reward, gamma))
+def _sparse(inputs: RewardInputs) -> Wrapper | None:
+    return None
+
+
+def _upright(inputs: RewardInputs) -> Wrapper | None:
+    return partial(wrap_with_upright_reward, potential_gamma=inputs.potential_gamma)
+
+
+def _stage_plan(inputs: RewardInputs) -> Wrapper | None:
+    return partial(wrap_with_stage_reward, plan_json=inputs.plan_json, potential_gamma=inputs.potential_gamma)
+
+
+def _kagi(inputs: RewardInputs) -> Wrapper | None:
+    return partial(wrap_with_kagi_reward, profile=inputs.profile, base_url=inputs.base_url,
+                   cache_path=inputs.cache_path, offline=inputs.offline, potential_gamma=inputs.potential_gamma)
+
+
+REWARDS: dict[str, RewardKind] = {
+    "sparse": RewardKind("task success (ResiP)", ("none",), frozenset(), _sparse),
+    "upright": RewardKind("the inserted object's tilt (sim only; a knocked-over peg costs when it tips)",
+                          ("potential",), frozenset({Need.insertion_task}), _upright),
+    "robohorizon": RewardKind("a RoboHorizon stage plan's progress", ("none", "potential"),
+                              frozenset({Need.stage_plan}), _stage_plan),
+    "kagi": RewardKind("KAGI's VLM keypoint progress (one model query per episode)", ("none", "potential"),
+                       frozenset({Need.model_endpoint}), _kagi),
+}
+
+# Names of the time before the registry, when a "_pbrs" suffix meant reward_shaping: potential.
+OLD_REWARD_NAMES = {"upright_pbrs": "upright", "robohorizon_pbrs": "robohorizon", "kagi_pbrs": "kagi"}
+
+
+def registered_reward(name: str) -> str:
+    """``name`` if it is registered; else refused, listing those that are (an old name gets its new spelling)."""
+    if name in OLD_REWARD_NAMES:
+        raise ValueError(f"reward {name!r} is the old spelling: write reward: {OLD_REWARD_NAMES[name]} and "
+                         "reward_shaping: potential")
+    if name not in REWARDS:
+        raise ValueError(f"no reward named {name!r}; registered: {', '.join(REWARDS)}")
+    return name
+
+
+def check_shaping(name: str, shaping: Shaping) -> None:
+    """Refuse a shaping the registered reward ``name`` does not take."""
+    if shaping not in REWARDS[name].shapings:
+        raise ValueError(f"reward {name} takes reward_shaping {' or '.join(REWARDS[name].shapings)}, not {shaping}")
 
 
 def stage_plan_json(config: FinetuneConfig) -> str | None:
@@ -116,21 +181,27 @@ def stage_plan_json(config: FinetuneConfig) -> str | None:
 
 @contextmanager
 def finetune_reward(config: FinetuneConfig) -> Iterator[Wrapper | None]:
-    """The wrapper every twin worker applies for ``config.reward``, valid while the context is open."""
-    if config.reward == "upright_pbrs":  # refused here, before any worker starts, on a task it cannot shape
-        from hardware_configs import load_task
+    """The wrapper every twin worker applies for ``config.reward`` (None: the env's own sparse success), valid
+    while the context is open; the reward's needs are prepared here, before any worker starts."""
+    from hardware_configs import load_task
+
+    kind = REWARDS[config.reward]
+    offline = config.answer_cache_mode == "offline"
+    inputs = RewardInputs(config.ppo.gamma if config.reward_shaping == "potential" else None,
+                          profile=config.model_profile, cache_path=config.answer_cache, offline=offline)
+    if Need.insertion_task in kind.needs:  # refused here, on a task it cannot shape
         from robot_learning.rewards.upright import check_upright_task
 
         check_upright_task(load_task(config.task))
-    if not config.reward.startswith("kagi"):
-        plan = stage_plan_json(config) if config.reward.startswith("robohorizon") else None
-        yield reward_wrapper(config.reward, plan, config.ppo.gamma)
-        return
-    from hardware_configs import load_task
-    from robot_learning.rewards.session import model_endpoint
+    if Need.stage_plan in kind.needs:
+        inputs = replace(inputs, plan_json=stage_plan_json(config))
+        if inputs.plan_json is None:  # rejected: the run goes on sparse
+            yield None
+            return
+    with ExitStack() as stack:
+        if Need.model_endpoint in kind.needs:
+            from robot_learning.rewards.session import model_endpoint
 
-    offline = config.answer_cache_mode == "offline"
-    with model_endpoint(config.model_profile, load_task(config.task), offline, keep_requests=0) as base_url:
-        yield partial(wrap_with_kagi_reward, profile=config.model_profile, base_url=base_url,
-                      cache_path=config.answer_cache, offline=offline,
-                      potential_gamma=potential_gamma(config.reward, config.ppo.gamma))
+            endpoint = model_endpoint(config.model_profile, load_task(config.task), offline, keep_requests=0)
+            inputs = replace(inputs, base_url=stack.enter_context(endpoint))
+        yield kind.wrapper(inputs)

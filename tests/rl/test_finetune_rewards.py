@@ -1,6 +1,7 @@
-"""The reward a fine-tuning run optimises: the stage plan's per-step reward pays for lingering short of success,
-its potential-shaped variant does not (success ends the episode, so lingering must not pay); KAGI asks its
-model once per episode over HTTP from inside the worker, and a run replays offline from its answer cache."""
+"""The reward a fine-tuning run optimises, chosen by name from a registry with its shaping as its own field: the
+stage plan's per-step reward pays for lingering short of success, its potential-shaped form does not (success
+ends the episode, so lingering must not pay); KAGI asks its model once per episode over HTTP from inside the
+worker, and a run replays offline from its answer cache; old and unknown names are refused, saying what to write."""
 
 from __future__ import annotations
 
@@ -11,16 +12,28 @@ import pytest
 
 from hardware_configs import load_task
 from robot_learning.rewards.oracles import good_plan
-from robot_learning.rl.config import FinetuneConfig
-from robot_learning.rl.rewards import finetune_reward, reward_wrapper, stage_plan_json
+from robot_learning.rl.config import FinetuneConfig, PPOConfig
+from robot_learning.rl.rewards import REWARDS, Need, finetune_reward, stage_plan_json
 from sim.env import TwinEnv
 
 LIFT_PLAN = json.dumps(good_plan(load_task("lift")))
 
 
-def rewards_while_holding_still(reward: str, steps: int = 8) -> list[float]:
-    wrap = reward_wrapper(reward, LIFT_PLAN, gamma=0.99)
-    env = wrap(TwinEnv(task="lift", image_size=None))
+@pytest.fixture
+def lift_plan(tmp_path) -> str:
+    path = tmp_path / "plan.json"
+    path.write_text(LIFT_PLAN)
+    return str(path)
+
+
+def stage_config(plan_path: str, shaping: str = "none", **fields) -> FinetuneConfig:
+    return FinetuneConfig(task="lift", reward="robohorizon", reward_shaping=shaping, plan_path=plan_path,
+                          ppo=PPOConfig(gamma=0.99), **fields)
+
+
+def rewards_while_holding_still(config: FinetuneConfig, steps: int = 8) -> list[float]:
+    with finetune_reward(config) as wrap:
+        env = wrap(TwinEnv(task="lift", image_size=None))
     try:
         env.reset(seed=4)
         hold = np.zeros(env.action_space.shape, dtype=np.float32)  # zero deltas, gripper open: no progress
@@ -29,20 +42,18 @@ def rewards_while_holding_still(reward: str, steps: int = 8) -> list[float]:
         env.close()
 
 
-def test_the_per_step_stage_reward_pays_for_holding_still_and_the_shaped_one_does_not():
-    per_step = rewards_while_holding_still("robohorizon")
-    shaped = rewards_while_holding_still("robohorizon_pbrs")
+def test_the_per_step_stage_reward_pays_for_holding_still_and_the_shaped_one_does_not(lift_plan):
+    per_step = rewards_while_holding_still(stage_config(lift_plan, "none"))
+    shaped = rewards_while_holding_still(stage_config(lift_plan, "potential"))
     assert min(per_step[2:]) > 0.0 and np.ptp(per_step[2:]) < 1e-6  # part-way progress paid every step
     assert per_step[-1] * load_task("lift").horizon_steps > 1.0  # idling out the episode beats the success reward
     assert max(shaped[2:]) <= 1e-3  # (gamma - 1) * scale * Phi: standing still costs a little
     assert shaped[0] > 0  # the first step pays the progress the scene starts with (Phi(s_0) := 0)
 
 
-def test_an_accepted_plan_file_is_used_without_asking_a_model(tmp_path):
-    plan = tmp_path / "plan.json"
-    plan.write_text(LIFT_PLAN)
-    config = FinetuneConfig(task="lift", reward="robohorizon_pbrs", plan_path=str(plan), model_profile="no_such_model")
-    env = reward_wrapper("robohorizon_pbrs", stage_plan_json(config), gamma=0.99)(TwinEnv(task="lift", image_size=None))
+def test_an_accepted_plan_file_is_used_without_asking_a_model(lift_plan):
+    with finetune_reward(stage_config(lift_plan, "potential", model_profile="no_such_model")) as wrap:
+        env = wrap(TwinEnv(task="lift", image_size=None))
     try:
         env.reset(seed=0)
         info = env.step(np.zeros(env.action_space.shape, dtype=np.float32))[4]
@@ -51,8 +62,36 @@ def test_an_accepted_plan_file_is_used_without_asking_a_model(tmp_path):
         env.close()
 
 
-def kagi_config(cache, mode="read_write", reward="kagi") -> FinetuneConfig:
-    return FinetuneConfig(task="lift", reward=reward, answer_cache=str(cache), answer_cache_mode=mode)
+@pytest.mark.parametrize(("old", "new"), [("kagi_pbrs", "kagi"), ("robohorizon_pbrs", "robohorizon"),
+                                          ("upright_pbrs", "upright")])
+def test_an_old_reward_name_is_refused_with_its_new_spelling(old, new):
+    with pytest.raises(ValueError, match=f"reward: {new} and reward_shaping: potential"):
+        FinetuneConfig(task="peg_insert", reward=old)
+
+
+def test_an_unknown_reward_is_refused_listing_the_registered_ones():
+    with pytest.raises(ValueError, match="no reward named 'dense'; registered: sparse, upright, robohorizon, kagi"):
+        FinetuneConfig(reward="dense")
+
+
+@pytest.mark.parametrize(("reward", "shaping", "allowed"), [("sparse", "potential", "none"),
+                                                            ("upright", "none", "potential")])
+def test_a_shaping_the_reward_does_not_take_is_refused_naming_those_it_does(reward, shaping, allowed):
+    with pytest.raises(ValueError, match=f"reward {reward} takes reward_shaping {allowed}, not {shaping}"):
+        FinetuneConfig(task="peg_insert", reward=reward, reward_shaping=shaping)
+
+
+def test_every_registered_reward_takes_a_shaping_and_declares_its_needs():
+    assert set(REWARDS) == {"sparse", "upright", "robohorizon", "kagi"}
+    assert all(kind.shapings and kind.pays for kind in REWARDS.values())
+    assert REWARDS["kagi"].needs == {Need.model_endpoint} and REWARDS["robohorizon"].needs == {Need.stage_plan}
+    assert REWARDS["upright"].needs == {Need.insertion_task} and not REWARDS["sparse"].needs
+    with finetune_reward(FinetuneConfig(task="lift")) as wrap:
+        assert wrap is None  # sparse: the env's own success reward
+
+
+def kagi_config(cache, mode="read_write") -> FinetuneConfig:
+    return FinetuneConfig(task="lift", reward="kagi", answer_cache=str(cache), answer_cache_mode=mode)
 
 
 def kagi_rewards(config: FinetuneConfig, seed: int, steps: int = 6) -> list[tuple[float, dict]]:
@@ -126,7 +165,8 @@ def test_a_plan_that_fails_the_demonstration_check_is_not_used_and_the_run_goes_
         profile = tmp_path / "bad_planner.yaml"
         profile.write_text(f"provider: other\nbase_url: {server.base_url}\nmodel: bad-planner\napi_key_env: null\n"
                            "timeout_s: 5\nmax_retries: 0\n")
-        config = FinetuneConfig(task="lift", reward="robohorizon_pbrs", model_profile=str(profile))
+        config = FinetuneConfig(task="lift", reward="robohorizon", reward_shaping="potential",
+                                model_profile=str(profile))
         with finetune_reward(config) as wrapper:
             assert wrapper is None  # the env's own sparse success reward
     assert "rejected" in caplog.text and "sparse reward" in caplog.text
@@ -136,7 +176,9 @@ LYING_QUAT_XYZW = np.array([np.sqrt(0.5), 0.0, 0.0, np.sqrt(0.5)])  # 90 degrees
 
 
 def test_the_upright_potential_charges_a_peg_tipping_over_and_refunds_it_standing_up():
-    env = reward_wrapper("upright_pbrs", None, gamma=0.99)(TwinEnv(task="peg_insert", image_size=None))
+    config = FinetuneConfig(task="peg_insert", reward="upright", reward_shaping="potential", ppo=PPOConfig(gamma=0.99))
+    with finetune_reward(config) as wrap:
+        env = wrap(TwinEnv(task="peg_insert", image_size=None))
     hold = np.zeros(7, dtype=np.float32)  # zero deltas, gripper open, far above the peg
     try:
         obs, _ = env.reset(seed=3)
@@ -157,6 +199,16 @@ def test_the_upright_potential_charges_a_peg_tipping_over_and_refunds_it_standin
 
 
 def test_the_upright_potential_is_refused_before_any_worker_starts_on_a_task_without_insertion():
-    with pytest.raises(ValueError, match="inserted"), finetune_reward(FinetuneConfig(task="lift",
-                                                                                   reward="upright_pbrs")):
+    config = FinetuneConfig(task="lift", reward="upright", reward_shaping="potential")
+    with pytest.raises(ValueError, match="inserted"), finetune_reward(config):
         pass
+
+
+def test_an_online_session_refuses_a_reward_other_than_the_success_label_before_loading_anything(tmp_path, capsys):
+    from robot_learning.cli.main import main
+
+    config = tmp_path / "online_kagi.yaml"
+    config.write_text("task: lift\nreward: kagi\n")
+    code = main(["finetune", "--online", "--checkpoint", str(tmp_path / "absent.pt"), "--config", str(config),
+                 "--out", str(tmp_path / "out")])
+    assert code == 2 and "online session learns from the task's success label" in capsys.readouterr().err

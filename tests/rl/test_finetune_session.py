@@ -101,6 +101,25 @@ def test_the_combined_checkpoint_is_served_like_a_plain_policy_with_the_residual
     assert report.videos == [] and (tmp_path / "eval" / "eval_report.json").exists()
 
 
+def test_a_combined_checkpoint_written_before_the_reward_registry_still_loads(state_base, tmp_path):
+    import numpy as np
+
+    from robot_learning.rl.combined import save_combined
+    from robot_learning.rl.residual import ResidualPolicy
+    from robot_learning.runtime.loading import load_policy
+    from robot_learning.runtime.safe_load import load_plain, save_plain
+
+    config = tiny_finetune(1)
+    residual = ResidualPolicy(8, 7, config.residual)  # sizes as recorded in the file
+    path = save_combined(tmp_path / "old.pt", state_base, residual, config, -np.ones(7), np.ones(7))
+    old = load_plain(path, "test")
+    old["config"]["reward"] = "kagi_pbrs"  # as the runs before reward_shaping wrote it
+    old["config"].pop("reward_shaping")
+    save_plain(old, path)
+    config = load_policy(path, device="cpu").finetune_config
+    assert (config.reward, config.reward_shaping) == ("kagi", "potential")
+
+
 def test_curves_plot_a_perfect_evaluation_even_from_a_log_whose_bound_rounded_below_it(tmp_path):
     from robot_learning.sessions.finetune import CSV_FIELDS, plot_curves
 
@@ -167,7 +186,8 @@ def test_finetune_with_kagi_asks_the_model_from_every_worker_and_keeps_the_answe
     from robot_learning.rewards.fm.cache import ResponseCache
 
     cache = tmp_path / "answers.sqlite"
-    config = tiny_finetune(1).model_copy(update={"reward": "kagi_pbrs", "answer_cache": str(cache)})
+    config = tiny_finetune(1).model_copy(update={"reward": "kagi", "reward_shaping": "potential",
+                                                    "answer_cache": str(cache)})
     result = finetune(state_base, tmp_path / "run", config, progress=False)
     assert result.env_steps == 16 and [r["iteration"] for r in rows(tmp_path / "run")] == ["0", "1"]
     stored = ResponseCache(cache)
