@@ -11,6 +11,10 @@ times. ``pace=True`` feeds frames at their own timestamps' spacing so the file p
 rate; live frames arrive paced already. Frame timestamps are written relative to ``time_origin_ms`` (by
 default the first frame's), so recordings start near 0; give several recordings of one session the same
 origin so their timestamps stay comparable.
+
+Serial number: given one, the recording carries it as a camera's would (``rs-record``) and plays only as that
+camera; without one (``serial=None``) it carries none, as any bare software device writes, and plays as the
+camera its file is named after.
 """
 
 from __future__ import annotations
@@ -60,9 +64,17 @@ def depth_to_counts(depth_m: np.ndarray, depth_scale_m: float) -> np.ndarray:
 class RecordingWriter:
     """A RealSense recording being written; ``write`` one aligned RGB-D frame at a time, then ``close``."""
 
-    def __init__(self, path: str | Path, intrinsics: Intrinsics, serial: str = "000000000000",
-                 device_name: str = "Intel RealSense D435 (recorded)", depth_scale_m: float = 0.001, fps: int = 30,
-                 time_origin_ms: float | None = None, pace: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        intrinsics: Intrinsics,
+        serial: str | None = None,
+        device_name: str = "Intel RealSense D435 (recorded)",
+        depth_scale_m: float = 0.001,
+        fps: int = 30,
+        time_origin_ms: float | None = None,
+        pace: bool = False,
+    ) -> None:
         self.path = Path(path)
         if self.path.suffix != ".db3":
             raise RecordingError(f"{self.path}: librealsense writes ROS 2 sqlite bags; use a .db3 suffix")
@@ -75,14 +87,17 @@ class RecordingWriter:
         self._host_start_s: float | None = None
         rs_intr = intrinsics_to_rs(intrinsics)
         self._device = rs.software_device()
-        self._device.register_info(rs.camera_info.serial_number, serial)
+        if serial is not None:  # a made-up serial would pass for a real camera's: none is written instead
+            self._device.register_info(rs.camera_info.serial_number, serial)
         self._device.register_info(rs.camera_info.name, device_name)
         self._depth_sensor = self._device.add_sensor("Stereo Module")
         self._color_sensor = self._device.add_sensor("RGB Camera")
         self._depth_profile = self._depth_sensor.add_video_stream(
-            self._stream(rs.stream.depth, 0, 2, rs.format.z16, fps, rs_intr))
+            self._stream(rs.stream.depth, 0, 2, rs.format.z16, fps, rs_intr)
+        )
         self._color_profile = self._color_sensor.add_video_stream(
-            self._stream(rs.stream.color, 1, 3, rs.format.rgb8, fps, rs_intr))
+            self._stream(rs.stream.color, 1, 3, rs.format.rgb8, fps, rs_intr)
+        )
         self._depth_sensor.add_read_only_option(rs.option.depth_units, depth_scale_m)
         identity = rs.extrinsics()
         identity.rotation, identity.translation = _IDENTITY_ROTATION, [0.0, 0.0, 0.0]
@@ -119,8 +134,10 @@ class RecordingWriter:
             self._wait_until(stamp_ms)
         depth = depth_to_counts(frame.depth_m, self.depth_scale_m)
         color = np.ascontiguousarray(frame.color)
-        for sensor, profile, pixels, bpp in ((self._depth_sensor, self._depth_profile, depth, 2),
-                                             (self._color_sensor, self._color_profile, color, 3)):
+        for sensor, profile, pixels, bpp in (
+            (self._depth_sensor, self._depth_profile, depth, 2),
+            (self._color_sensor, self._color_profile, color, 3),
+        ):
             sw_frame = rs.software_video_frame()
             sw_frame.pixels, sw_frame.bpp, sw_frame.stride = pixels, bpp, w * bpp
             sw_frame.timestamp, sw_frame.domain = stamp_ms, rs.timestamp_domain.hardware_clock
@@ -161,19 +178,34 @@ class RecordingWriter:
         self.close()
 
 
-def write_recording(frames: Iterable[Frame], intrinsics: Intrinsics, path: str | Path, *, serial: str = "000000000000",
-                    depth_scale_m: float = 0.001, fps: int = 30, time_origin_ms: float | None = None,
-                    pace: bool = True) -> Path:
+def write_recording(
+    frames: Iterable[Frame],
+    intrinsics: Intrinsics,
+    path: str | Path,
+    *,
+    serial: str | None = None,
+    depth_scale_m: float = 0.001,
+    fps: int = 30,
+    time_origin_ms: float | None = None,
+    pace: bool = True,
+) -> Path:
     """Write aligned RGB-D frames of one camera to ``path`` (``.db3``); returns the path."""
-    with RecordingWriter(path, intrinsics, serial=serial, depth_scale_m=depth_scale_m, fps=fps,
-                         time_origin_ms=time_origin_ms, pace=pace) as writer:
+    with RecordingWriter(
+        path, intrinsics, serial=serial, depth_scale_m=depth_scale_m, fps=fps, time_origin_ms=time_origin_ms, pace=pace
+    ) as writer:
         for frame in frames:
             writer.write(frame)
     return Path(path)
 
 
-def record_group(group, directory: str | Path, seconds: float, serials: dict[str, str] | None = None,
-                 depth_scale_m: float = 0.001, fps: int = 30) -> dict[str, Path]:
+def record_group(
+    group,
+    directory: str | Path,
+    seconds: float,
+    serials: dict[str, str] | None = None,
+    depth_scale_m: float = 0.001,
+    fps: int = 30,
+) -> dict[str, Path]:
     """Record a started :class:`~perception.cameras.CameraGroup` into ``<directory>/<camera>.db3`` for ``seconds``.
 
     Every camera's file shares one time origin (the first frameset's), so the recordings play back in step.
@@ -188,8 +220,13 @@ def record_group(group, directory: str | Path, seconds: float, serials: dict[str
         origin_ms = min(f.device_time_ms for f in first.frames.values())
         for name, camera in group.cameras.items():
             writers[name] = RecordingWriter(
-                recording_path(directory, name), camera.intrinsics, serial=(serials or {}).get(name, camera.serial),
-                depth_scale_m=depth_scale_m, fps=fps, time_origin_ms=origin_ms)
+                recording_path(directory, name),
+                camera.intrinsics,
+                serial=(serials or {}).get(name, camera.serial),
+                depth_scale_m=depth_scale_m,
+                fps=fps,
+                time_origin_ms=origin_ms,
+            )
         frameset, end_s = first, time.monotonic() + seconds
         while True:
             for name, frame in frameset.frames.items():

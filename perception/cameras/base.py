@@ -49,6 +49,18 @@ class CameraNotStartedError(CameraError):
     pass
 
 
+class CameraFinishedError(CameraError):
+    """The source has no more frames (a recording played to its end): not a stall, so nothing to reconnect.
+
+    Kept apart from :class:`StaleFrameError` so that a consumer ends cleanly instead of waiting for frames that
+    will never come; ``cameras`` names the finished cameras.
+    """
+
+    def __init__(self, message: str, cameras: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.cameras = cameras or []
+
+
 @dataclass(frozen=True, eq=False)
 class Frame:
     """One RGB-D frame: colour RGB uint8 (H, W, 3), depth float32 metres (H, W) aligned to colour, 0 = no depth."""
@@ -69,6 +81,7 @@ class CameraStatus(str, enum.Enum):
     starting = "starting"
     streaming = "streaming"
     stalled = "stalled"
+    finished = "finished"  # the source ended (a recording without loop); the reader thread has stopped
 
 
 @runtime_checkable
@@ -117,11 +130,17 @@ class StreamingCamera(ABC):
     ``_grab`` (at most ``timeout_s`` blocking, ``None`` when nothing came), ``_close`` and optionally
     ``_reconnect``. A source that delivers nothing for ``stall_timeout_s`` is marked stalled (and logged
     once by name); the thread then calls ``_reconnect`` every ``RECONNECT_INTERVAL_S`` until frames return.
-    The first frame gets ``STARTUP_TIMEOUT_S``.
+    The first frame gets ``STARTUP_TIMEOUT_S``. A source that has ended raises :class:`CameraFinishedError`
+    from ``_grab``: the camera is then ``finished`` (kept frames stay readable) and its thread ends.
     """
 
-    def __init__(self, name: str, serial: str, buffer_frames: int = DEFAULT_BUFFER_FRAMES,
-                 stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        name: str,
+        serial: str,
+        buffer_frames: int = DEFAULT_BUFFER_FRAMES,
+        stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S,
+    ) -> None:
         if buffer_frames < 1:
             raise ValueError(f"camera {name}: buffer_frames must be >= 1, got {buffer_frames}")
         if not stall_timeout_s > 0:
@@ -206,6 +225,11 @@ class StreamingCamera(ABC):
     def read_latest(self, max_age_s: float = 0.1) -> Frame:
         with self._lock:
             frame = self._buffer[-1] if self._buffer else None
+        if self._status is CameraStatus.finished and (frame is None or frame.age_s() > max_age_s):
+            raise CameraFinishedError(
+                f"camera {self.name}: the source has no more frames (finished after {self.frames_received} frames)",
+                [self.name],
+            )
         if frame is None:
             raise StaleFrameError(f"camera {self.name}: no frame yet (status {self._status.value})")
         age_s = frame.age_s()
@@ -224,10 +248,15 @@ class StreamingCamera(ABC):
         return self._last_host_time_s
 
     def wait_for_frame(self, after_host_time_s: float, timeout_s: float) -> bool:
-        """Block until a frame newer than ``after_host_time_s`` is buffered (used by groups and tests)."""
+        """Block until a frame newer than ``after_host_time_s`` is buffered (used by groups and tests).
+
+        Returns ``False`` at once when the source has finished: no newer frame can come.
+        """
         deadline = time.monotonic() + timeout_s
         with self._new_frame:
             while not (self._buffer and self._buffer[-1].host_time_s > after_host_time_s):
+                if self._status is CameraStatus.finished:
+                    return False
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not self._new_frame.wait(remaining):
                     return bool(self._buffer and self._buffer[-1].host_time_s > after_host_time_s)
@@ -254,7 +283,11 @@ class StreamingCamera(ABC):
         last_attempt_s = 0.0
         try:
             while not self._stop_event.is_set():
-                frame = self._grab(GRAB_TIMEOUT_S)
+                try:
+                    frame = self._grab(GRAB_TIMEOUT_S)
+                except CameraFinishedError as exc:
+                    self._finish(exc)
+                    return
                 now_s = time.monotonic()
                 if frame is not None:
                     self._push(frame)
@@ -268,8 +301,12 @@ class StreamingCamera(ABC):
                 if self._status is not CameraStatus.stalled:
                     self._status = CameraStatus.stalled
                     self.stalls += 1
-                    logger.warning("camera %s (%s): no frame for %.2f s, reconnecting", self.name, self.serial,
-                                   now_s - silent_since_s)
+                    logger.warning(
+                        "camera %s (%s): no frame for %.2f s, reconnecting",
+                        self.name,
+                        self.serial,
+                        now_s - silent_since_s,
+                    )
                 if now_s - last_attempt_s >= RECONNECT_INTERVAL_S:
                     last_attempt_s = now_s
                     try:
@@ -282,11 +319,20 @@ class StreamingCamera(ABC):
             except Exception:
                 logger.exception("camera %s: error while closing", self.name)
 
+    def _finish(self, exc: CameraFinishedError) -> None:
+        """The source ended: say so once, wake every waiter (no frame will come), keep the frames read."""
+        with self._new_frame:
+            self._status = CameraStatus.finished
+            self._new_frame.notify_all()
+        logger.info("camera %s (%s): finished after %d frames: %s", self.name, self.serial, self.frames_received, exc)
+
     def _push(self, frame: Frame) -> None:
         with self._new_frame:
             last = self._buffer[-1] if self._buffer else None
-            if last is not None and (last.frame_number, last.device_time_ms) == (frame.frame_number,
-                                                                                 frame.device_time_ms):
+            if last is not None and (last.frame_number, last.device_time_ms) == (
+                frame.frame_number,
+                frame.device_time_ms,
+            ):
                 return  # delivered twice (a playback restarted at its first frame): keep one
             if self._buffer and frame.device_time_ms < self._buffer[-1].device_time_ms:
                 self._buffer.clear()  # the device clock restarted (reconnect, looping file): old frames don't compare

@@ -21,6 +21,8 @@ from perception.cameras.base import (
     STARTUP_TIMEOUT_S,
     Camera,
     CameraError,
+    CameraFinishedError,
+    CameraStatus,
     Frame,
     StaleFrameError,
 )
@@ -60,7 +62,7 @@ class SyncedFrameset:
 
 @dataclass(frozen=True)
 class CameraEvent:
-    """A change in a camera's health as the watchdog saw it (``kind``: stalled or recovered)."""
+    """A change in a camera's health as the watchdog saw it (``kind``: stalled, recovered or finished)."""
 
     camera: str
     kind: str
@@ -72,13 +74,19 @@ class CameraGroup:
     """Start, stop, watch and time-match a set of cameras.
 
     ``tolerance_ms`` is the largest skew a frameset may have (default: half the frame period at 30 fps).
-    A camera is stalled after ``stall_timeout_s`` without a frame (``startup_timeout_s`` before its first).
+    A camera is stalled after ``stall_timeout_s`` without a frame (``startup_timeout_s`` before its first);
+    a camera whose source ended (a recording played to its end) is finished, never stalled.
     ``on_event`` is called from the watchdog thread for every :class:`CameraEvent`.
     """
 
-    def __init__(self, cameras: Iterable[Camera], tolerance_ms: float = 17.0,
-                 stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S, startup_timeout_s: float = STARTUP_TIMEOUT_S,
-                 on_event: Callable[[CameraEvent], None] | None = None) -> None:
+    def __init__(
+        self,
+        cameras: Iterable[Camera],
+        tolerance_ms: float = 17.0,
+        stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S,
+        startup_timeout_s: float = STARTUP_TIMEOUT_S,
+        on_event: Callable[[CameraEvent], None] | None = None,
+    ) -> None:
         self.cameras: dict[str, Camera] = {}
         for cam in cameras:
             if cam.name in self.cameras:
@@ -93,6 +101,7 @@ class CameraGroup:
         self.on_event = on_event
         self.events: deque[CameraEvent] = deque(maxlen=256)
         self._stalled: set[str] = set()
+        self._finished: set[str] = set()
         self._last_reference_ms: float | None = None
         self._watchdog: threading.Thread | None = None
         self._stop = threading.Event()
@@ -103,6 +112,7 @@ class CameraGroup:
         """Start every camera (all or none: a failure stops those already started) and the watchdog."""
         started: list[Camera] = []
         self._started_s = time.monotonic()
+        self._finished.clear()
         try:
             for cam in self.cameras.values():
                 cam.start()
@@ -134,22 +144,37 @@ class CameraGroup:
     def stalled(self) -> list[str]:
         return sorted(self._stalled)
 
+    @property
+    def finished(self) -> list[str]:
+        """Cameras whose source has ended (read from the cameras, so it holds before the watchdog's next look)."""
+        return sorted(name for name, cam in self.cameras.items() if cam.status is CameraStatus.finished)
+
     # ------------------------------------------------------------------ reading
     def read(self, max_age_s: float = 0.2, timeout_s: float = 1.0, new_only: bool = True) -> SyncedFrameset:
         """The newest time-matched frameset (one not returned before, with ``new_only``).
 
-        Raises :class:`CameraStalledError` at once if a camera is stalled, :class:`StaleFrameError` if a
-        camera's frames are older than ``max_age_s``, :class:`FramesetSkewError` if nothing matched in time.
+        Raises :class:`CameraStalledError` at once if a camera is stalled, :class:`CameraFinishedError` once a
+        frameset would need a new frame from a camera whose source has ended (the group is done, not broken),
+        :class:`StaleFrameError` if a camera's frames are older than ``max_age_s``, :class:`FramesetSkewError`
+        if nothing matched in time.
         """
         deadline = time.monotonic() + timeout_s
         while True:
-            if self._stalled:
-                raise CameraStalledError(self.stalled, f"no frame for more than {self.stall_timeout_s} s")
+            stalled = self._stalled - set(self.finished)
+            if stalled:
+                raise CameraStalledError(sorted(stalled), f"no frame for more than {self.stall_timeout_s} s")
             result, waiting_on, problem = self._match(max_age_s, new_only)
             if result is not None:
                 self._last_reference_ms = result.reference_time_ms
                 return result
+            finished = self.finished
             remaining = deadline - time.monotonic()
+            if finished and (waiting_on in finished or remaining <= 0):
+                raise CameraFinishedError(
+                    f"camera(s) {', '.join(finished)} finished: their source has no more "
+                    f"frames, so no new frameset can be matched",
+                    finished,
+                )
             if remaining <= 0:
                 if problem == "stale":
                     raise StaleFrameError(f"camera {waiting_on}: no frame younger than {max_age_s * 1e3:.0f} ms")
@@ -184,6 +209,13 @@ class CameraGroup:
         while not self._stop.wait(WATCHDOG_PERIOD_S):
             now_s = time.monotonic()
             for name, cam in self.cameras.items():
+                if cam.status is CameraStatus.finished:
+                    if name not in self._finished:
+                        self._finished.add(name)
+                        self._stalled.discard(name)
+                        silent_s = now_s - (cam.last_frame_host_time_s() or now_s)
+                        self._emit(CameraEvent(name, "finished", now_s, silent_s))
+                    continue
                 last_s = cam.last_frame_host_time_s()
                 if last_s is None or last_s < self._started_s:  # no frame yet: allow for a slow first one
                     silent_s, allowed_s = now_s - self._started_s, self.startup_timeout_s

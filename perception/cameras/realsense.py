@@ -6,6 +6,11 @@ Live cameras take their colour and depth profiles from the cell file and read th
 device (the factory calibration, not the file's copy). A live camera can be given an ``rs.context`` with
 recordings loaded into it (``context.load_device``): the pipeline then resolves the serial exactly as it
 does for a USB device, which is how the tests exercise the live path without a camera.
+
+Recordings come from whatever wrote them: ``rs-record`` stores the camera's serial number, a software device
+(``perception.recording``, or other tools) may store none. A recording plays as the camera its file is named
+after; where the cell names that camera's serial, a recording of another serial is refused, and one without a
+serial is played with a logged note.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from perception.cameras.base import (
     DEFAULT_BUFFER_FRAMES,
     DEFAULT_STALL_TIMEOUT_S,
     CameraError,
+    CameraFinishedError,
     CameraNotFoundError,
     Frame,
     StreamingCamera,
@@ -52,17 +58,37 @@ class HardwareSync(str, enum.Enum):
         return {"off": 0.0, "master": 1.0, "slave": 2.0}[self.value]
 
 
+class RecordingMismatchError(CameraError):
+    """A recording holds another camera's serial number than the one it would be played as."""
+
+
+def device_serial(device: rs.device) -> str | None:
+    """The device's serial number; ``None`` for a recording written without one (a software device's)."""
+    if not device.supports(rs.camera_info.serial_number):
+        return None
+    return device.get_info(rs.camera_info.serial_number)
+
+
 def connected_serials(context: rs.context | None = None) -> list[str]:
-    """Serial numbers of the RealSense devices the context sees (USB devices and loaded recordings)."""
+    """Serial numbers of the RealSense devices the context sees (USB devices and loaded recordings).
+
+    A loaded recording without a serial number cannot be asked for by serial, so it is not listed.
+    """
     context = context or rs.context()
-    return sorted(dev.get_info(rs.camera_info.serial_number) for dev in context.query_devices())
+    return sorted(s for s in map(device_serial, context.query_devices()) if s is not None)
 
 
 def intrinsics_from_rs(intr: rs.intrinsics) -> Intrinsics:
     """librealsense intrinsics (pixel centres at integer coordinates, like OpenCV) as the cell schema's model."""
     return Intrinsics(
-        width=intr.width, height=intr.height, fx=intr.fx, fy=intr.fy, cx=intr.ppx, cy=intr.ppy,
-        distortion_model=_DISTORTION_NAMES.get(intr.model, "plumb_bob"), distortion=[float(c) for c in intr.coeffs],
+        width=intr.width,
+        height=intr.height,
+        fx=intr.fx,
+        fy=intr.fy,
+        cx=intr.ppx,
+        cy=intr.ppy,
+        distortion_model=_DISTORTION_NAMES.get(intr.model, "plumb_bob"),
+        distortion=[float(c) for c in intr.coeffs],
     )
 
 
@@ -85,8 +111,14 @@ class AlignedPipeline:
             raise CameraError(f"camera {camera}: pipeline did not start: {exc}") from exc
         color = profile.get_stream(rs.stream.color).as_video_stream_profile()
         depth_sensor = profile.get_device().first_depth_sensor()
-        return cls(camera, pipeline, profile, float(depth_sensor.get_depth_scale()),
-                   intrinsics_from_rs(color.get_intrinsics()), rs.align(rs.stream.color))
+        return cls(
+            camera,
+            pipeline,
+            profile,
+            float(depth_sensor.get_depth_scale()),
+            intrinsics_from_rs(color.get_intrinsics()),
+            rs.align(rs.stream.color),
+        )
 
     def grab(self, timeout_s: float) -> Frame | None:
         """Wait (at most ``timeout_s``), align, convert: the whole path a camera's reader thread runs."""
@@ -127,19 +159,29 @@ class AlignedPipeline:
 def open_recording(path: str | Path, camera: str, real_time: bool = True, loop: bool = True) -> AlignedPipeline:
     """A recording started through ``rs.pipeline`` (as a camera's would be), ready for :meth:`AlignedPipeline.grab`.
 
-    ``real_time=False`` delivers every frame, as fast as it is read.
+    ``real_time=False`` delivers every frame, in order, as fast as it is read: the playback waits for the reader.
+    The file plays from its first frame once every stream is started, so no leading frame is lost.
     """
     config = rs.config()
     config.enable_device_from_file(str(path), repeat_playback=loop)
-    stream = AlignedPipeline.start(camera, rs.pipeline(), config)
-    if not real_time:
-        # The pipeline starts in real time; frames played before the switch may already have been dropped,
-        # so switch while paused and start over: in this mode every frame is delivered.
-        playback = stream.profile.get_device().as_playback()
-        playback.pause()
-        playback.set_real_time(False)
-        playback.seek(timedelta(0))
-        playback.resume()
+    pipeline = rs.pipeline()
+    try:
+        # start() takes the device resolve() cached, so it can be set up before it plays: the mode, and paused.
+        playback = config.resolve(pipeline).get_device().as_playback()
+    except RuntimeError as exc:
+        raise CameraError(f"camera {camera}: recording {path} did not open: {exc}") from exc
+    # Why the order matters (each of these lost a file's first frames, more often on a loaded machine):
+    # - the mode is set before the start: started in real time, the file plays into the pipeline's one-frameset
+    #   queue, where each unread frameset replaces the last, and a switch afterwards comes too late for a short
+    #   file that has already ended;
+    # - the playback reads as soon as its first sensor starts, so a first frame read before the other sensor
+    #   has started is dropped, and the first frameset never forms. Started paused, it reads at most that one
+    #   item; rewound once every sensor runs, it plays the whole file.
+    playback.set_real_time(real_time)
+    playback.pause()
+    stream = AlignedPipeline.start(camera, pipeline, config)
+    playback.seek(timedelta(0))
+    playback.resume()
     return stream
 
 
@@ -150,9 +192,15 @@ class RealSenseCamera(StreamingCamera):
     848x480 depth); ``hardware_sync`` sets ``inter_cam_sync_mode`` where the device supports it.
     """
 
-    def __init__(self, config: CameraConfig, context: rs.context | None = None,
-                 depth_size: tuple[int, int] | None = None, hardware_sync: HardwareSync = HardwareSync.off,
-                 buffer_frames: int = DEFAULT_BUFFER_FRAMES, stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        config: CameraConfig,
+        context: rs.context | None = None,
+        depth_size: tuple[int, int] | None = None,
+        hardware_sync: HardwareSync = HardwareSync.off,
+        buffer_frames: int = DEFAULT_BUFFER_FRAMES,
+        stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S,
+    ) -> None:
         super().__init__(config.name, config.serial, buffer_frames, stall_timeout_s)
         self.config = config
         self._context = context
@@ -170,9 +218,11 @@ class RealSenseCamera(StreamingCamera):
         context = self._context or rs.context()
         found = connected_serials(context)
         if self.serial not in found:
+            unnamed = sum(device_serial(dev) is None for dev in context.query_devices())
+            also = f" and {unnamed} device(s) without a serial number (recordings play by file)" if unnamed else ""
             raise CameraNotFoundError(
                 f"camera {self.name}: no RealSense with serial {self.serial} is connected; "
-                f"found {found or 'none'} (check the cable, or the serial in the cell file)"
+                f"found {found or 'none'}{also} (check the cable, or the serial in the cell file)"
             )
         intr = self.config.intrinsics
         config = rs.config()
@@ -245,19 +295,34 @@ class RealSensePlaybackCamera(StreamingCamera):
     """A RealSense recording (``.db3`` from :mod:`perception.recording` or ``rs-record``) played through the
     same pipeline, decode and align as a live camera.
 
-    ``real_time=False`` delivers frames as fast as they are read (benchmarks); ``loop`` restarts at the end.
+    ``real_time=False`` delivers every frame, as fast as it is read (tests, benchmarks); ``loop`` restarts at
+    the end, else the camera becomes ``finished`` there (:class:`CameraFinishedError`, not a stall).
     ``pause()``/``resume()`` stop and restart delivery, as a camera that hangs and comes back. Cameras sharing
     a :class:`PlaybackSync` start their recordings in step.
+
+    ``serial`` is the serial number the camera has in the cell: a recording of another serial is refused
+    (:class:`RecordingMismatchError`), so one camera's file never plays as another; a recording without a serial
+    (written by a software device) is played as ``name`` with a logged note, and its ``serial`` stays empty.
     """
 
-    def __init__(self, path: str | Path, name: str | None = None, real_time: bool = True, loop: bool = True,
-                 buffer_frames: int = DEFAULT_BUFFER_FRAMES, stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S,
-                 sync: PlaybackSync | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        name: str | None = None,
+        real_time: bool = True,
+        loop: bool = True,
+        buffer_frames: int = DEFAULT_BUFFER_FRAMES,
+        stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S,
+        sync: PlaybackSync | None = None,
+        serial: str | None = None,
+    ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"no RealSense recording at {self.path}")
         super().__init__(name or self.path.stem, "", buffer_frames, stall_timeout_s)
         self.real_time, self.loop, self.sync = real_time, loop, sync
+        self.expected_serial = serial
+        self._played = False  # the playback was seen running: only then does a stopped playback mean its end
         self._stream: AlignedPipeline | None = None
         self._playback: rs.playback | None = None
         self._paused = False
@@ -272,19 +337,53 @@ class RealSensePlaybackCamera(StreamingCamera):
     def _open(self) -> None:
         self._stream = open_recording(self.path, self.name, self.real_time, self.loop)
         device = self._stream.profile.get_device()
-        self._serial = device.get_info(rs.camera_info.serial_number)
+        try:
+            self._serial = self._check_serial(device_serial(device))
+        except RecordingMismatchError:
+            self._stream.stop()
+            self._stream = None
+            raise
         self._playback = device.as_playback()
+        self._played = False
         if self.sync is not None:
             self.sync.register(self._playback)
 
+    def _check_serial(self, recorded: str | None) -> str:
+        if recorded is None:
+            logger.info(
+                "camera %s: recording %s has no serial number (a software device wrote it); played as %s "
+                "by its file name",
+                self.name,
+                self.path,
+                self.name,
+            )
+            return ""
+        if self.expected_serial and recorded != self.expected_serial:
+            raise RecordingMismatchError(
+                f"camera {self.name}: recording {self.path} is of the camera with serial {recorded}, but {self.name} "
+                f"has serial {self.expected_serial} in the cell; refusing to play another camera's recording as "
+                f"{self.name} (check the file's name, or the serial in the cell file)"
+            )
+        return recorded
+
     def _reconnect(self) -> None:
-        """A file cannot be unplugged: a paused or finished playback is waited for, not reopened."""
+        """A file cannot be unplugged: a paused playback is waited for, not reopened."""
 
     def _grab(self, timeout_s: float) -> Frame | None:
         if self._stream is None or self._paused:
             time.sleep(timeout_s)
             return None
-        return self._stream.grab(timeout_s)
+        frame = self._stream.grab(timeout_s)
+        if frame is not None:
+            self._played = True
+            return frame
+        status = self._playback.current_status() if self._playback is not None else None
+        if status is not None and status != rs.playback_status.stopped:
+            self._played = True
+        elif self._played and not self.loop:
+            # Nothing came, the queue is drained and the playback stopped after running: the file has ended.
+            raise CameraFinishedError(f"camera {self.name}: recording {self.path} played to its end", [self.name])
+        return None
 
     def _close(self) -> None:
         if self._stream is not None:

@@ -8,10 +8,16 @@ stall detection and reconnection). Out per camera, sensor-data QoS: ``color/imag
 Stamps: a frame is stamped with this node's clock at the moment it reached the process (now minus the
 frame's age in the reader's ring buffer), so frames of different cameras and the robot state share one
 clock; the device's own time stays in the core for matching framesets.
+
+Recordings: each plays as the camera its file is named after (``<recording_dir>/<camera>.db3``); one holding
+another camera's serial number is refused at start, one without a serial (a software device's) plays with a
+note. Without ``loop``, a recording's end is its camera's end, not a stall: the node stops publishing it and
+says so, and the ``camera_node`` process exits once every camera has finished.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from rclpy.node import Node
@@ -26,14 +32,22 @@ SUMMARY = "RealSense cameras (live or recordings) on realsense-ros topic names, 
 
 
 class CameraNode(Node):
-    def __init__(self, **kwargs: Any) -> None:
+    """``exit_when_finished``: shut the node's context down once every camera's source has ended (the process
+    entry point sets it; a node sharing its context with others in one process leaves it off)."""
+
+    def __init__(self, exit_when_finished: bool = False, **kwargs: Any) -> None:
         super().__init__("camera_node", **kwargs)
         self.params = declare_parameters(self, CAMERA_PARAMETERS)
+        self.exit_when_finished = exit_when_finished
         self.cameras: list = []
         self.published: dict[str, int] = {}
+        self.finished: set[str] = set()
 
     def configure(self) -> None:
-        """Open the cameras (the hardware): a missing device or recording is a clear start-up error."""
+        """Open the cameras (the hardware): a missing device or recording, or another camera's recording, is a
+        clear start-up error (``ValueError``, after stopping the cameras already started)."""
+        from perception.cameras.base import CameraError
+
         p = self.params
         self.cell = load_cell(p["cell"])
         names = p["cameras"] or [c.name for c in self.cell.cameras]
@@ -44,8 +58,12 @@ class CameraNode(Node):
 
             if not p["recording_dir"]:
                 raise ValueError("camera_node: source playback needs recording_dir (a folder of <camera>.db3)")
-            self.cameras = [RealSensePlaybackCamera(recording_path(p["recording_dir"], c.name), name=c.name,
-                                                    loop=p["loop"]) for c in configs]
+            self.cameras = [
+                RealSensePlaybackCamera(
+                    recording_path(p["recording_dir"], c.name), name=c.name, loop=p["loop"], serial=c.serial
+                )
+                for c in configs
+            ]
         else:
             from perception.cameras.realsense import RealSenseCamera
 
@@ -55,18 +73,25 @@ class CameraNode(Node):
         self._last_number: dict[str, int] = {}
         for cam in self.cameras:
             config = self.cell.camera(cam.name)
-            cam.start()
+            try:
+                cam.start()
+            except CameraError as exc:
+                self.close()
+                raise ValueError(str(exc)) from exc
             depth_topic = config.topic("depth")
             self._pubs[cam.name] = {
                 "frame": config.optical_frame,
                 "color": self.create_publisher(Image, config.topic("color"), SENSOR_QOS),
                 "info": self.create_publisher(CameraInfo, config.topic("camera_info"), SENSOR_QOS),
                 "depth": self.create_publisher(Image, depth_topic, SENSOR_QOS) if p["publish_depth"] else None,
-                "depth_info": self.create_publisher(CameraInfo, depth_topic.rsplit("/", 1)[0] + "/camera_info",
-                                                    SENSOR_QOS) if p["publish_depth"] else None,
+                "depth_info": self.create_publisher(
+                    CameraInfo, depth_topic.rsplit("/", 1)[0] + "/camera_info", SENSOR_QOS
+                )
+                if p["publish_depth"]
+                else None,
             }
             self.published[cam.name] = 0
-        self.create_timer(1.0 / p["poll_hz"], self._poll)
+        self._timer = self.create_timer(1.0 / p["poll_hz"], self._poll)
         self.get_logger().info(f"{p['source']} cameras {names} started")
 
     def close(self) -> None:
@@ -74,14 +99,19 @@ class CameraNode(Node):
             cam.stop()
 
     def _poll(self) -> None:
-        from perception.cameras.base import StaleFrameError
+        from perception.cameras.base import CameraFinishedError, StaleFrameError
 
         now = self.get_clock().now().nanoseconds * 1e-9
         for cam in self.cameras:
+            if cam.name in self.finished:
+                continue
             try:
                 frame = cam.read_latest(self.params["max_age_s"])
             except StaleFrameError:
                 continue  # the core logs stalls once; the topic goes quiet and consumers see the dropout
+            except CameraFinishedError:
+                self._finish(cam.name)
+                continue
             if self._last_number.get(cam.name) == frame.frame_number:
                 continue
             self._last_number[cam.name] = frame.frame_number
@@ -91,14 +121,35 @@ class CameraNode(Node):
             pubs["color"].publish(conv.image_msg(self.msgs, frame.color, stamp, pubs["frame"]))
             pubs["info"].publish(info)
             if pubs["depth"] is not None:
-                pubs["depth"].publish(conv.depth_image_msg(self.msgs, frame.depth_m, stamp, pubs["frame"],
-                                                           self.params["depth_encoding"]))
+                pubs["depth"].publish(
+                    conv.depth_image_msg(self.msgs, frame.depth_m, stamp, pubs["frame"], self.params["depth_encoding"])
+                )
                 pubs["depth_info"].publish(info)
             self.published[cam.name] += 1
 
+    def _finish(self, camera: str) -> None:
+        """A recording ended: its topics stop for good (said once); with every camera done, the node ends."""
+        self.finished.add(camera)
+        self.get_logger().info(
+            f"camera {camera}: recording finished after {self.published[camera]} published "
+            f"frames; no longer publishing it"
+        )
+        if self.finished != {cam.name for cam in self.cameras}:
+            return
+        self._timer.cancel()
+        self.get_logger().info("every camera's recording has finished; camera_node is done")
+        if self.exit_when_finished:
+            self.context.try_shutdown()  # spin() returns; run_node closes the cameras and exits with 0
+
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(CameraNode, name="camera_node", summary=SUMMARY, specs=CAMERA_PARAMETERS, args=args)
+    return run_node(
+        functools.partial(CameraNode, exit_when_finished=True),
+        name="camera_node",
+        summary=SUMMARY,
+        specs=CAMERA_PARAMETERS,
+        args=args,
+    )
 
 
 if __name__ == "__main__":
