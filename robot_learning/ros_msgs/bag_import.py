@@ -12,6 +12,10 @@ Episodes: a bag with ``session_node`` events (``~/events``: start, accept, disca
 the operator accepted, in the order they were accepted (bag receive times separate them); a bag without events
 is one episode. Episodes are appended to the store one commit each, so an interrupted import keeps the bags it
 finished.
+
+Before anything is written, every bag is checked for the topics the import needs (the cell's camera topics, the
+joint-state and TCP-pose topics; actions and session events are optional): a bag without them, or with one of
+another message type, is refused with the topics it has, the topics needed and what is missing.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 
 from controllers.ros.control_core import ACTION_NAMES
 from hardware_configs import load_cell, load_task
+from hardware_configs.schema import CellConfig
 from robot_learning.data.episode_store import EpisodeStore
 from robot_learning.ros_msgs import conversions as conv
 from robot_learning.ros_msgs.recording import MissingStreamsError, StepBuilder, motion_action
@@ -63,6 +68,66 @@ class ImportReport:
     def __str__(self) -> str:
         skipped = f"; steps skipped for missing streams: {self.skipped}" if self.skipped else ""
         return f"imported {self.episodes} episodes ({self.steps} steps) from {self.bags} bags into {self.out}{skipped}"
+
+
+IMAGE, JOINT_STATE, STRING = "sensor_msgs/msg/Image", "sensor_msgs/msg/JointState", "std_msgs/msg/String"
+POSE_STAMPED, TRAJECTORY = "geometry_msgs/msg/PoseStamped", "trajectory_msgs/msg/JointTrajectory"
+
+
+class BagTopicsError(ValueError):
+    """A bag lacks topics the import needs, or holds one with another message type (a ``ValueError``: the CLI
+    reports it in one line, exit 2)."""
+
+
+def needed_topics(
+    cell: CellConfig, cameras: Sequence[str], opts: ImportOptions
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(required, optional) topic -> message type, from the cell's camera topics and the topic options."""
+    required: dict[str, str] = {}
+    for name in cameras:
+        cam = cell.camera(name)
+        required[cam.topic("color")] = IMAGE
+        if opts.depth:
+            required[cam.topic("depth")] = IMAGE
+    required[opts.joint_states_topic] = JOINT_STATE
+    required[opts.tcp_pose_topic] = POSE_STAMPED  # the stamp pairs it with images; motion-derived actions need it
+    optional = {opts.action_topic: TRAJECTORY, opts.events_topic: STRING}
+    return required, optional
+
+
+def check_bag_topics(path: Path, cell: CellConfig, cameras: Sequence[str], opts: ImportOptions) -> None:
+    """Raise :class:`BagTopicsError` unless ``path`` holds every required topic, with messages, of the right type.
+
+    Checked from the bag's index (no message is read), for every bag before the store is touched.
+    """
+    from rosbags.rosbag2 import Reader
+
+    with Reader(path) as reader:
+        found: dict[str, tuple[set[str], int]] = {}
+        for c in reader.connections:
+            types, count = found.get(c.topic, (set(), 0))
+            found[c.topic] = (types | {c.msgtype}, count + c.msgcount)
+    required, optional = needed_topics(cell, cameras, opts)
+    missing = [topic for topic in required if found.get(topic, (set(), 0))[1] == 0]
+    wrong = [
+        f"{topic} is {', '.join(sorted(found[topic][0]))}, import needs {msgtype}"
+        for topic, msgtype in {**required, **optional}.items()
+        if topic in found and found[topic][0] != {msgtype}
+    ]
+    if not missing and not wrong:
+        return
+    has = ", ".join(
+        f"{topic} ({', '.join(sorted(types))}, {count} messages)" for topic, (types, count) in sorted(found.items())
+    )
+    needs = ", ".join(f"{topic} ({msgtype})" for topic, msgtype in required.items())
+    problems = ([f"missing: [{', '.join(missing)}]"] if missing else []) + (
+        [f"wrong type: [{'; '.join(wrong)}]"] if wrong else []
+    )
+    raise BagTopicsError(
+        f"bag {path} has topics [{has or 'none'}]; import needs [{needs}] (cell {cell.name}, cameras "
+        f"{list(cameras)}; optional: {', '.join(optional)}); {'; '.join(problems)}. Check the cell's camera names "
+        f"and namespaces, or pass the bag's topics (--joint-states-topic, --tcp-pose-topic, --cameras)"
+    )
 
 
 def deserialize(typestore: Any, raw: bytes | memoryview, msgtype: str) -> Any:
@@ -196,6 +261,8 @@ def import_bags(bags: Sequence[str | Path], out: str | Path, opts: ImportOptions
     for path in bags:
         if not Path(path).exists():
             raise FileNotFoundError(f"no bag at {path}")
+    for path in bags:  # all of them before the store is touched: a bad bag leaves nothing half-imported
+        check_bag_topics(Path(path), cell, cameras, opts)
     with EpisodeStore.open_or_create(out, probe.specs, attrs) as store:
         for path in map(Path, bags):
             builder = StepBuilder(cell, cameras, opts.image_size, opts.depth, opts.tolerance_s, buffer_len=None)

@@ -158,3 +158,88 @@ def test_robot_episodes_have_the_twins_schema_and_proprioception():
     assert set(ours) == set(theirs)
     for key in ours:
         np.testing.assert_array_equal(ours[key], theirs[key])
+
+
+def write_topics_bag(path, topics, n=5):
+    """A bag holding ``n`` messages (at 10 Hz) on each topic; ``topics`` maps a topic to ``make(t) -> message``, or to
+    a message type name for a topic that was announced but never received a message."""
+    ts = RB.typestore
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        for topic, make in topics.items():
+            if isinstance(make, str):
+                writer.add_connection(topic, make, typestore=ts)
+                continue
+            connection = None
+            for k in range(n):
+                msg = make(k / 10)
+                connection = connection or writer.add_connection(topic, msg.__msgtype__, typestore=ts)
+                writer.write(connection, round(k / 10 * 1e9), ts.serialize_cdr(msg, msg.__msgtype__))
+
+
+def image_at(t):
+    return conv.image_msg(RB, np.zeros((24, 32, 3), np.uint8), t, "camera_color_optical_frame")
+
+
+def joints_at(t):
+    names = [j.name for j in CELL.robot.joints] + ["gripper_width"]
+    return conv.joint_state_msg(RB, names, [*CELL.robot.home_joint_positions_rad, 0.08], t)
+
+
+def pose_at(t):
+    return conv.pose_msg(RB, tcp_at(t), QUAT, t, "base")
+
+
+def test_a_bag_without_the_cells_topics_is_refused_saying_what_it_has_and_what_import_needs(tmp_path):
+    """A bag from realsense-ros' default namespace, without the TCP pose: nothing is imported, and the error lists
+    the bag's topics with their types, the topics this cell and these options need, and which of them are missing
+    (a topic announced without a single message counts as missing)."""
+    write_topics_bag(
+        tmp_path / "other",
+        {
+            "/camera/camera/color/image_raw": image_at,
+            "/joint_states": joints_at,
+            "/cam_front/color/image_raw": "sensor_msgs/msg/Image",
+        },
+    )
+    with pytest.raises(ValueError) as refused:
+        import_bags([tmp_path / "other"], tmp_path / "store.zarr", ImportOptions(depth=True))
+    message = str(refused.value)
+    has, needs, missing = (
+        message.split(label, 1)[1].split("]", 1)[0] for label in ("has topics [", "import needs [", "missing: [")
+    )
+    assert "/camera/camera/color/image_raw (sensor_msgs/msg/Image, 5 messages)" in has
+    assert "/joint_states (sensor_msgs/msg/JointState, 5 messages)" in has
+    assert "/cam_front/color/image_raw (sensor_msgs/msg/Image, 0 messages)" in has
+    cameras = [cam.topic(stream) for cam in CELL.cameras for stream in ("color", "depth")]
+    for topic in cameras:
+        assert f"{topic} (sensor_msgs/msg/Image)" in needs
+        assert topic in missing
+    assert "/joint_states (sensor_msgs/msg/JointState)" in needs and "/joint_states" not in missing
+    assert "/tcp_pose (geometry_msgs/msg/PoseStamped)" in needs and "/tcp_pose" in missing
+    assert "/manip/action" not in missing  # optional: without actions, the observed motion is the action
+    assert str(tmp_path / "other") in message and "franka_3cam" in message
+    assert not (tmp_path / "store.zarr").exists()
+
+
+def test_a_topic_of_another_message_type_is_named_with_both_types(tmp_path):
+    topics = {cam.topic("color"): image_at for cam in CELL.cameras}
+    topics |= {"/joint_states": joints_at, "/tcp_pose": lambda t: pose_at(t).pose}  # a bare Pose: no stamp
+    write_topics_bag(tmp_path / "pose", topics)
+    with pytest.raises(
+        ValueError,
+        match=r"wrong type: \[/tcp_pose is geometry_msgs/msg/Pose, import needs "
+        r"geometry_msgs/msg/PoseStamped\]",
+    ):
+        import_bags([tmp_path / "pose"], tmp_path / "store.zarr")
+    assert not (tmp_path / "store.zarr").exists()
+
+
+def test_cli_import_bag_checks_every_bag_before_writing_and_names_the_bad_one(tmp_path, capsys):
+    write_bag(tmp_path / "good", StoragePlugin.MCAP, duration_s=1.0)
+    write_topics_bag(tmp_path / "bad", {"/joint_states": joints_at, "/tcp_pose": pose_at})
+    out = tmp_path / "store.zarr"
+    assert cli_main(["import-bag", str(tmp_path / "good"), str(tmp_path / "bad"), "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("manip-stack import-bag: error: bag ") and len(error.splitlines()) == 1
+    assert str(tmp_path / "bad") in error and "missing: [/cam_front/color/image_raw" in error
+    assert not out.exists()  # the good bag was not imported either: nothing half-done to clean up
