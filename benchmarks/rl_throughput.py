@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from hardware_configs.loader import load_model
-from robot_learning.rl.base_policy import DiffusionChunkedBase, load_frozen_base
+from robot_learning.rl.base_policy import FrozenBase, load_frozen_base
 from robot_learning.rl.config import FinetuneConfig, PPOConfig
 from robot_learning.rl.ppo import PPOUpdater, RolloutBuffer
 from robot_learning.rl.residual import ResidualPolicy
@@ -31,7 +31,7 @@ def measure(checkpoint: Path, config: FinetuneConfig, n_envs: int, steps: int, d
     envs = make_vector_env(n_envs, cell=config.cell, task=config.task, image_size=policy_base.image_size,
                            asynchronous=n_envs > 1)
     try:
-        base = DiffusionChunkedBase(policy_base, n_envs)
+        base = FrozenBase(policy_base, n_envs)
         base_time = [0.0]
         act = base.act
 

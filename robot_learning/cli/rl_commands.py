@@ -37,7 +37,7 @@ def _online(args: argparse.Namespace, raw: dict, source: str) -> int:
     import numpy as np
 
     from hardware_configs.loader import ConfigError, validate_model
-    from robot_learning.rl.base_policy import DiffusionChunkedBase, load_frozen_base
+    from robot_learning.rl.base_policy import FrozenBase, load_frozen_base
     from robot_learning.rl.config import FinetuneConfig, PPOConfig
     from robot_learning.rl.ppo import PPOUpdater
     from robot_learning.rl.residual import ResidualPolicy
@@ -55,7 +55,7 @@ def _online(args: argparse.Namespace, raw: dict, source: str) -> int:
     base_policy = load_frozen_base(Path(args.checkpoint), config)
     env = TwinEnv(cell=config.cell, task=config.task, image_size=base_policy.image_size)
     base_policy.check_observation(env.observation_space)
-    base = DiffusionChunkedBase(base_policy, 1)
+    base = FrozenBase(base_policy, 1)
     keys = list(config.residual.obs_keys)
     obs_dim = int(sum(np.prod(env.observation_space[k].shape) for k in keys))
     policy = ResidualPolicy(obs_dim, int(base.action_low.size), config.residual)

@@ -1,10 +1,10 @@
 """The fine-tuned policy as one file: the frozen diffusion base (embedded) plus the residual, served as one.
 
-The base still predicts action chunks (``predict_chunk``), with the DDIM steps it ran with during RL, since the
+The base still predicts action chunks (``predict_chunks``), with the DDIM steps it ran with during RL, since the
 residual learned corrections for exactly that base; the residual corrects every action as it is executed
-(``correct``), from the newest observation, as in training. :class:`~robot_learning.runtime.policy_runner.
-PolicyRunner` calls ``correct`` when a policy has it, so evaluation, the demo loop and the ROS policy node serve
-a combined checkpoint like a plain one.
+(``correct``), from the newest observation, as in training. Both are :class:`~robot_learning.policies.policy.
+Policy` methods the runner calls on every policy, so evaluation, the demo loop and the ROS policy node serve a
+combined checkpoint like a plain one.
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ import torch
 
 from robot_learning.policies.diffusion.checkpoint import (
     DiffusionPolicy,
-    ObservationMismatchError,
     atomic_save,
     load_checkpoint,
-    observation_shapes,
     validate_checkpoint,
 )
+from robot_learning.policies.policy import ObservationMismatchError, Policy, observation_shapes
 from robot_learning.rl.config import FinetuneConfig
 from robot_learning.rl.residual import ActionNormalizer, ResidualPolicy
 from robot_learning.rl.rewards import OLD_REWARD_NAMES
@@ -54,14 +53,16 @@ def _with_registered_reward(stored: dict[str, Any]) -> dict[str, Any]:
     return {**stored, "reward": OLD_REWARD_NAMES[old], "reward_shaping": "potential"}
 
 
-class ResidualDiffusionPolicy:
-    """Base chunks + per-step residual corrections; everything else (config, cameras, dataset) is the base's."""
+class ResidualDiffusionPolicy(Policy):
+    """Base chunks + per-step residual corrections; what it was trained on, its cameras and device are the base's."""
 
     def __init__(self, base: DiffusionPolicy, residual: ResidualPolicy, config: FinetuneConfig,
                  action_low: np.ndarray, action_high: np.ndarray, source: str = "<memory>"):
         self.base, self.residual, self.finetune_config, self.source = base, residual.eval(), config, source
         self.residual_keys = list(config.residual.obs_keys)
         self.normalizer = ActionNormalizer(action_low, action_high)
+        self.dataset, self.sim_only = base.dataset, base.sim_only
+        self.delta_action_dims = base.delta_action_dims
 
     @classmethod
     def from_checkpoint_dict(cls, ckpt: Any, source: str, device: str = "auto", seed: int = 0,
@@ -83,12 +84,36 @@ class ResidualDiffusionPolicy:
         return cls(base, residual, config, np.asarray(ckpt["action_low"]), np.asarray(ckpt["action_high"]),
                    source=source)
 
-    def __getattr__(self, name: str) -> Any:  # config, camera_keys, image_size, dataset, processor, ...
-        return getattr(self.__dict__["base"], name)
+    @property
+    def n_obs_steps(self) -> int:
+        return self.base.n_obs_steps
 
     @property
     def obs_keys(self) -> list[str]:
         return [*self.base.obs_keys, *(k for k in self.residual_keys if k not in self.base.obs_keys)]
+
+    @property
+    def camera_keys(self) -> list[str]:
+        return self.base.camera_keys
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        return self.base.image_size
+
+    @property
+    def action_low(self) -> np.ndarray:
+        return self.normalizer.low.copy()
+
+    @property
+    def action_high(self) -> np.ndarray:
+        return self.normalizer.high.copy()
+
+    @property
+    def device(self) -> torch.device:
+        return self.base.device
+
+    def reset(self) -> None:
+        self.base.reset()
 
     def check_observation(self, obs: Mapping[str, Any]) -> None:
         self.base.check_observation(obs)
@@ -97,8 +122,8 @@ class ResidualDiffusionPolicy:
             raise ObservationMismatchError(f"observation lacks the residual's keys {missing} ({self.source}); "
                                            "a residual fine-tuned on privileged state runs in the twin only")
 
-    def predict_chunk(self, history: Mapping[str, np.ndarray]) -> np.ndarray:
-        return self.base.predict_chunk(history)
+    def predict_chunks(self, histories: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self.base.predict_chunks(histories)
 
     @torch.no_grad()
     def correct(self, obs: Mapping[str, np.ndarray], base_action: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from robot_learning.rl.base_policy import ChunkedBase
+from robot_learning.rl.base_policy import FrozenBase
 from robot_learning.rl.ppo import RolloutBuffer
 from robot_learning.rl.residual import ActionNormalizer, ResidualPolicy
 from sim.vector import ended_episode_outcomes
@@ -45,7 +45,7 @@ class EpisodeStats:
 
 
 class ResidualRolloutCollector:
-    def __init__(self, envs: gym.vector.VectorEnv, base: ChunkedBase, policy: ResidualPolicy, obs_keys: list[str],
+    def __init__(self, envs: gym.vector.VectorEnv, base: FrozenBase, policy: ResidualPolicy, obs_keys: list[str],
                  seed: int = 0):
         self.envs, self.base, self.policy, self.obs_keys = envs, base, policy, obs_keys
         self.normalizer = ActionNormalizer(base.action_low, base.action_high)

@@ -9,13 +9,16 @@ wrong inputs. Each problem is named, with what the cell has.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hardware_configs.schema import CellConfig
 from robot_learning.ros_msgs.params import CELL, REQUIRED, ParamSpec
 from robot_learning.ros_msgs.recording import MissingStreamsError, StepBuilder, robot_dataset_specs
+
+if TYPE_CHECKING:
+    from robot_learning.policies.policy import Policy
 
 POLICY_PARAMETERS: tuple[ParamSpec, ...] = (
     CELL,
@@ -42,10 +45,10 @@ class PolicyMismatchError(ValueError):
     """The checkpoint cannot run on this cell; the message names every mismatch."""
 
 
-def check_policy_against_cell(policy: Any, cell: CellConfig) -> list[str]:
+def check_policy_against_cell(policy: Policy, cell: CellConfig) -> list[str]:
     """The cameras the policy needs; raises :class:`PolicyMismatchError` if the cell cannot feed it."""
     problems = []
-    if getattr(policy.config, "sim_only", False):
+    if policy.sim_only:
         problems.append("it is sim-only (trained on the twin's privileged state, which the robot cannot observe)")
     trained_cell = policy.dataset.get("cell")
     if trained_cell is not None and trained_cell != cell.name:
@@ -69,7 +72,7 @@ def check_policy_against_cell(policy: Any, cell: CellConfig) -> list[str]:
 class PolicyLoop:
     """Streams → observation at the newest reference frame → runner → the action due now, stamped."""
 
-    def __init__(self, policy: Any, cell: CellConfig, params: dict[str, Any], clock: Callable[[], float]) -> None:
+    def __init__(self, policy: Policy, cell: CellConfig, params: dict[str, Any], clock: Callable[[], float]) -> None:
         from robot_learning.runtime.policy_runner import DeltaHold, PolicyRunner, RunnerConfig
 
         self.cameras = check_policy_against_cell(policy, cell)

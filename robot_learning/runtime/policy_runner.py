@@ -21,29 +21,16 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 
 from robot_learning.policies.diffusion.processor import ObservationHistory
+from robot_learning.policies.policy import Policy
 
 LATENCY_WINDOW = 10_000  # chunks (about 2 h at 10 Hz with 8-action chunks)
 
 log = logging.getLogger(__name__)
-
-
-class ChunkPolicy(Protocol):
-    """What the runner needs from a policy (``DiffusionPolicy`` is one)."""
-
-    n_obs_steps: int
-    obs_keys: list[str]
-
-    def predict_chunk(self, history: Mapping[str, np.ndarray]) -> np.ndarray:
-        """(n, action_dim) raw actions; the first is for the latest observation's time."""
-        ...
-
-    # Optional: ``correct(obs, action) -> action``, a per-step correction of each chunk action from the newest
-    # observation as it is executed (``robot_learning.rl.combined.ResidualDiffusionPolicy``).
 
 
 @dataclass(frozen=True)
@@ -104,7 +91,7 @@ class DeltaHold:
 class PolicyRunner:
     """Observation history + asynchronous chunk inference + due-time scheduling + safe holds."""
 
-    def __init__(self, policy: ChunkPolicy, hold: DeltaHold, config: RunnerConfig | None = None,
+    def __init__(self, policy: Policy, hold: DeltaHold, config: RunnerConfig | None = None,
                  clock: Callable[[], float] = time.monotonic):
         self.policy, self.hold, self.config, self.clock = policy, hold, config or RunnerConfig(), clock
         self.history = ObservationHistory(policy.n_obs_steps, policy.obs_keys)
@@ -123,7 +110,8 @@ class PolicyRunner:
 
     # ------------------------------------------------------------------ control-side API
     def reset(self) -> None:
-        """New episode: forget history and queued actions (an in-flight chunk is discarded when it lands)."""
+        """New episode: forget history and queued actions (an in-flight chunk is discarded when it lands), and
+        tell the policy."""
         with self._lock:
             self.history.reset()
             self._queue.clear()
@@ -131,6 +119,7 @@ class PolicyRunner:
             if self._request is not None:  # queued but not started: forget it
                 self._request, self._in_flight = None, False
             self.hold.reset()
+            self.policy.reset()
 
     def observe(self, obs: Mapping[str, np.ndarray], now_s: float) -> None:
         """Add the observation taken at ``now_s``; request a chunk if the queue is running out."""
@@ -190,13 +179,13 @@ class PolicyRunner:
 
     # ------------------------------------------------------------------ internals
     def _corrected(self, item: TimedAction) -> TimedAction:
-        """A per-step residual's correction from the newest observation, when the policy has one (a fine-tuned
-        base+residual). If it raises or is not finite, the base's own action goes out and it is counted."""
-        correct = getattr(self.policy, "correct", None)
-        if correct is None or not len(self.history):
+        """The policy's per-step correction from the newest observation (a fine-tuned base+residual's; a plain
+        policy's leaves the action as it is). If it raises or is not finite, the chunk's own action goes out and it
+        is counted."""
+        if not len(self.history):
             return item
         try:
-            action = np.asarray(correct(self.history.latest(), item.action), dtype=np.float32)
+            action = np.asarray(self.policy.correct(self.history.latest(), item.action), dtype=np.float32)
             if action.shape != item.action.shape or not np.all(np.isfinite(action)):
                 raise ValueError(f"correction of shape {action.shape}, finite={bool(np.all(np.isfinite(action)))}")
         except Exception as exc:

@@ -104,7 +104,7 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
     policy = load_policy(checkpoint, device=device, half=half, compile_unet=compile_unet,
                          n_action_steps=n_action_steps, num_inference_steps=num_inference_steps,
                          **({} if zero_noise is None else {"zero_noise": zero_noise}))
-    if policy.processor.device.type == "cpu" and cpu_threads:
+    if policy.device.type == "cpu" and cpu_threads:
         torch.set_num_threads(cpu_threads)
     if n_videos and not policy.camera_keys:
         log.info("no videos: %s sees no cameras (a state-only policy), so there are no frames to show", checkpoint)
@@ -122,7 +122,7 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
         policy.check_observation(envs.single_observation_space)
         period_s = 1.0 / cell.rates.policy_hz
         action_dim = int(envs.single_action_space.shape[0])
-        runners += [PolicyRunner(policy, DeltaHold(action_dim, policy.config.delta_action_dims),
+        runners += [PolicyRunner(policy, DeltaHold(action_dim, policy.delta_action_dims),
                                  RunnerConfig(period_s=period_s, asynchronous=False)) for _ in range(n_envs)]
         results: list[dict[str, Any]] = []
         done, steps = [0] * n_envs, [0] * n_envs

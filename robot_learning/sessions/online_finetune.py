@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from robot_learning.data.episode_store import ArraySpec, EpisodeStore
-from robot_learning.rl.base_policy import ChunkedBase
+from robot_learning.rl.base_policy import FrozenBase
 from robot_learning.rl.ppo import PPOUpdater, RolloutBuffer
 from robot_learning.rl.residual import ActionNormalizer, ResidualPolicy
 from robot_learning.rl.rollout import state_vector
@@ -54,7 +54,7 @@ class OnlineReport:
 
 
 class OnlineFinetuneSession:
-    def __init__(self, env, base: ChunkedBase, policy: ResidualPolicy, updater: PPOUpdater, obs_keys: list[str],
+    def __init__(self, env, base: FrozenBase, policy: ResidualPolicy, updater: PPOUpdater, obs_keys: list[str],
                  out: Path, episodes_per_update: int = 4, intervention: Intervention | None = None,
                  label_success: Callable[[dict], bool] | None = None, seed: int = 0,
                  init_residual: Path | str | None = None):

@@ -8,7 +8,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np
 import torch
 
-from robot_learning.rl.base_policy import ExpertChunkedBase
+from robot_learning.rl.base_policy import ExpertPolicy, FrozenBase
 from robot_learning.rl.config import PPOConfig, ResidualConfig
 from robot_learning.rl.ppo import PPOUpdater
 from robot_learning.rl.residual import ResidualPolicy
@@ -40,7 +40,7 @@ def make_session(out: str, seed: int = 0, init_residual=None) -> OnlineFinetuneS
     torch.manual_seed(seed)
     env = TwinEnv(task="lift", image_size=None)
     high = env.action_space.high
-    base = ExpertChunkedBase(env.cell, env.task_config, 1, -high, high, ExpertNoise(0.006, 0.03), seed=seed)
+    base = FrozenBase(ExpertPolicy(env.cell, env.task_config, -high, high, ExpertNoise(0.006, 0.03), seed=seed), 1)
     obs_dim = sum(int(np.prod(env.observation_space[k].shape)) for k in KEYS)
     policy = ResidualPolicy(obs_dim, 7, ResidualConfig(hidden_sizes=[32, 32], obs_keys=KEYS))
     updater = PPOUpdater(policy, PPOConfig(n_envs=1, steps_per_iteration=1, update_epochs=2, n_minibatches=1))

@@ -81,7 +81,7 @@ def test_the_combined_checkpoint_is_served_like_a_plain_policy_with_the_residual
     result = finetune(state_base, tmp_path / "run", tiny_finetune(1), progress=False)
     policy = load_policy(result.checkpoint, device="cpu")
     assert isinstance(policy, ResidualDiffusionPolicy)
-    assert policy.num_inference_steps == 2  # the base runs as it ran during fine-tuning
+    assert policy.base.num_inference_steps == 2  # the base runs as it ran during fine-tuning
 
     last = policy.residual.actor.net[-1]
     with torch.no_grad():  # a residual whose mean is 0.5 everywhere

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from robot_learning.policies.policy import Policy
 from robot_learning.runtime.policy_runner import DeltaHold, PolicyRunner, RunnerConfig
 from robot_learning.runtime.twin_loop import run_realtime_episode
 from sim.env import TwinEnv
@@ -27,7 +28,7 @@ class ManualClock:
         return self.now_s
 
 
-class CountingPolicy:
+class CountingPolicy(Policy):
     """Chunk ``c`` has actions whose dx encodes (chunk, index): 0.001 * (10 * c + i); gripper closed.
 
     ``latency_s`` advances a manual clock (simulated inference time); ``fail_on``/``nan_on`` name the
@@ -36,16 +37,17 @@ class CountingPolicy:
 
     n_obs_steps = 2
     obs_keys = ["tcp_position"]
+    action_low, action_high = -np.ones(ACTION_DIM, np.float32), np.ones(ACTION_DIM, np.float32)
 
     def __init__(self, n_actions=8, clock=None, latency_s=0.0, fail_on=(), nan_on=(), gate=None, sleep_s=0.0):
         self.n_actions, self.clock, self.latency_s = n_actions, clock, latency_s
         self.fail_on, self.nan_on, self.gate, self.sleep_s = set(fail_on), set(nan_on), gate, sleep_s
         self.calls, self.histories = 0, []
 
-    def predict_chunk(self, history):
+    def predict_chunks(self, histories):
         call = self.calls
         self.calls += 1
-        self.histories.append({k: v.copy() for k, v in history.items()})
+        self.histories.append({k: v[0].copy() for k, v in histories.items()})
         if self.gate is not None:
             self.gate.wait(timeout=10)
         if self.sleep_s:
@@ -59,7 +61,7 @@ class CountingPolicy:
         chunk[:, 6] = 1.0
         if call in self.nan_on:
             chunk[3, 2] = np.nan
-        return chunk
+        return chunk[None]
 
 
 def obs_at(t):
@@ -230,9 +232,9 @@ def twin():
 class RisePolicy(CountingPolicy):
     """Chunks that raise the TCP 1 cm per step (gripper open), after ``sleep_s`` of thinking."""
 
-    def predict_chunk(self, history):
-        chunk = super().predict_chunk(history)
-        chunk[:, 0], chunk[:, 2], chunk[:, 6] = 0.0, 0.01, 0.0
+    def predict_chunks(self, histories):
+        chunk = super().predict_chunks(histories)
+        chunk[..., 0], chunk[..., 2], chunk[..., 6] = 0.0, 0.01, 0.0
         return chunk
 
 

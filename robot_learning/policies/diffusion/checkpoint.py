@@ -18,14 +18,11 @@ import torch
 from robot_learning.policies.diffusion.configuration import DiffusionConfig, PolicyTrainingConfig
 from robot_learning.policies.diffusion.modeling import DiffusionModel
 from robot_learning.policies.diffusion.processor import MinMaxNormalizer, ObservationProcessor
+from robot_learning.policies.policy import ObservationMismatchError, Policy, observation_shapes
 from robot_learning.runtime.safe_load import load_plain, save_plain
 
 CHECKPOINT_FORMAT = "manip_stack.diffusion_policy"
 CHECKPOINT_VERSION = 1
-
-
-class ObservationMismatchError(ValueError):
-    """Observations that differ from what the policy was trained on (keys, shapes, cameras)."""
 
 
 def resolve_device(device: str) -> torch.device:
@@ -69,13 +66,9 @@ def validate_checkpoint(ckpt: Any, path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def observation_shapes(obs: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-    """Shapes of observation arrays, gym spaces or shape tuples."""
-    return {k: tuple(v.shape) if hasattr(v, "shape") else tuple(v) for k, v in obs.items()}
-
-
-class DiffusionPolicy:
-    """A trained diffusion policy ready to act: holds the model, the processor and the trained-on spec."""
+class DiffusionPolicy(Policy):
+    """A trained diffusion policy ready to act: holds the model, the processor and the trained-on spec. Stateless
+    between chunks (everything it knows is in the history it is given), so one serves many envs at once."""
 
     def __init__(self, model: DiffusionModel, processor: ObservationProcessor, obs_spec: Mapping[str, Any],
                  dataset: Mapping[str, Any], source: str = "<memory>", seed: int = 0,
@@ -152,6 +145,26 @@ class DiffusionPolicy:
         h, w = self.obs_spec[self.config.camera_keys[0]]["shape"][:2]
         return int(w), int(h)
 
+    @property
+    def sim_only(self) -> bool:
+        return self.config.sim_only
+
+    @property
+    def delta_action_dims(self) -> list[int]:
+        return list(self.config.delta_action_dims)
+
+    @property
+    def action_low(self) -> np.ndarray:
+        return self.processor.normalizer.stats[self.config.action_key]["min"].copy()
+
+    @property
+    def action_high(self) -> np.ndarray:
+        return self.processor.normalizer.stats[self.config.action_key]["max"].copy()
+
+    @property
+    def device(self) -> torch.device:
+        return self.processor.device
+
     # ------------------------------------------------------------------ checks
     def check_observation(self, obs: Mapping[str, Any]) -> None:
         """Raise :class:`ObservationMismatchError` naming missing keys, wrong shapes and a different camera set.
@@ -186,7 +199,3 @@ class DiffusionPolicy:
                                        zero_noise=self.zero_noise)
         start = self.n_obs_steps - 1  # the chunk starts at the current (latest observed) step
         return self.processor.unnormalize_actions(action[:, start : start + self.n_action_steps])
-
-    def predict_chunk(self, history: Mapping[str, np.ndarray]) -> np.ndarray:
-        """(n_action_steps, A) raw actions for one history {key: (n_obs_steps, ...)}: the runner's interface."""
-        return self.predict_chunks({k: np.asarray(history[k])[None] for k in self.obs_keys})[0]
