@@ -2,9 +2,10 @@
 
 Every env runs its own :class:`PolicyRunner` in synchronous mode on sim time (the sim waits while the
 policy thinks, as in Diffusion Policy's sim evaluations); the real-time behaviour of the runner (late
-chunks, holds) is exercised by its own tests and the real-time twin loop. Each env gets a fixed quota
-of episodes, so fast (successful) episodes are not over-counted. Scenes come from ``seed`` onwards,
-away from the collection seeds (0, 1, 2, ...), so evaluation scenes are not the training scenes.
+chunks, holds) is exercised by its own tests, on a manual clock and against the twin in wall-clock time.
+Each env gets a fixed quota of episodes, so fast (successful) episodes are not over-counted. Scenes come
+from ``seed`` onwards, away from the collection seeds (0, 1, 2, ...), so evaluation scenes are not the
+training scenes. ``out/`` receives ``eval_report.json`` and ``videos/`` (the first successes and failures).
 """
 
 from __future__ import annotations
@@ -83,6 +84,11 @@ class EvalReport:
                 + (f"; failures: {describe_failures(failures)}" if failures else ""))
 
 
+def episode_quotas(n_episodes: int, n_envs: int) -> list[int]:
+    """Episodes each env contributes: ``n_episodes`` shared out as evenly as possible, the first envs one more."""
+    return [n_episodes // n_envs + (i < n_episodes % n_envs) for i in range(n_envs)]
+
+
 def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None,
                     cell: CellConfig | str | None = None, n_episodes: int = 50,
                     n_envs: int = 2, seed: int = EVAL_SEED, out: str | Path | None = None, n_videos: int = 2,
@@ -98,86 +104,138 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
     """
     import torch
 
-    from hardware_configs import load_cell, load_task
-    from sim.vector import ended_episode_outcomes, make_vector_env
+    from sim.vector import make_vector_env
 
     policy = load_policy(checkpoint, device=device, half=half, compile_unet=compile_unet,
                          n_action_steps=n_action_steps, num_inference_steps=num_inference_steps,
                          **({} if zero_noise is None else {"zero_noise": zero_noise}))
-    if policy.device.type == "cpu" and cpu_threads:
+    if policy.processor.device.type == "cpu" and cpu_threads:
         torch.set_num_threads(cpu_threads)
     if n_videos and not policy.camera_keys:
         log.info("no videos: %s sees no cameras (a state-only policy), so there are no frames to show", checkpoint)
         n_videos = 0
-    task = task or policy.dataset.get("task")
-    if not task:
-        raise ValueError(f"{checkpoint} does not record its task; pass --task")
-    cell, task = load_cell(cell or policy.dataset.get("cell") or "franka_3cam"), load_task(task)  # loaded once
+    cell, task = _cell_and_task(policy, checkpoint, task, cell)
     n_envs = max(1, min(n_envs, n_episodes))
-    quota = [n_episodes // n_envs + (i < n_episodes % n_envs) for i in range(n_envs)]
     out = Path(out) if out is not None else None
     envs = make_vector_env(n_envs, cell=cell, task=task, image_size=policy.image_size, asynchronous=n_envs > 1)
     runners: list[PolicyRunner] = []
     try:
         policy.check_observation(envs.single_observation_space)
         period_s = 1.0 / cell.rates.policy_hz
-        action_dim = int(envs.single_action_space.shape[0])
-        runners += [PolicyRunner(policy, DeltaHold(action_dim, policy.delta_action_dims),
-                                 RunnerConfig(period_s=period_s, asynchronous=False)) for _ in range(n_envs)]
-        results: list[dict[str, Any]] = []
-        done, steps = [0] * n_envs, [0] * n_envs
-        frames: list[list[np.ndarray]] = [[] for _ in range(n_envs)]
-        saved = {True: 0, False: 0}
-        videos: list[str] = []
+        runners += _make_runners(policy, n_envs, int(envs.single_action_space.shape[0]), period_s)
+        videos = _VideoKeeper(None if out is None else out / "videos", n_videos, n_envs, policy.camera_keys, period_s)
         start = time.monotonic()
-        obs, _ = envs.reset(seed=seed)
-        bar = tqdm(total=n_episodes, desc=f"eval {task.name}", unit="ep", disable=not progress)
-        while sum(done) < n_episodes:
-            actions = np.zeros((n_envs, action_dim), np.float32)
-            for i, runner in enumerate(runners):
-                obs_i = {k: obs[k][i] for k in policy.obs_keys}
-                if done[i] < quota[i] and out is not None and n_videos:
-                    frames[i].append(_frame(obs_i, policy.camera_keys, f"step {steps[i]}"))
-                runner.observe(obs_i, steps[i] * period_s)
-                actions[i] = runner.next_action(steps[i] * period_s).action
-            obs, _, terminated, truncated, info = envs.step(actions)
-            ended = np.flatnonzero(terminated | truncated)
-            outcomes = ended_episode_outcomes(info, n_envs) if ended.size else []
-            for i in ended:
-                success = bool(info["final_info"]["success"][i])
-                outcome = outcomes[i]
-                if done[i] < quota[i]:
-                    results.append({"env": int(i), "episode": done[i], "success": success, "steps": steps[i] + 1,
-                                    "outcome": outcome})
-                    done[i] += 1
-                    bar.update(1)
-                    bar.set_postfix(success=f"{sum(r['success'] for r in results)}/{len(results)}")
-                    if out is not None and saved[success] < n_videos and frames[i]:
-                        final = {k: info["final_obs"][i][k] for k in policy.camera_keys}
-                        frames[i].append(_frame(final, policy.camera_keys, f"step {steps[i] + 1} "
-                                                + ("SUCCESS" if success else "failure")))
-                        name = f"{'success' if success else 'failure'}_{saved[success]:02d}.mp4"
-                        videos.append(str(_write_video(out / "videos" / name, frames[i], period_s)))
-                        saved[success] += 1
-                runners[i].reset()
-                steps[i], frames[i] = 0, []
-            for i in np.flatnonzero(~(terminated | truncated)):
-                steps[i] += 1
-        bar.close()
+        results = _roll_out(envs, runners, policy, episode_quotas(n_episodes, n_envs), seed, period_s, videos,
+                            desc=f"eval {task.name}", progress=progress)
     finally:
         envs.close()
         for runner in runners:
             runner.close()
-    k = sum(r["success"] for r in results)
-    stats = _sum_stats([r.stats for r in runners])
-    n = len(results)
+    k, n = sum(r["success"] for r in results), len(results)
     report = EvalReport(str(checkpoint), cell.name, task.name, n, k, k / n, wilson_interval(k, n),
-                        float(np.mean([r["steps"] for r in results])), time.monotonic() - start, results, videos, stats)
+                        float(np.mean([r["steps"] for r in results])), time.monotonic() - start, results,
+                        videos.paths, _sum_stats([r.stats for r in runners]))
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        summary = {**asdict(report), "failures_by_outcome": report.failures_by_outcome}
-        (out / "eval_report.json").write_text(json.dumps(summary, indent=2))
+        write_report(report, out)
     return report
+
+
+def write_report(report: EvalReport, out: Path) -> Path:
+    """``out/eval_report.json``: the report with its failures counted by outcome."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {**asdict(report), "failures_by_outcome": report.failures_by_outcome}
+    path = out / "eval_report.json"
+    path.write_text(json.dumps(summary, indent=2))
+    return path
+
+
+def _cell_and_task(policy, checkpoint: str | Path, task: TaskConfig | str | None,
+                   cell: CellConfig | str | None) -> tuple[CellConfig, TaskConfig]:
+    """The given cell and task, else the ones the policy was trained in; loaded once, typed."""
+    from hardware_configs import load_cell, load_task
+
+    task = task or policy.dataset.get("task")
+    if not task:
+        raise ValueError(f"{checkpoint} does not record its task; pass --task")
+    return load_cell(cell or policy.dataset.get("cell") or "franka_3cam"), load_task(task)
+
+
+def _make_runners(policy, n_envs: int, action_dim: int, period_s: float) -> list[PolicyRunner]:
+    """One synchronous runner per env, on sim time: the twin waits while the policy thinks."""
+    return [PolicyRunner(policy, DeltaHold(action_dim, policy.config.delta_action_dims),
+                         RunnerConfig(period_s=period_s, asynchronous=False)) for _ in range(n_envs)]
+
+
+def _roll_out(envs, runners: list[PolicyRunner], policy, quota: list[int], seed: int, period_s: float,
+              videos: _VideoKeeper, desc: str, progress: bool) -> list[dict[str, Any]]:
+    """Step all envs until each has ended its ``quota`` of episodes; one result per counted episode, in the
+    order they ended. Episodes past an env's quota run on (the vector env steps every env) but are not counted."""
+    from sim.vector import ended_episode_outcomes
+
+    n_envs, n_episodes = len(runners), sum(quota)
+    action_dim = int(envs.single_action_space.shape[0])
+    results: list[dict[str, Any]] = []
+    done, steps = [0] * n_envs, [0] * n_envs
+    obs, _ = envs.reset(seed=seed)
+    bar = tqdm(total=n_episodes, desc=desc, unit="ep", disable=not progress)
+    while sum(done) < n_episodes:
+        actions = np.zeros((n_envs, action_dim), np.float32)
+        for i, runner in enumerate(runners):
+            obs_i = {k: obs[k][i] for k in policy.obs_keys}
+            if done[i] < quota[i]:
+                videos.add(i, obs_i, f"step {steps[i]}")
+            runner.observe(obs_i, steps[i] * period_s)
+            actions[i] = runner.next_action(steps[i] * period_s).action
+        obs, _, terminated, truncated, info = envs.step(actions)
+        ended = np.flatnonzero(terminated | truncated)
+        outcomes = ended_episode_outcomes(info, n_envs) if ended.size else []
+        for i in ended:
+            success = bool(info["final_info"]["success"][i])
+            if done[i] < quota[i]:
+                results.append({"env": int(i), "episode": done[i], "success": success, "steps": steps[i] + 1,
+                                "outcome": outcomes[i]})
+                done[i] += 1
+                bar.update(1)
+                bar.set_postfix(success=f"{sum(r['success'] for r in results)}/{len(results)}")
+                videos.episode_ended(i, success, info["final_obs"][i], steps[i] + 1)
+            runners[i].reset()
+            steps[i] = 0
+            videos.discard(i)
+        for i in np.flatnonzero(~(terminated | truncated)):
+            steps[i] += 1
+    bar.close()
+    return results
+
+
+class _VideoKeeper:
+    """Films each env's episode in progress and keeps, as mp4s, the first ``n_per_outcome`` successes and the first
+    ``n_per_outcome`` failures (``success_00.mp4``, ``failure_00.mp4``, ...); films nothing without ``out_dir``."""
+
+    def __init__(self, out_dir: Path | None, n_per_outcome: int, n_envs: int, camera_keys: list[str],
+                 period_s: float) -> None:
+        self.out_dir, self.n_per_outcome = out_dir, n_per_outcome
+        self.camera_keys, self.period_s = camera_keys, period_s
+        self.filming = out_dir is not None and n_per_outcome > 0
+        self.frames: list[list[np.ndarray]] = [[] for _ in range(n_envs)]
+        self.saved = {True: 0, False: 0}
+        self.paths: list[str] = []
+
+    def add(self, env: int, obs: dict[str, np.ndarray], caption: str) -> None:
+        if self.filming:
+            self.frames[env].append(_frame(obs, self.camera_keys, caption))
+
+    def episode_ended(self, env: int, success: bool, final_obs: dict[str, np.ndarray], steps: int) -> None:
+        """Write the episode with its final frame if its outcome still wants a video."""
+        if self.out_dir is None or self.saved[success] >= self.n_per_outcome or not self.frames[env]:
+            return
+        final = {k: final_obs[k] for k in self.camera_keys}
+        self.frames[env].append(_frame(final, self.camera_keys, f"step {steps} {'SUCCESS' if success else 'failure'}"))
+        name = f"{'success' if success else 'failure'}_{self.saved[success]:02d}.mp4"
+        self.paths.append(str(_write_video(self.out_dir / name, self.frames[env], self.period_s)))
+        self.saved[success] += 1
+
+    def discard(self, env: int) -> None:
+        self.frames[env] = []
 
 
 def _frame(obs: dict[str, np.ndarray], camera_keys: list[str], caption: str) -> np.ndarray:

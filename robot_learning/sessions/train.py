@@ -72,6 +72,55 @@ def dataset_keys(store: EpisodeStore) -> tuple[list[str], list[str]]:
     return images, low_dim
 
 
+@dataclass
+class TrainingData:
+    """What training reads from the store: arrays in memory, episode ends, and the facts a checkpoint records."""
+
+    arrays: dict[str, np.ndarray]
+    ends: np.ndarray
+    obs_spec: dict[str, dict[str, Any]]  # per observation key: shape, dtype, unit
+    info: dict[str, Any]  # path, fingerprints, episodes, cell, task, image size
+
+
+@dataclass
+class Optimisation:
+    """The model and everything that updates it; one ``step`` per batch, saved and restored whole."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    lr_schedule: torch.optim.lr_scheduler.LRScheduler
+    ema: EMAModel | None
+    grad_clip_norm: float | None
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
+        self.optimizer.step()
+        self.lr_schedule.step()
+        if self.ema is not None:
+            self.ema.step(self.model.parameters())
+
+    def state(self, epoch: int, global_step: int, elapsed_s: float) -> dict[str, Any]:
+        """The ``training`` entry of ``last.pt``: enough to go on after ``epoch`` as if never stopped."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "lr_scheduler": self.lr_schedule.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
+                "epoch": epoch, "global_step": global_step, "elapsed_s": elapsed_s}
+
+    def restore(self, state: dict[str, Any]) -> tuple[int, int, float]:
+        """Load a :meth:`state`; returns (epochs done, optimiser steps done, training seconds so far)."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_schedule.load_state_dict(state["lr_scheduler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        return int(state["epoch"]), int(state["global_step"]), float(state.get("elapsed_s", 0.0))
+
+    def inference_weights(self) -> dict[str, torch.Tensor]:
+        return _inference_weights(self.model, self.ema)
+
+
 def train_policy(dataset: str | Path, config: PolicyTrainingConfig | str | Path, out: str | Path,
                  device: str = "auto", progress: bool = True, stop_after_epoch: int | None = None) -> TrainResult:
     """Train (or resume) into ``out``; ``stop_after_epoch`` ends early as a kill would (for tests)."""
@@ -80,58 +129,27 @@ def train_policy(dataset: str | Path, config: PolicyTrainingConfig | str | Path,
     tc = cfg.train
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
-    with EpisodeStore.open(dataset) as store:
-        images, low_dim = dataset_keys(store)
-        cfg = cfg.model_copy(update={"policy": resolve_input_keys(cfg.policy, images, low_dim)})
-        pc = cfg.policy
-        obs_keys = [*pc.camera_keys, *pc.low_dim_keys]
-        arrays, ends = load_arrays(store, [*obs_keys, pc.action_key], tc.max_episodes)
-        obs_spec = {k: {"shape": list(store.specs[k].shape), "dtype": store.specs[k].dtype.name,
-                        "unit": store.specs[k].unit} for k in obs_keys}
-        dataset_info = {"path": str(store.path), "fingerprint": store.fingerprint,
-                        "schema_fingerprint": store.schema_fingerprint, "n_episodes": len(ends),
-                        "cell": store.attrs.get("cell"), "task": store.attrs.get("task"),
-                        "image_size": store.attrs.get("image_size")}
-
-    resume = _resume_state(out, cfg, dataset_info)
-    normalizer = MinMaxNormalizer.fit({k: arrays[k] for k in [*pc.low_dim_keys, pc.action_key]})
-    windows = WindowDataset(arrays, ends, obs_keys, pc.action_key, pc.n_obs_steps, pc.horizon,
-                            pc.n_action_steps, pc.delta_action_dims)
+    cfg, data = load_training_data(dataset, cfg)
+    pc = cfg.policy
+    resume = _resume_state(out, cfg, data.info)  # refused before anything is built
+    normalizer = MinMaxNormalizer.fit({k: data.arrays[k] for k in [*pc.low_dim_keys, pc.action_key]})
+    windows = WindowDataset(data.arrays, data.ends, [*pc.camera_keys, *pc.low_dim_keys], pc.action_key,
+                            pc.n_obs_steps, pc.horizon, pc.n_action_steps, pc.delta_action_dims)
     processor = ObservationProcessor(pc.camera_keys, pc.low_dim_keys, pc.action_key, normalizer, dev)
-    action_dim = int(arrays[pc.action_key].shape[-1])
+    action_dim = int(data.arrays[pc.action_key].shape[-1])
     steps_per_epoch = len(windows.epoch_batches(tc.batch_size, np.random.default_rng(0)))
-
-    torch.manual_seed(tc.seed)
-    model = build_model(pc, obs_spec, action_dim).to(dev)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.learning_rate, betas=tc.adam_betas,
-                                  weight_decay=tc.weight_decay)
-    lr_schedule = get_scheduler(tc.lr_schedule, optimizer, num_warmup_steps=tc.lr_warmup_steps,
-                                num_training_steps=tc.num_epochs * steps_per_epoch)
-    ema = EMAModel(model.parameters(), decay=tc.ema_max_decay, use_ema_warmup=True, power=tc.ema_power) \
-        if tc.use_ema else None
-    start_epoch = step = 0
-    elapsed_before_s = 0.0
+    opt = build_optimisation(cfg, data.obs_spec, action_dim, steps_per_epoch, dev)
+    start_epoch, step, elapsed_before_s = 0, 0, 0.0
     if resume is not None:
-        state = resume["training"]
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        lr_schedule.load_state_dict(state["lr_scheduler"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        start_epoch, step = int(state["epoch"]), int(state["global_step"])
-        elapsed_before_s = float(state.get("elapsed_s", 0.0))
+        start_epoch, step, elapsed_before_s = opt.restore(resume["training"])
         log.info("resuming %s after epoch %d (step %d)", out, start_epoch, step)
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    log_path = out / "train_log.csv"
-    _truncate_log(log_path, step)
-
+    log_path = _prepare_run_dir(out, cfg, step)
     meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": cfg.model_dump(mode="json"),
-            "normalizer": normalizer.state_dict(), "dataset": dataset_info, "obs_spec": obs_spec,
+            "normalizer": normalizer.state_dict(), "dataset": data.info, "obs_spec": data.obs_spec,
             "action_dim": action_dim}
     log.info("training on %s: %d windows, %d steps/epoch, %d epochs, device %s, %.2f M parameters",
              dataset, len(windows), steps_per_epoch, tc.num_epochs, dev,
-             sum(p.numel() for p in model.parameters()) / 1e6)
+             sum(p.numel() for p in opt.model.parameters()) / 1e6)
     start_wall = time.monotonic() - elapsed_before_s  # wall_s counts the run's training time across resumes
     session_start, epoch_loss, samples, last_epoch = time.monotonic(), float("nan"), 0, start_epoch
     end_epoch = tc.num_epochs if stop_after_epoch is None else min(tc.num_epochs, stop_after_epoch)
@@ -142,51 +160,100 @@ def train_policy(dataset: str | Path, config: PolicyTrainingConfig | str | Path,
         bar = tqdm(range(start_epoch, end_epoch), desc="train", unit="epoch", disable=not progress,
                    initial=start_epoch, total=tc.num_epochs)
         for epoch in bar:
-            rng = np.random.default_rng([tc.seed, epoch])
-            torch.manual_seed(tc.seed * 1_000_003 + epoch)  # crops, noise, timesteps: a function of (seed, epoch)
-            model.train()
-            losses = []
-            for indices in tqdm(windows.epoch_batches(tc.batch_size, rng), desc=f"epoch {epoch + 1}",
-                                leave=False, disable=not progress):
-                t0 = time.monotonic()
-                batch = windows.batch(indices)
-                loss = model.compute_loss(processor.observations(batch), processor.actions(batch[pc.action_key]))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if tc.grad_clip_norm:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip_norm)
-                optimizer.step()
-                lr_schedule.step()
-                if ema is not None:
-                    ema.step(model.parameters())
-                step += 1
-                samples += len(indices)
-                losses.append(loss.item())
-                writer.writerow({"epoch": epoch + 1, "step": step, "loss": f"{losses[-1]:.6f}",
-                                 "lr": f"{lr_schedule.get_last_lr()[0]:.3e}",
-                                 "samples_per_s": f"{len(indices) / max(time.monotonic() - t0, 1e-9):.1f}",
-                                 "wall_s": f"{time.monotonic() - start_wall:.2f}"})
+            losses, epoch_samples = _train_epoch(opt, windows, processor, cfg, epoch, step, writer, start_wall,
+                                                 progress)
+            step, samples = step + len(losses), samples + epoch_samples
             epoch_loss, last_epoch = float(np.mean(losses)), epoch + 1
             bar.set_postfix(loss=f"{epoch_loss:.4f}")
             if last_epoch % tc.checkpoint_every_epochs == 0 or last_epoch == end_epoch:
                 log_file.flush()
-                training = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                            "lr_scheduler": lr_schedule.state_dict(), "ema": ema.state_dict() if ema else None,
-                            "epoch": last_epoch, "global_step": step, "elapsed_s": time.monotonic() - start_wall}
-                atomic_save({**meta, "model": _inference_weights(model, ema), "training": training},
-                            out / "checkpoints" / "last.pt")
-                plot_loss_curve(log_path, out / "loss.png")
+                _save_last(out, meta, opt, last_epoch, step, time.monotonic() - start_wall)
         bar.close()
 
     wall_s, session_s = time.monotonic() - start_wall, time.monotonic() - session_start
     policy_path = out / "policy.pt"
     if last_epoch == tc.num_epochs:
-        atomic_save({**meta, "model": _inference_weights(model, ema)}, policy_path)
+        atomic_save({**meta, "model": opt.inference_weights()}, policy_path)
     result = TrainResult(out, policy_path, last_epoch, step, wall_s, epoch_loss, samples / max(session_s, 1e-9),
                          start_epoch)
     (out / "train_summary.json").write_text(json.dumps({k: str(v) if isinstance(v, Path) else v
                                                         for k, v in asdict(result).items()}, indent=2))
     return result
+
+
+def load_training_data(dataset: str | Path, cfg: PolicyTrainingConfig,
+                       ) -> tuple[PolicyTrainingConfig, TrainingData]:
+    """Read the inputs ``cfg`` names (camera and low-dim keys resolved against the store) and the action."""
+    tc = cfg.train
+    with EpisodeStore.open(dataset) as store:
+        images, low_dim = dataset_keys(store)
+        cfg = cfg.model_copy(update={"policy": resolve_input_keys(cfg.policy, images, low_dim)})
+        pc = cfg.policy
+        obs_keys = [*pc.camera_keys, *pc.low_dim_keys]
+        arrays, ends = load_arrays(store, [*obs_keys, pc.action_key], tc.max_episodes)
+        obs_spec = {k: {"shape": list(store.specs[k].shape), "dtype": store.specs[k].dtype.name,
+                        "unit": store.specs[k].unit} for k in obs_keys}
+        info = {"path": str(store.path), "fingerprint": store.fingerprint,
+                "schema_fingerprint": store.schema_fingerprint, "n_episodes": len(ends),
+                "cell": store.attrs.get("cell"), "task": store.attrs.get("task"),
+                "image_size": store.attrs.get("image_size")}
+    return cfg, TrainingData(arrays, ends, obs_spec, info)
+
+
+def build_optimisation(cfg: PolicyTrainingConfig, obs_spec: dict[str, dict[str, Any]], action_dim: int,
+                       steps_per_epoch: int, device: torch.device) -> Optimisation:
+    """A freshly initialised model (weights a function of the seed), AdamW, the LR schedule and the EMA."""
+    tc = cfg.train
+    torch.manual_seed(tc.seed)
+    model = build_model(cfg.policy, obs_spec, action_dim).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.learning_rate, betas=tc.adam_betas,
+                                  weight_decay=tc.weight_decay)
+    lr_schedule = get_scheduler(tc.lr_schedule, optimizer, num_warmup_steps=tc.lr_warmup_steps,
+                                num_training_steps=tc.num_epochs * steps_per_epoch)
+    ema = EMAModel(model.parameters(), decay=tc.ema_max_decay, use_ema_warmup=True, power=tc.ema_power) \
+        if tc.use_ema else None
+    return Optimisation(model, optimizer, lr_schedule, ema, tc.grad_clip_norm)
+
+
+def _prepare_run_dir(out: Path, cfg: PolicyTrainingConfig, step: int) -> Path:
+    """``checkpoints/``, the resolved ``config.yaml`` and a log holding no row past ``step``; returns the log."""
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    log_path = out / "train_log.csv"
+    _truncate_log(log_path, step)
+    return log_path
+
+
+def _train_epoch(opt: Optimisation, windows: WindowDataset, processor: ObservationProcessor,
+                 cfg: PolicyTrainingConfig, epoch: int, step: int, writer: csv.DictWriter, start_wall: float,
+                 progress: bool) -> tuple[list[float], int]:
+    """One pass over the windows (0-based ``epoch``, ``step`` optimiser steps before it), a log row per batch;
+    returns the batch losses and the number of samples seen."""
+    tc, action_key = cfg.train, cfg.policy.action_key
+    rng = np.random.default_rng([tc.seed, epoch])
+    torch.manual_seed(tc.seed * 1_000_003 + epoch)  # crops, noise, timesteps: a function of (seed, epoch)
+    opt.model.train()
+    losses, samples = [], 0
+    for indices in tqdm(windows.epoch_batches(tc.batch_size, rng), desc=f"epoch {epoch + 1}", leave=False,
+                        disable=not progress):
+        t0 = time.monotonic()
+        batch = windows.batch(indices)
+        loss = opt.model.compute_loss(processor.observations(batch), processor.actions(batch[action_key]))
+        opt.step(loss)
+        samples += len(indices)
+        losses.append(loss.item())
+        writer.writerow({"epoch": epoch + 1, "step": step + len(losses), "loss": f"{losses[-1]:.6f}",
+                         "lr": f"{opt.lr_schedule.get_last_lr()[0]:.3e}",
+                         "samples_per_s": f"{len(indices) / max(time.monotonic() - t0, 1e-9):.1f}",
+                         "wall_s": f"{time.monotonic() - start_wall:.2f}"})
+    return losses, samples
+
+
+def _save_last(out: Path, meta: dict[str, Any], opt: Optimisation, epoch: int, step: int, elapsed_s: float) -> None:
+    """``checkpoints/last.pt`` (atomic: a kill leaves the previous one) and the loss plot so far."""
+    atomic_save({**meta, "model": opt.inference_weights(), "training": opt.state(epoch, step, elapsed_s)},
+                out / "checkpoints" / "last.pt")
+    plot_loss_curve(out / "train_log.csv", out / "loss.png")
 
 
 def _inference_weights(model: torch.nn.Module, ema: EMAModel | None) -> dict[str, torch.Tensor]:
