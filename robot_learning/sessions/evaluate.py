@@ -109,7 +109,7 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
     policy = load_policy(checkpoint, device=device, half=half, compile_unet=compile_unet,
                          n_action_steps=n_action_steps, num_inference_steps=num_inference_steps,
                          **({} if zero_noise is None else {"zero_noise": zero_noise}))
-    if policy.processor.device.type == "cpu" and cpu_threads:
+    if policy.device.type == "cpu" and cpu_threads:
         torch.set_num_threads(cpu_threads)
     if n_videos and not policy.camera_keys:
         log.info("no videos: %s sees no cameras (a state-only policy), so there are no frames to show", checkpoint)
@@ -162,7 +162,7 @@ def _cell_and_task(policy, checkpoint: str | Path, task: TaskConfig | str | None
 
 def _make_runners(policy, n_envs: int, action_dim: int, period_s: float) -> list[PolicyRunner]:
     """One synchronous runner per env, on sim time: the twin waits while the policy thinks."""
-    return [PolicyRunner(policy, DeltaHold(action_dim, policy.config.delta_action_dims),
+    return [PolicyRunner(policy, DeltaHold(action_dim, policy.delta_action_dims),
                          RunnerConfig(period_s=period_s, asynchronous=False)) for _ in range(n_envs)]
 
 

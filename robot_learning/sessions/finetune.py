@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from hardware_configs.loader import load_cell, load_task
-from robot_learning.rl.base_policy import ChunkedBase, DiffusionChunkedBase, load_frozen_base
+from robot_learning.rl.base_policy import FrozenBase, load_frozen_base
 from robot_learning.rl.combined import save_combined
 from robot_learning.rl.config import FinetuneConfig
 from robot_learning.rl.ppo import PPOUpdater, RolloutBuffer, UpdateStats
@@ -58,7 +58,7 @@ def _obs_dim(envs, keys: list[str]) -> int:
     return int(sum(np.prod(spaces[k].shape) for k in keys))
 
 
-def evaluate_residual(envs, base: ChunkedBase, policy: ResidualPolicy, keys: list[str], n_episodes: int,
+def evaluate_residual(envs, base: FrozenBase, policy: ResidualPolicy, keys: list[str], n_episodes: int,
                       seed: int) -> tuple[int, int, dict[str, int]]:
     """Deterministic residual (its mean) on fresh scenes: (successes, episodes, failures by outcome).
 
@@ -143,7 +143,7 @@ def finetune(base_checkpoint: Path, out: Path, config: FinetuneConfig, progress:
 class _Learner:
     """The frozen base (chunked over the envs), the residual it corrects, and the PPO updater of the residual."""
 
-    base: DiffusionChunkedBase
+    base: FrozenBase
     policy: ResidualPolicy
     updater: PPOUpdater
     keys: list[str]  # the residual's observation keys
@@ -195,7 +195,7 @@ def _run(envs, policy_base, base_checkpoint: Path, out: Path, config: FinetuneCo
 def _build_learner(envs, policy_base, config: FinetuneConfig) -> _Learner:
     """A zero-initialised residual over ``policy_base``, refused if the twins do not give what either reads."""
     policy_base.check_observation(envs.single_observation_space)
-    base = DiffusionChunkedBase(policy_base, config.ppo.n_envs)
+    base = FrozenBase(policy_base, config.ppo.n_envs)
     keys = list(config.residual.obs_keys)
     obs_dim, action_dim = _obs_dim(envs, keys), int(base.action_low.size)
     policy = ResidualPolicy(obs_dim, action_dim, config.residual)
