@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from robot_learning.policies.diffusion.checkpoint import CHECKPOINT_FORMAT, DiffusionPolicy, validate_checkpoint
+from robot_learning.policies.policy import Policy
 from robot_learning.runtime.safe_load import load_plain
 
 
 def load_policy(path: str | Path, device: str = "auto", seed: int = 0, num_inference_steps: int | None = None,
-                observation_space: Any = None, **kwargs: Any) -> Any:
+                observation_space: Any = None, **kwargs: Any) -> Policy:
     """A :class:`DiffusionPolicy` or a :class:`~robot_learning.rl.combined.ResidualDiffusionPolicy`, by the
     file's format, read once; anything else is refused naming both formats. ``kwargs``: ``half``,
     ``compile_unet``, ``n_action_steps``; ``observation_space`` is checked before returning."""
