@@ -41,14 +41,6 @@ class Setup(str, enum.Enum):
     eye_in_hand = "eye_in_hand"
     eye_to_hand = "eye_to_hand"
 
-    @property
-    def solution_name(self) -> str:
-        return "T_flange_cam" if self is Setup.eye_in_hand else "T_base_cam"
-
-    @property
-    def board_name(self) -> str:
-        return "T_base_board" if self is Setup.eye_in_hand else "T_flange_board"
-
 
 class Method(str, enum.Enum):
     tsai = "tsai"

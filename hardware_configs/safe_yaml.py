@@ -11,8 +11,8 @@ PyYAML's ``safe_load`` already refuses arbitrary Python objects, but it still le
 :func:`read_yaml_mapping` closes those: the file's size, its expanded node count and its nesting depth are
 bounded (so a refusal comes in well under a second), duplicate keys are errors naming both lines, bytes that
 are not UTF-8 are an error naming the file, and no message ever quotes more than a short excerpt of the input.
-Every config loader of the stack (cells, tasks, training and RL configs, model profiles, ROS parameter files)
-reads through it.
+Every config loader of the stack (cells, tasks, training and RL configs, model profiles) reads through it; ROS
+parameter files are parsed by rcl when a node starts, and the tests read the shipped ones through it.
 """
 
 from __future__ import annotations

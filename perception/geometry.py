@@ -114,21 +114,6 @@ def base_to_pixel(points_base_m: np.ndarray, intr: Intrinsics, T_base_cam: np.nd
     return project_points(transform_points(T_cam_base, points_base_m), intr)
 
 
-def sample_depth(depth_m: np.ndarray, uv_px: np.ndarray) -> np.ndarray:
-    """Depth at the nearest pixel of each (u, v); NaN outside the image or where depth is 0 (no measurement)."""
-    uv = np.asarray(uv_px, dtype=np.float64).reshape(-1, 2)
-    h, w = depth_m.shape
-    out = np.full(len(uv), np.nan)
-    finite = np.all(np.isfinite(uv), axis=1)
-    u = np.rint(np.where(finite, uv[:, 0], -1)).astype(int)
-    v = np.rint(np.where(finite, uv[:, 1], -1)).astype(int)
-    inside = finite & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    values = depth_m[v[inside], u[inside]].astype(np.float64)
-    values[values <= 0] = np.nan
-    out[inside] = values
-    return out
-
-
 def intrinsics_key(intr: Intrinsics) -> tuple:
     """A hashable key of an intrinsics model (for caches)."""
     return (intr.width, intr.height, intr.fx, intr.fy, intr.cx, intr.cy, intr.distortion_model, tuple(intr.distortion))
@@ -147,19 +132,3 @@ def _cached_ray_grid(key: tuple, stride: int) -> np.ndarray:
 def ray_grid(intr: Intrinsics, stride: int) -> np.ndarray:
     """Normalised rays of every ``stride``-th pixel, cached (pydantic models with lists are not hashable)."""
     return _cached_ray_grid(intrinsics_key(intr), stride)
-
-
-def depth_image_to_points(depth_m: np.ndarray, intr: Intrinsics, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Every ``stride``-th pixel with depth to optical-frame points; returns (N, 3) float32 points and the
-    (N,) flat indices of their pixels in the strided image (to pick colours). Rays are cached per intrinsics."""
-    if depth_m.shape != (intr.height, intr.width):
-        raise ValueError(f"depth image is {depth_m.shape[::-1]} (w, h); the intrinsics are {intr.width}x{intr.height}")
-    rays = ray_grid(intr, stride)
-    z = depth_m[::stride, ::stride]
-    flat = np.flatnonzero(z > 0)
-    z_valid = z.reshape(-1)[flat]
-    rays_valid = rays.reshape(-1, 2)[flat]
-    points = np.empty((len(flat), 3), dtype=np.float32)
-    np.multiply(rays_valid, z_valid[:, None], out=points[:, :2])
-    points[:, 2] = z_valid
-    return points, flat

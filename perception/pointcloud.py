@@ -134,12 +134,6 @@ def to_open3d(points_m: np.ndarray, colors_u8: np.ndarray | None = None) -> o3d.
     return cloud
 
 
-def rgbd_to_pointcloud(frame: Frame, intr: Intrinsics, T_base_cam: np.ndarray,
-                       stride: int = 1) -> o3d.geometry.PointCloud:
-    """One camera's frame as an open3d cloud in the base frame (no crop, no downsampling)."""
-    return to_open3d(*frame_points_in_base(frame, intr, T_base_cam, stride))
-
-
 def voxel_downsample(points_m: np.ndarray, colors_u8: np.ndarray, voxel_m: float) -> tuple[np.ndarray, np.ndarray]:
     """Average points and colours (returned in [0, 1]) per ``voxel_m`` cube.
 

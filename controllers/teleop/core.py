@@ -57,10 +57,6 @@ class TeleopCommand:
     status: DeviceStatus = DeviceStatus.ok
     intervening: bool = False
 
-    @property
-    def alive(self) -> bool:
-        return self.status is DeviceStatus.ok
-
 
 class InputSource(Protocol):
     """Where raw inputs come from (hardware or a recording)."""
@@ -109,10 +105,6 @@ class ChannelMapper:
 
     def __post_init__(self) -> None:
         self._terms = self.config.axes.terms()
-
-    @property
-    def motion_channels(self) -> set[str]:
-        return {name for axis in self._terms for _, name in axis}
 
     def normalised(self, channels: dict[str, float]) -> np.ndarray:
         """(6,) in [-1, 1] after deadband (rescaled so output starts at 0 at its edge) and response curve."""

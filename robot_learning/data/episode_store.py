@@ -406,32 +406,6 @@ class EpisodeStore:
         s = self.episode_slice(i)
         return {k: self._episode_rows(i, k, s) for k in keys}
 
-    def get_steps(self, key: str, start: int, stop: int) -> np.ndarray:
-        """Rows ``[start, stop)`` of one key across episodes (clipped to the committed steps), checked.
-
-        Each episode the rows touch is checked once per process (one partly inside is read whole for that).
-        """
-        if key not in self._specs:
-            raise KeyError(f"unknown key {key!r}; the store has {self.keys}")
-        start, stop = max(start, 0), min(stop, self._n_steps)
-        if stop <= start:
-            return self.read_rows(key, slice(start, start))
-        try:
-            values = self.read_rows(key, slice(start, stop))
-        except Exception as exc:
-            for i in self._episodes_overlapping(start, stop):  # name the first damaged episode
-                self._episode_rows(i, key, self.episode_slice(i))
-            raise StoreCorruptError(f"{self.path}: array {key!r} steps [{start}, {stop}): {undecodable(exc)}") from exc
-        for i in self._episodes_overlapping(start, stop):
-            s = self.episode_slice(i)
-            if s.start >= start and s.stop <= stop:
-                problem = self.check_rows(i, key, values[s.start - start : s.stop - start])
-                if problem:
-                    raise CorruptEpisodeError(self.path, i, key, problem)
-            elif (i, key) not in self._verified and self.has_array_checksums(i):
-                self._episode_rows(i, key, s)
-        return values
-
     def read_rows(self, key: str, rows: slice) -> np.ndarray:
         """Rows of one array as zarr decodes them, unchecked; zarr's own error on an undecodable chunk."""
         return np.asarray(self._data[key][rows])
@@ -461,12 +435,6 @@ class EpisodeStore:
         if problem:
             raise CorruptEpisodeError(self.path, i, key, problem)
         return values
-
-    def _episodes_overlapping(self, start: int, stop: int) -> range:
-        ends = self._cols["episode_ends"]
-        first = int(np.searchsorted(ends, start, side="right"))
-        last = int(np.searchsorted(ends, stop - 1, side="right"))
-        return range(first, min(last, self._n_episodes - 1) + 1)
 
     def has_array_checksums(self, i: int) -> bool:
         """Whether episode ``i`` recorded per-array checksums (stores written before them did not)."""

@@ -81,14 +81,6 @@ def _episode_frames(
     return keys, store.get_episode(episode, keys)
 
 
-def episode_frame(
-    store: EpisodeStore, episode: int, step: int, keys: Sequence[str] | None = None, height: int | None = None
-) -> np.ndarray:
-    """One captioned frame of an episode (what the video and contact sheet are made of)."""
-    keys, data = _episode_frames(store, episode, keys)
-    return _frame(data, keys, episode, step, height)
-
-
 def _frame(data: dict[str, np.ndarray], keys: Sequence[str], episode: int, step: int, height: int | None) -> np.ndarray:
     n_steps = len(data[keys[0]])
     height = height or max(data[k].shape[1] for k in keys)  # (T, H, W, 3)

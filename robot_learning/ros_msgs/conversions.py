@@ -116,10 +116,6 @@ def stamp_to_seconds(stamp: Any) -> float:
     return float(stamp.sec) + float(stamp.nanosec) * 1e-9
 
 
-def stamp_to_ns(stamp: Any) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
 def time_msg(f: MessageFactory, stamp_s: float) -> Any:
     sec, nanosec = split_stamp(stamp_s)
     return f.make("builtin_interfaces/msg/Time", sec=sec, nanosec=nanosec)

@@ -11,10 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-from hardware_configs.safe_yaml import UnsafeYamlError, read_yaml_mapping
 
 REQUIRED: Any = object()  # sentinel default: the node refuses to start without this parameter
 _TYPES = ("bool", "int", "double", "string", "string_array", "double_array")
@@ -123,44 +120,6 @@ def help_text(node: str, summary: str, specs: Iterable[ParamSpec]) -> str:
         lines.append(f"  {spec.name} [{spec.kind}] default {default}{extra}\n      {spec.description}")
     lines.append("  use_sim_time [bool] default False\n      follow /clock (the twin's sim time)")
     return "\n".join(lines)
-
-
-# Where each node executable's parameter table lives (imported lazily: the tables are ROS-free, their modules
-# may need mujoco or torch only when used).
-NODE_PARAMETER_TABLES = {
-    "sim_node": "sim.ros.sim_core:SIM_NODE_PARAMETERS",
-    "controller_node": "controllers.ros.control_core:CONTROLLER_PARAMETERS",
-    "session_node": "robot_learning.ros_msgs.session:SESSION_PARAMETERS",
-    "camera_node": "perception.ros.sync_core:CAMERA_PARAMETERS",
-    "perception_node": "perception.ros.sync_core:PERCEPTION_PARAMETERS",
-    "policy_node": "robot_learning.ros.policy_core:POLICY_PARAMETERS",
-}
-
-
-def parameter_table(executable: str) -> tuple[ParamSpec, ...]:
-    """The ParamSpec table of one of the stack's node executables."""
-    import importlib
-
-    if executable not in NODE_PARAMETER_TABLES:
-        raise KeyError(f"no node executable {executable!r}; known: {sorted(NODE_PARAMETER_TABLES)}")
-    module, name = NODE_PARAMETER_TABLES[executable].split(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def load_param_file(path: str | Path) -> dict[str, dict[str, Any]]:
-    """``{node_name: {param: value}}`` of a ROS 2 parameter YAML (``node: {ros__parameters: {...}}``)."""
-    path = Path(path)
-    try:
-        raw = read_yaml_mapping(path)
-    except UnsafeYamlError as exc:
-        raise ParameterError(str(exc)) from None
-    out: dict[str, dict[str, Any]] = {}
-    for node, body in raw.items():
-        if not isinstance(body, dict) or set(body) != {"ros__parameters"} or not isinstance(
-                body["ros__parameters"], dict):
-            raise ParameterError(f"{path}: node {node!r} must hold exactly one key 'ros__parameters' with a mapping")
-        out[str(node).strip("/")] = dict(body["ros__parameters"])
-    return out
 
 
 def check_cell(value: str) -> str | None:

@@ -163,14 +163,11 @@ def test_error_messages_never_repeat_the_whole_input(tmp_path, text):
 
 def test_every_yaml_reader_of_the_stack_goes_through_the_bounded_loader(tmp_path):
     from robot_learning.rewards.fm.profiles import ProfileError, load_profile
-    from robot_learning.ros_msgs.params import ParameterError, load_param_file
 
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text(billion_laughs())
     with pytest.raises(ProfileError, match="alias bomb"):
         load_profile(bomb)
-    with pytest.raises(ParameterError, match="alias bomb"):
-        load_param_file(bomb)
     with pytest.raises(UnsafeYamlError, match="alias bomb"):
         read_yaml_mapping(bomb)
 

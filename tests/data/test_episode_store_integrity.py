@@ -113,18 +113,6 @@ def test_a_damaged_low_dim_chunk_takes_only_the_episodes_it_overlaps(path: Path,
         assert damaged == {1, 2}
 
 
-def test_reading_steps_across_episodes_checks_every_episode_it_touches(path: Path) -> None:
-    flip_bits(path / IMAGE_CHUNK_OF_EPISODE_1)
-    store = EpisodeStore.open(path)
-    with pytest.raises(CorruptEpisodeError, match="episode 1, array 'cam_rgb'"):
-        store.get_steps("cam_rgb", 0, store.n_steps)
-    with pytest.raises(CorruptEpisodeError, match="episode 1"):
-        store.get_steps("cam_rgb", 30, 50)  # partly inside episode 1: it is read whole to be checked
-    np.testing.assert_array_equal(
-        store.get_steps("cam_rgb", 40, 80), np.concatenate([episode(2)["cam_rgb"], episode(3)["cam_rgb"]])
-    )
-
-
 def test_training_loads_the_healthy_episodes_and_warns_naming_the_damaged_ones(
     path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -6,14 +6,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from hardware_configs.schema import Intrinsics
-from perception.geometry import (
-    base_to_pixel,
-    deproject_pixels,
-    depth_image_to_points,
-    pixel_to_base,
-    project_points,
-    sample_depth,
-)
+from perception.cameras.base import Frame
+from perception.geometry import base_to_pixel, deproject_pixels, pixel_to_base, project_points
+from perception.pointcloud import frame_points_in_base
 
 intrinsics = st.builds(
     lambda fx, aspect, cx, cy, model, k1, k2, p1, p2, k3: Intrinsics(
@@ -67,14 +62,16 @@ def test_points_behind_the_camera_have_no_pixel():
     assert np.all(np.isnan(uv[0])) and np.allclose(uv[1], [380.0, 240.0])
 
 
-def test_depth_image_points_match_per_pixel_deprojection():
+def test_a_depth_image_on_cached_rays_matches_per_pixel_deprojection():
     intr = Intrinsics(width=8, height=6, fx=5.0, fy=5.5, cx=3.7, cy=2.2, distortion_model="inverse_brown_conrady",
                       distortion=[0.05, -0.01, 0.001, 0.0, 0.0])
     depth = np.arange(48, dtype=np.float32).reshape(6, 8) / 10.0  # pixel (0, 0) has no depth
-    points, flat = depth_image_to_points(depth, intr)
-    v, u = np.divmod(flat, 8)
+    frame = Frame(camera="cam", color=np.zeros((6, 8, 3), np.uint8), depth_m=depth, device_time_ms=0.0, host_time_s=0.0,
+                  frame_number=0)
+    points, _ = frame_points_in_base(frame, intr, np.eye(4))  # the base frame is the optical frame here
+    v, u = np.divmod(np.arange(1, 48), 8)
     expected = deproject_pixels(np.column_stack([u, v]), depth[v, u], intr)
-    assert len(points) == 47 and flat[0] == 1
+    assert len(points) == 47
     np.testing.assert_allclose(points, expected, rtol=1e-5, atol=1e-6)
 
 
@@ -85,7 +82,8 @@ def test_the_cube_top_seen_by_a_static_camera_lifts_to_its_true_position(cell, s
         intr, T_base_cam = scene_recordings.intrinsics[name], cell.camera(name).extrinsics.matrix()
         uv, _ = base_to_pixel(top_m[None], intr, T_base_cam)
         pixel = np.rint(uv)  # depth is sampled at a pixel centre: lift that pixel, not the sub-pixel point
-        depth = sample_depth(scene_recordings.twin_frames[name].depth_m, pixel)
+        u, v = pixel.astype(int)[0]
+        depth = scene_recordings.twin_frames[name].depth_m[v, u : u + 1]
         lifted = pixel_to_base(pixel, depth, intr, T_base_cam)[0]
         assert lifted[2] == pytest.approx(top_m[2], abs=0.001)  # on the top face
         assert np.linalg.norm(lifted[:2] - top_m[:2]) < 0.003  # within the pixel's footprint

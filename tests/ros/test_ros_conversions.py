@@ -55,7 +55,8 @@ def test_stamps_split_exactly_and_reject_bad_times():
     assert conv.split_stamp(12.5) == (12, 500_000_000)
     assert conv.split_stamp(1.999999999999) == (2, 0)  # rounds to the nanosecond, carries into sec
     msg = conv.header_msg(RB, 1700000000.123456789, "base")
-    assert abs(conv.stamp_to_ns(msg.stamp) - 1700000000_123456789) < 1000  # float64 seconds: sub-microsecond
+    stamp_ns = msg.stamp.sec * 1_000_000_000 + msg.stamp.nanosec
+    assert abs(stamp_ns - 1700000000_123456789) < 1000  # float64 seconds: sub-microsecond
     assert 0 <= msg.stamp.nanosec < 1_000_000_000
     with pytest.raises(conv.ConversionError, match="non-negative"):
         conv.split_stamp(-1.0)

@@ -16,12 +16,41 @@ from pathlib import Path
 import pytest
 
 from hardware_configs import load_cell
-from robot_learning.ros_msgs.params import load_param_file, parameter_table, validate
+from hardware_configs.safe_yaml import read_yaml_mapping
+from robot_learning.ros_msgs.params import ParamSpec, validate
 
 REPO = Path(__file__).resolve().parents[2]
 STANDINS = Path(__file__).parent / "launch_standins"
 LAUNCH_FILES = ["robot.launch.py", "sim.launch.py", "collect.launch.py", "calibrate.launch.py"]
 CELL = load_cell("franka_3cam")
+
+
+# Where each node executable's parameter table lives (imported lazily: the tables are ROS-free, their modules
+# may need mujoco or torch only when used).
+NODE_PARAMETER_TABLES = {
+    "sim_node": "sim.ros.sim_core:SIM_NODE_PARAMETERS",
+    "controller_node": "controllers.ros.control_core:CONTROLLER_PARAMETERS",
+    "session_node": "robot_learning.ros_msgs.session:SESSION_PARAMETERS",
+    "camera_node": "perception.ros.sync_core:CAMERA_PARAMETERS",
+    "perception_node": "perception.ros.sync_core:PERCEPTION_PARAMETERS",
+    "policy_node": "robot_learning.ros.policy_core:POLICY_PARAMETERS",
+}
+
+
+def parameter_table(executable: str) -> tuple[ParamSpec, ...]:
+    """The ParamSpec table of one of the stack's node executables."""
+    module, name = NODE_PARAMETER_TABLES[executable].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def load_param_file(path: str | Path) -> dict[str, dict]:
+    """``{node_name: {param: value}}`` of a ROS 2 parameter YAML (``node: {ros__parameters: {...}}``), read as the
+    stack reads every YAML file (rcl parses them when a node starts)."""
+    out = {}
+    for node, body in read_yaml_mapping(Path(path)).items():
+        assert isinstance(body, dict) and set(body) == {"ros__parameters"}, f"{path}: node {node!r}"
+        out[str(node).strip("/")] = dict(body["ros__parameters"])
+    return out
 
 
 def console_scripts() -> dict[str, str]:

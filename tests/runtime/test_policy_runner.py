@@ -10,10 +10,10 @@ import time
 
 import numpy as np
 import pytest
+from realtime_twin import run_realtime_episode
 
 from robot_learning.policies.policy import Policy
 from robot_learning.runtime.policy_runner import DeltaHold, PolicyRunner, RunnerConfig
-from robot_learning.runtime.twin_loop import run_realtime_episode
 from sim.env import TwinEnv
 
 ACTION_DIM = 7

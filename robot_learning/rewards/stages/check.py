@@ -9,7 +9,6 @@ the plan is rejected with reasons a person, or the planning model, can act on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -157,20 +156,6 @@ def twin_trajectories(task: str | TaskConfig, n: int, policy: str = "expert", se
             out.append(Trajectory(observations, success, source=policy))
     finally:
         env.close()
-    return out
-
-
-def store_trajectories(path: str | Path, max_episodes: int | None = None) -> list[Trajectory]:
-    """Demonstrations from an episode store (the ones ``manip-stack collect`` writes)."""
-    from robot_learning.data.episode_store import EpisodeStore
-
-    out = []
-    with EpisodeStore.open(path) as store:
-        for i in range(min(store.n_episodes, max_episodes or store.n_episodes)):
-            episode = store.get_episode(i, keys=STATE_KEYS)
-            steps = len(episode["tcp_position"])
-            observations = [{k: episode[k][t] for k in STATE_KEYS} for t in range(steps)]
-            out.append(Trajectory(observations, bool(store.episode_info(i).get("success", False)), source="store"))
     return out
 
 

@@ -1,8 +1,9 @@
-"""The robot's real-time loop, run against the twin: one env step per policy period of wall-clock time.
+"""The robot's real-time loop run against the twin, for the policy runner's tests: one env step per policy
+period of wall-clock time.
 
-This is what the ROS node will do on the robot (observe, take the action due now, send it on), with the
-twin's ``step`` standing in for "send to SafeRobot and wait a period". Inference runs in the runner's
-worker thread, so a slow policy shows up as dropped late actions and holds, exactly as on hardware.
+It does what ``policy_node`` does on the robot (observe, take the action due now, send it on), with the twin's
+``step`` standing in for "send to the controller and wait a period". Inference runs in the runner's worker
+thread, so a slow policy shows up as dropped late actions and holds, as on hardware.
 """
 
 from __future__ import annotations
