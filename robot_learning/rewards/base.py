@@ -1,7 +1,7 @@
 """The one interface every reward speaks, the sparse baseline, and the wrapper that puts a reward into an env.
 
-The residual PPO (issue 7) consumes any of them the same way. ``reset`` runs once per episode and may be slow
-(it may query a foundation model); ``__call__`` runs every step and must be cheap (no model calls).
+Residual PPO (:mod:`robot_learning.rl`) consumes any of them the same way. ``reset`` runs once per episode and
+may be slow (it may query a foundation model); ``__call__`` runs every step and must be cheap (no model calls).
 Every reward returns a breakdown of named terms so a person can see *why* a step got its reward.
 """
 

@@ -1,1 +1,2 @@
-"""What runs a policy against a robot: the policy runner shared by every runtime (in-process, ROS 2)."""
+"""What runs a policy against a robot: loading a checkpoint (plain tensors only) and the policy runner every
+runtime shares (in-process evaluation and the demo, ROS 2's ``policy_node``)."""

@@ -1,4 +1,4 @@
-"""The policy runner every runtime shares (in-process loop now, a ROS 2 node later).
+"""The policy runner every runtime shares: twin evaluation and the demo in process, ``policy_node`` on ROS 2.
 
 It keeps the observation history, asks the policy for action chunks in a worker thread so control never
 waits for inference, stamps every action of a chunk with the time it is due (``obs_stamp + i * period``),

@@ -1,1 +1,2 @@
-"""Sessions: collect, fine-tune, validate — loops that drive the cores, free of ROS."""
+"""Sessions: the loops behind the verbs (collect, teleop, train, evaluate, fine-tune in twins or online, validate,
+the demo), driving the cores in process, free of ROS."""
