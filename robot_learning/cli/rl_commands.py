@@ -1,4 +1,4 @@
-"""Verbs of residual RL: finetune (in parallel twins)."""
+"""Verbs of residual RL: finetune, in parallel twins or ``--online`` (one episode at a time, resumable)."""
 
 from __future__ import annotations
 
