@@ -30,13 +30,14 @@ os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
 import numpy as np
 
+from controllers.observations import matrix_from_rot6d
 from hardware_configs.frames import matrix_to_axis_angle
 from robot_learning.rewards.base import PotentialShapedReward, RewardFunction, SparseSuccessReward
 from robot_learning.rewards.kagi import KagiReward, TwinKeyframes
 from robot_learning.rewards.session import model_client, plan_for_task
 from robot_learning.rewards.stages import make_stage_reward
 from sim.env import TwinEnv
-from sim.experts import R_DOWN, quat_yaw, rot_from_6d, rot_z, tcp_yaw, wrap_quarter_turn
+from sim.experts import R_DOWN, quat_yaw, rot_z, tcp_yaw, wrap_quarter_turn
 
 HORIZON = 35
 OUT = Path("outputs/benchmarks/rewards")
@@ -74,7 +75,7 @@ class PickController:
         delta *= min(1.0, self.max_step_m / max(np.linalg.norm(delta), 1e-9))
         current = tcp_yaw(obs["tcp_rot6d"])
         yaw = current + wrap_quarter_turn(quat_yaw(obs["privileged"][3:7]) - current)
-        rot = matrix_to_axis_angle(rot_z(yaw) @ R_DOWN @ rot_from_6d(obs["tcp_rot6d"]).T)
+        rot = matrix_to_axis_angle(rot_z(yaw) @ R_DOWN @ matrix_from_rot6d(obs["tcp_rot6d"]).T)
         rot *= min(1.0, 0.06 / max(np.linalg.norm(rot), 1e-9))
         delta = delta + self.rng.normal(0.0, 0.002, 3)
         return np.concatenate([delta, rot, [gripper]]).astype(np.float32)

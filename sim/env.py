@@ -1,17 +1,13 @@
 """Gymnasium environment of a task in the twin, acting exactly as the real robot loop acts.
 
-Action (7,), per policy step (``cell.rates.policy_hz``), in the robot base frame:
-``[dx, dy, dz]`` TCP translation [m], ``[rx, ry, rz]`` TCP rotation vector [rad] (applied on the left),
-``gripper`` closure target in [0, 1]. The step is interpolated to the control rate and every control-rate
-target passes through the safety filter (:class:`controllers.safe_robot.SafeRobot`), as on the robot.
+Action: the 7-D delta action of :mod:`controllers.actions` (per policy step, base frame), applied to a bounded
+goal as the robot's control core applies it; the step is interpolated to the control rate and every
+control-rate target passes through the safety filter (:class:`controllers.safe_robot.SafeRobot`), as on the robot.
 
-Observation (dict): ``<camera>_rgb`` (H, W, 3) uint8 and ``<camera>_depth`` (H, W) float32 [m] for each
-camera, ``tcp_position`` [m], ``tcp_rot6d`` (first two columns of the rotation matrix: continuous, unlike
-quaternions), ``tcp_quaternion`` (x, y, z, w), ``joint_pos`` [rad], ``gripper_width`` [m] and
-``privileged`` (object and fixture poses; sim only) and ``privileged_relative`` (the same scene as task errors:
-object relative to TCP, to the hole; sim only; :meth:`sim.tasks.TwinTask.relative_state`).
+Observation: the keys of :func:`controllers.observations.observation_schema`: each camera's ``<camera>_rgb``
+(and ``<camera>_depth`` with ``depth``), the proprioception, and the sim-only ``privileged`` (object and
+fixture poses) and ``privileged_relative`` (the same scene as task errors: :meth:`sim.tasks.TwinTask.relative_state`).
 """
-
 from __future__ import annotations
 
 from typing import Any
@@ -21,16 +17,12 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from controllers.interface import CartesianTarget, RobotState
-from controllers.interpolation import interpolate_pose, upsample
+from controllers.actions import ActionLimits, apply_delta_action, as_action, next_goal
+from controllers.interface import CartesianTarget
+from controllers.interpolation import upsample
+from controllers.observations import ObservationKey, observation_schema, proprio_observation
 from controllers.safe_robot import SafeRobot
 from hardware_configs import load_cell, load_task
-from hardware_configs.frames import (
-    axis_angle_to_matrix,
-    matrix_to_quat_xyzw,
-    quat_xyzw_to_matrix,
-    rotation_angle_between,
-)
 from hardware_configs.schema import CellConfig, TaskConfig
 from sim.cameras import TwinCameras
 from sim.robot import TwinRobot
@@ -38,24 +30,6 @@ from sim.scene import ImageSize, build_model
 from sim.tasks import TwinTask
 
 SETTLE_TICKS = 20  # control ticks after reset for objects to come to rest
-
-
-def proprio_observation(state: RobotState) -> dict[str, np.ndarray]:
-    """The proprioceptive part of an observation, shared by the twin and the real robot."""
-    rot = quat_xyzw_to_matrix(state.tcp_quaternion_xyzw)
-    return {
-        "tcp_position": state.tcp_position_m.astype(np.float32),
-        "tcp_rot6d": rot[:, :2].T.reshape(6).astype(np.float32),
-        "tcp_quaternion": state.tcp_quaternion_xyzw.astype(np.float32),
-        "joint_pos": state.joint_positions_rad.astype(np.float32),
-        "gripper_width": np.array([state.gripper_width_m], dtype=np.float32),
-    }
-
-
-def apply_delta_action(base: CartesianTarget, action: np.ndarray) -> CartesianTarget:
-    """The Cartesian target a 7-D delta action asks for, relative to ``base``."""
-    rot = axis_angle_to_matrix(action[3:6]) @ quat_xyzw_to_matrix(base.quaternion_xyzw)
-    return CartesianTarget(base.position_m + action[:3], matrix_to_quat_xyzw(rot), float(action[6]))
 
 
 class TwinEnv(gym.Env):
@@ -84,38 +58,19 @@ class TwinEnv(gym.Env):
             TwinCameras(self.model, self.data, self.cell, self.image_size, cameras) if self.image_size else None
         )
         self.depth = depth
-        self.ticks_per_step = round(self.cell.rates.control_hz / self.cell.rates.policy_hz)
+        self.action_limits = ActionLimits.from_cell(self.cell)
+        self.ticks_per_step = self.action_limits.ticks_per_action
         self._commanded: CartesianTarget | None = None  # last target the safety filter let through
         self._goal: CartesianTarget | None = None  # where the actions so far asked the TCP to be
         self._steps = 0
 
-        limits = self.cell.motion_limits
-        max_translation = limits.max_linear_speed_m_s / self.cell.rates.policy_hz
-        max_rotation = limits.max_angular_speed_rad_s / self.cell.rates.policy_hz
-        high = np.array([max_translation] * 3 + [max_rotation] * 3 + [1.0], dtype=np.float32)
-        low = -high.copy()
-        low[6] = 0.0
-        self.action_space = spaces.Box(low=low, high=high, dtype=np.float32)
-        self.observation_space = spaces.Dict(self._observation_spaces())
-
-    def _observation_spaces(self) -> dict[str, spaces.Space]:
-        inf = np.inf
-        obs: dict[str, spaces.Space] = {
-            "tcp_position": spaces.Box(-inf, inf, (3,), np.float32),
-            "tcp_rot6d": spaces.Box(-1.0, 1.0, (6,), np.float32),
-            "tcp_quaternion": spaces.Box(-1.0, 1.0, (4,), np.float32),
-            "joint_pos": spaces.Box(-inf, inf, (7,), np.float32),
-            "gripper_width": spaces.Box(0.0, 1.0, (1,), np.float32),
-            "privileged": spaces.Box(-inf, inf, (self.task.privileged_dim,), np.float32),
-            "privileged_relative": spaces.Box(-inf, inf, (self.task.relative_dim,), np.float32),
-        }
-        if self.cameras is not None:
-            h, w = self.image_size.height, self.image_size.width
-            for name in self.cameras.camera_names:
-                obs[f"{name}_rgb"] = spaces.Box(0, 255, (h, w, 3), np.uint8)
-                if self.depth:
-                    obs[f"{name}_depth"] = spaces.Box(0.0, inf, (h, w), np.float32)
-        return obs
+        self.action_space = spaces.Box(low=self.action_limits.low, high=self.action_limits.high, dtype=np.float32)
+        self.observation_schema: dict[str, ObservationKey] = observation_schema(
+            self.cell, self.cameras.camera_names if self.cameras is not None else [],
+            (self.image_size.width, self.image_size.height) if self.image_size else None, depth,
+            sim_dims={"privileged": self.task.privileged_dim, "privileged_relative": self.task.relative_dim})
+        self.observation_space = spaces.Dict(
+            {k: spaces.Box(key.low, key.high, key.shape, key.dtype) for k, key in self.observation_schema.items()})
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -139,14 +94,11 @@ class TwinEnv(gym.Env):
         return self._observation(), {"success": False}
 
     def step(self, action: np.ndarray):
-        action = np.asarray(action, dtype=np.float64).reshape(-1)
-        if action.shape != (7,):
-            raise ValueError(f"action must have 7 values [dx dy dz rx ry rz gripper], got shape {action.shape}")
-        goal = apply_delta_action(self._goal, action)
+        action = as_action(action)
         if np.all(np.isfinite(action)):
-            goal = self._bounded_goal(goal)
-            self._goal = goal
-        # else: the filter rejects the non-finite goal and holds; the remembered goal stays clean
+            goal = self._goal = next_goal(self._goal, self._commanded, action, self.action_limits)
+        else:  # the filter rejects the non-finite goal and holds; the remembered goal stays clean
+            goal = apply_delta_action(self._goal, action)
         for target in upsample(self._commanded, goal, self.ticks_per_step):
             self.safe_robot.send_target(target)
             self.safe_robot.wait_for_tick()
@@ -169,22 +121,6 @@ class TwinEnv(gym.Env):
             self.cameras.close()
 
     # ------------------------------------------------------------------ helpers
-    def _bounded_goal(self, goal: CartesianTarget) -> CartesianTarget:
-        """Deltas accumulate on the previous goal (so distance the filter delays is not lost), but the goal
-        stays inside the workspace and at most one policy step of motion ahead of the arm (no wind-up)."""
-        box = self.cell.workspace
-        goal = CartesianTarget(np.clip(goal.position_m, box.min_m, box.max_m), goal.quaternion_xyzw,
-                               float(np.clip(goal.gripper_closure, 0.0, 1.0)))
-        lead_m = float(np.linalg.norm(goal.position_m - self._commanded.position_m))
-        lead_rad = rotation_angle_between(quat_xyzw_to_matrix(goal.quaternion_xyzw),
-                                          quat_xyzw_to_matrix(self._commanded.quaternion_xyzw))
-        fraction = min(1.0, self.action_space.high[0] * np.sqrt(3) / max(lead_m, 1e-12),
-                       self.action_space.high[3] * np.sqrt(3) / max(lead_rad, 1e-12))
-        if fraction >= 1.0:
-            return goal
-        bounded = interpolate_pose(self._commanded, goal, fraction)
-        return CartesianTarget(bounded.position_m, bounded.quaternion_xyzw, goal.gripper_closure)
-
     @property
     def commanded_target(self) -> CartesianTarget:
         return self._commanded

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from controllers.actions import ActionLimits
+from controllers.observations import matrix_from_rot6d
 from hardware_configs.frames import matrix_to_axis_angle
 from hardware_configs.schema import CellConfig, TaskConfig
 
@@ -27,11 +29,6 @@ def tcp_yaw(rot6d: np.ndarray) -> float:
     """Yaw of a downward TCP relative to :data:`R_DOWN` (rot6d holds the first two matrix columns)."""
     x_axis = rot6d[:3]
     return float(np.arctan2(-x_axis[1], -x_axis[0]))
-
-
-def rot_from_6d(rot6d: np.ndarray) -> np.ndarray:
-    x, y = rot6d[:3], rot6d[3:6]
-    return np.stack([x, y, np.cross(x, y)], axis=1)
 
 
 def quat_yaw(q_xyzw: np.ndarray) -> float:
@@ -57,8 +54,8 @@ class ScriptedExpert:
         self.task = task
         self.rng = rng
         self.noise = noise or ExpertNoise()
-        self.max_step_m = cell.motion_limits.max_linear_speed_m_s / cell.rates.policy_hz
-        self.max_rot_rad = cell.motion_limits.max_angular_speed_rad_s / cell.rates.policy_hz
+        limits = ActionLimits.from_cell(cell)
+        self.max_step_m, self.max_rot_rad = limits.max_translation_m, limits.max_rotation_rad
         self.phase = "approach"
         self._phase_steps = 0
 
@@ -75,7 +72,7 @@ class ScriptedExpert:
         norm = np.linalg.norm(delta)
         if norm > limit:
             delta *= limit / norm
-        rot_err = matrix_to_axis_angle(rot_z(target_yaw) @ R_DOWN @ rot_from_6d(obs["tcp_rot6d"]).T)
+        rot_err = matrix_to_axis_angle(rot_z(target_yaw) @ R_DOWN @ matrix_from_rot6d(obs["tcp_rot6d"]).T)
         angle = np.linalg.norm(rot_err)
         if angle > self.max_rot_rad:
             rot_err *= self.max_rot_rad / angle

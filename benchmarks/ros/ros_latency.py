@@ -47,7 +47,7 @@ def relay(seconds: float) -> None:
     from sensor_msgs.msg import Image, JointState
     from trajectory_msgs.msg import JointTrajectory
 
-    from controllers.ros.control_core import ACTION_NAMES
+    from controllers.actions import ACTION_NAMES
     from controllers.ros.node_support import COMMAND_QOS, SENSOR_QOS, STATE_QOS
     from hardware_configs import load_cell
     from robot_learning.ros_msgs import conversions as conv

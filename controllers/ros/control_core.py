@@ -17,19 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from controllers.actions import ACTION_NAMES, ActionLimits, as_action, next_goal
 from controllers.interface import CartesianTarget, RobotState
 from controllers.interpolation import interpolate_pose
-from hardware_configs.frames import (
-    axis_angle_to_matrix,
-    matrix_to_quat_xyzw,
-    quat_xyzw_to_matrix,
-    rotation_angle_between,
-)
 from hardware_configs.schema import CellConfig
 from robot_learning.ros_msgs.params import CELL, ParamSpec
 
-# Names of the action dimensions: an action (chunk) travels as a JointTrajectory with these "joints".
-ACTION_NAMES = ("dx", "dy", "dz", "rx", "ry", "rz", "gripper")
 CONTROLLER_TYPES = ("joint_trajectory", "cartesian_pose")
 
 CONTROLLER_PARAMETERS: tuple[ParamSpec, ...] = (
@@ -82,10 +75,7 @@ class CommandInput:
 
     def __init__(self, cell: CellConfig) -> None:
         self.cell = cell
-        self.ticks_per_step = round(cell.rates.control_hz / cell.rates.policy_hz)
-        limits = cell.motion_limits
-        self.max_step_m = limits.max_linear_speed_m_s / cell.rates.policy_hz
-        self.max_step_rad = limits.max_angular_speed_rad_s / cell.rates.policy_hz
+        self.limits = ActionLimits.from_cell(cell)
         self._goal: CartesianTarget | None = None
         self._segment: _Segment | None = None
         self.last_input_s: float | None = None  # when the last command arrived (node clock)
@@ -97,15 +87,9 @@ class CommandInput:
         self._goal, self._segment, self.last_input_s, self.source_stamp_s = None, None, None, None
 
     def on_action(self, action: np.ndarray, commanded: CartesianTarget, now_s: float, source_stamp_s: float) -> None:
-        """A 7-D delta action ``[dx dy dz rx ry rz gripper]`` (base frame), as ``TwinEnv.step`` applies it."""
-        action = np.asarray(action, dtype=float).reshape(-1)
-        if action.shape != (7,) or not np.all(np.isfinite(action)):
-            raise ValueError(f"action must be 7 finite values {list(ACTION_NAMES)}, got {action}")
-        base = self._goal or commanded
-        rot = axis_angle_to_matrix(action[3:6]) @ quat_xyzw_to_matrix(base.quaternion_xyzw)
-        goal = self._bounded(CartesianTarget(base.position_m + action[:3], matrix_to_quat_xyzw(rot),
-                                             float(action[6])), commanded)
-        self._start(goal, commanded, self.ticks_per_step, now_s, source_stamp_s)
+        """A 7-D delta action (:mod:`controllers.actions`), applied as ``TwinEnv.step`` applies it."""
+        goal = next_goal(self._goal or commanded, commanded, as_action(action, finite=True), self.limits)
+        self._start(goal, commanded, self.limits.ticks_per_action, now_s, source_stamp_s)
 
     def on_target(self, position_m: np.ndarray, quaternion_xyzw: np.ndarray, commanded: CartesianTarget,
                   now_s: float, source_stamp_s: float) -> None:
@@ -140,21 +124,6 @@ class CommandInput:
         self._goal = goal
         self._segment = _Segment(commanded, goal, ticks)
         self.last_input_s, self.source_stamp_s = now_s, source_stamp_s
-
-    def _bounded(self, goal: CartesianTarget, commanded: CartesianTarget) -> CartesianTarget:
-        """Inside the workspace and at most one policy step of motion ahead of the arm (as ``TwinEnv``)."""
-        box = self.cell.workspace
-        goal = CartesianTarget(np.clip(goal.position_m, box.min_m, box.max_m), goal.quaternion_xyzw,
-                               float(np.clip(goal.gripper_closure, 0.0, 1.0)))
-        lead_m = float(np.linalg.norm(goal.position_m - commanded.position_m))
-        lead_rad = rotation_angle_between(quat_xyzw_to_matrix(goal.quaternion_xyzw),
-                                          quat_xyzw_to_matrix(commanded.quaternion_xyzw))
-        fraction = min(1.0, self.max_step_m * math.sqrt(3) / max(lead_m, 1e-12),
-                       self.max_step_rad * math.sqrt(3) / max(lead_rad, 1e-12))
-        if fraction >= 1.0:
-            return goal
-        bounded = interpolate_pose(commanded, goal, fraction)
-        return CartesianTarget(bounded.position_m, bounded.quaternion_xyzw, goal.gripper_closure)
 
 
 def state_from_readings(stamp_s: float, q: np.ndarray, dq: np.ndarray, tcp_position_m: np.ndarray,

@@ -30,8 +30,9 @@ from std_msgs.msg import Float64, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from controllers.actions import ACTION_NAMES
 from controllers.interface import CartesianTarget
-from controllers.ros.control_core import ACTION_NAMES, CONTROLLER_PARAMETERS, CommandInput
+from controllers.ros.control_core import CONTROLLER_PARAMETERS, CommandInput
 from controllers.ros.node_support import COMMAND_QOS, SENSOR_QOS, declare_parameters, run_node
 from controllers.ros.ros_robot import RosRobot
 from controllers.safe_robot import SafeRobot

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from controllers.actions import GRIPPER_DIM, hold_action
 from controllers.teleop.core import DeviceStatus, TeleopDevice
 
 
@@ -25,21 +26,17 @@ def intervention_action(obs: dict[str, np.ndarray], device: TeleopDevice, now_s:
     was_intervening = device.intervening
     cmd = device.poll(now_s)
     if policy_action is not None:
-        gripper = float(policy_action[6])
+        gripper = float(policy_action[GRIPPER_DIM])
     else:
         gripper = 1.0 if float(obs["gripper_width"][0]) < 0.5 * gripper_max_width_m else 0.0
     if cmd.status is DeviceStatus.disconnected:
-        hold = np.zeros(7, np.float32)
-        hold[6] = gripper
-        return hold, False
+        return hold_action(gripper), False
     if cmd.intervening:
         if not was_intervening:
             device.sync_gripper(gripper)
         action = cmd.action.copy()
-        action[6] = device.gripper_closure
+        action[GRIPPER_DIM] = device.gripper_closure
         return action, True
     if policy_action is None:
-        hold = np.zeros(7, np.float32)
-        hold[6] = gripper
-        return hold, False
+        return hold_action(gripper), False
     return np.asarray(policy_action, np.float32), False

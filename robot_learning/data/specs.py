@@ -10,6 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from controllers.actions import ACTION_DESCRIPTION, ACTION_DIM, ACTION_DTYPE, ACTION_FRAME, ACTION_UNITS
+from controllers.observations import ObservationKey
+
 LOW_DIM_CHUNK_STEPS = 16  # shorter than any real episode: a damaged chunk touches at most two of them
 
 
@@ -76,6 +79,27 @@ class ArraySpec:
         return cls(
             tuple(d["shape"]), d["dtype"], d["unit"], d.get("frame"), d.get("description", ""), d.get("chunk_steps")
         )
+
+
+def observation_spec(key: ObservationKey) -> ArraySpec:
+    """The stored array of one observation key (which must have its shape: sim-only keys get theirs from the task)."""
+    if key.shape is None:
+        raise ValueError(f"observation key {key.name!r} has no shape yet (sim-only: its length comes from the task)")
+    return ArraySpec(key.shape, key.dtype, key.unit, frame=key.frame, description=key.description)
+
+
+ACTION_SPEC = ArraySpec((ACTION_DIM,), ACTION_DTYPE, ",".join(ACTION_UNITS), frame=ACTION_FRAME,
+                        description=ACTION_DESCRIPTION)
+
+
+def episode_specs(observation: Mapping[str, ObservationKey]) -> dict[str, ArraySpec]:
+    """Array specs of an episode: every key of ``observation`` (in its order; see
+    :func:`controllers.observations.observation_schema`), then action, reward and time."""
+    specs = {name: observation_spec(key) for name, key in observation.items()}
+    specs["action"] = ACTION_SPEC
+    specs["reward"] = ArraySpec((), np.float32, "1", description="task reward after the action")
+    specs["timestamp"] = ArraySpec((), np.float64, "s", description="observation time (sim clock)")
+    return specs
 
 
 def schema_sha256(specs: Mapping[str, ArraySpec]) -> str:

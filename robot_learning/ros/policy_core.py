@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from controllers.actions import ACTION_DIM, DELTA_DIMS
+from controllers.observations import observation_schema, rgb_key
 from hardware_configs.schema import CellConfig
 from robot_learning.ros_msgs.params import CELL, REQUIRED, ParamSpec
-from robot_learning.ros_msgs.recording import MissingStreamsError, StepBuilder, robot_dataset_specs
+from robot_learning.ros_msgs.recording import MissingStreamsError, StepBuilder
 
 if TYPE_CHECKING:
     from robot_learning.policies.policy import Policy
@@ -61,9 +63,9 @@ def check_policy_against_cell(policy: Policy, cell: CellConfig) -> list[str]:
     if problems:
         raise PolicyMismatchError(f"checkpoint {policy.source} does not fit: " + "; ".join(problems))
     size = policy.image_size or (96, 96)
-    specs = robot_dataset_specs(cell, cameras, size, depth=False)
+    schema = observation_schema(cell, cameras, size, depth=False)
     try:
-        policy.check_observation({k: s.shape for k, s in specs.items() if k not in ("action", "reward", "timestamp")})
+        policy.check_observation({k: key.shape for k, key in schema.items()})
     except ValueError as exc:  # ObservationMismatchError: keys the robot cannot observe (e.g. privileged)
         raise PolicyMismatchError(str(exc)) from None
     return cameras
@@ -81,7 +83,7 @@ class PolicyLoop:
         self.builder = StepBuilder(cell, self.cameras, size, depth=False, tolerance_s=params["sync_tolerance_s"])
         config = RunnerConfig(period_s=1.0 / cell.rates.policy_hz, latency_margin_s=params["latency_margin_s"],
                               replan_remaining=params["replan_remaining"])
-        self.runner = PolicyRunner(policy, DeltaHold(7, [0, 1, 2, 3, 4, 5]), config, clock=clock)
+        self.runner = PolicyRunner(policy, DeltaHold(ACTION_DIM, DELTA_DIMS), config, clock=clock)
         self.reference = self.cameras[0] if self.cameras else None
         self._last_obs_t: float | None = None
         self.skipped: dict[str, int] = {}
@@ -93,7 +95,7 @@ class PolicyLoop:
         """(observation stamp, action, source) for this policy period, or None when there is no fresh observation
         (nothing is sent then: the controller's watchdog holds the arm)."""
         if self.reference is not None:
-            t = self.builder.buffers[f"{self.reference}_rgb"].latest_stamp()
+            t = self.builder.buffers[rgb_key(self.reference)].latest_stamp()
         else:
             t = self.builder.buffers["tcp"].latest_stamp()
         if t is None:

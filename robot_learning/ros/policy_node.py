@@ -21,7 +21,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
-from controllers.ros.control_core import ACTION_NAMES
+from controllers.actions import ACTION_NAMES
 from controllers.ros.node_support import COMMAND_QOS, SENSOR_QOS, STATE_QOS, declare_parameters, run_node
 from hardware_configs import load_cell
 from robot_learning.ros.policy_core import POLICY_PARAMETERS, PolicyLoop

@@ -22,7 +22,7 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from controllers.ros.control_core import ACTION_NAMES
+from controllers.actions import ACTION_NAMES
 from controllers.ros.node_support import COMMAND_QOS, SENSOR_QOS, STATE_QOS, declare_parameters, run_node
 from robot_learning.data.episode_store import EpisodeStoreError
 from robot_learning.ros_msgs import conversions as conv

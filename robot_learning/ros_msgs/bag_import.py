@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from controllers.ros.control_core import ACTION_NAMES
+from controllers.actions import ACTION_NAMES, delta_action_between
 from hardware_configs import load_cell, load_task
 from hardware_configs.schema import CellConfig
 from robot_learning.data.episode_store import EpisodeStore
 from robot_learning.ros_msgs import conversions as conv
-from robot_learning.ros_msgs.recording import MissingStreamsError, StepBuilder, motion_action
+from robot_learning.ros_msgs.recording import MissingStreamsError, StepBuilder
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ def _steps_from_motion(bag: _Bag, lo: int, hi: int, period_s: float, max_width_m
         if a is None or b is None:
             continue
         closure = 1.0 - float(np.interp(t + period_s, width_t, width_v)) / max_width_m
-        steps.append((float(t), motion_action(a[0], a[1], b[0], b[1], float(np.clip(closure, 0.0, 1.0)))))
+        steps.append((float(t), delta_action_between(a[0], a[1], b[0], b[1], float(np.clip(closure, 0.0, 1.0)))))
     return steps
 
 

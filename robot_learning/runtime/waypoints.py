@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from controllers.actions import apply_delta_action
 from controllers.interface import CartesianTarget
 from controllers.interpolation import Waypoint
 from robot_learning.runtime.policy_runner import TimedAction
-from sim.env import apply_delta_action
 
 
 def delta_actions_to_waypoints(start: CartesianTarget, actions: Sequence[TimedAction],

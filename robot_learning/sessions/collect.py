@@ -17,44 +17,16 @@ import numpy as np
 from tqdm import tqdm
 
 from robot_learning.data.episode_store import ArraySpec, EpisodeStore
+from robot_learning.data.specs import episode_specs
 from sim.env import TwinEnv
 from sim.experts import make_expert
 
 log = logging.getLogger(__name__)
 
-LOW_DIM_UNITS: dict[str, tuple[str, str | None, str]] = {
-    "tcp_position": ("m", "base", "tool centre point position"),
-    "tcp_rot6d": ("1", "base", "first two columns of the TCP rotation matrix"),
-    "tcp_quaternion": ("1", "base", "TCP orientation quaternion (x, y, z, w)"),
-    "joint_pos": ("rad", None, "arm joint positions"),
-    "gripper_width": ("m", None, "opening between the fingers"),
-    "privileged": ("m|1", "base", "sim only: object then fixture poses, position + quaternion (x, y, z, w)"),
-    "privileged_relative": ("m|1|rad", None, "sim only: object relative to TCP and fixture, yaw/tilt errors "
-                            "(sim.tasks.TwinTask.relative_state)"),
-}
-ACTION_SPEC = ArraySpec(
-    shape=(7,), dtype=np.float32, unit="m,m,m,rad,rad,rad,1", frame="base",
-    description="TCP delta translation, delta rotation vector, gripper closure target (0 open, 1 closed)",
-)
-
-
 def dataset_specs(env: TwinEnv) -> dict[str, ArraySpec]:
-    """Array specs for every observation key of the env, plus action, reward and time."""
-    specs: dict[str, ArraySpec] = {}
-    for key, space in env.observation_space.spaces.items():
-        if key.endswith("_rgb"):
-            frame = key.removesuffix("_rgb") + "_color_optical_frame"
-            specs[key] = ArraySpec(space.shape, np.uint8, "rgb8", frame=frame)
-        elif key.endswith("_depth"):
-            frame = key.removesuffix("_depth") + "_color_optical_frame"
-            specs[key] = ArraySpec(space.shape, np.float32, "m", frame=frame)
-        else:
-            unit, frame, description = LOW_DIM_UNITS[key]
-            specs[key] = ArraySpec(space.shape, np.float32, unit, frame=frame, description=description)
-    specs["action"] = ACTION_SPEC
-    specs["reward"] = ArraySpec((), np.float32, "1", description="task reward after the action")
-    specs["timestamp"] = ArraySpec((), np.float64, "s", description="observation time (sim clock)")
-    return specs
+    """Array specs for every observation key of the env (in its observation space's order), plus action, reward
+    and time."""
+    return episode_specs({key: env.observation_schema[key] for key in env.observation_space.spaces})
 
 
 @dataclass

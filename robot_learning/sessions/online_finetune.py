@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from controllers.actions import ACTION_DIM
 from robot_learning.data.episode_store import ArraySpec, EpisodeStore
+from robot_learning.data.specs import ACTION_SPEC
 from robot_learning.rl.base_policy import FrozenBase
 from robot_learning.rl.ppo import PPOUpdater, RolloutBuffer
 from robot_learning.rl.residual import ActionNormalizer, ResidualPolicy
@@ -36,8 +38,8 @@ log = logging.getLogger(__name__)
 Intervention = Callable[[Mapping[str, np.ndarray]], "np.ndarray | None"]
 
 RL_SPECS = {
-    "base_action": ArraySpec((7,), np.float32, "m,m,m,rad,rad,rad,1", "base", "frozen base's action"),
-    "residual": ArraySpec((7,), np.float32, "1", None, "residual sample r (normalised action units)"),
+    "base_action": replace(ACTION_SPEC, description="frozen base's action"),
+    "residual": ArraySpec((ACTION_DIM,), np.float32, "1", None, "residual sample r (normalised action units)"),
     "log_prob": ArraySpec((), np.float32, "1", None, "log-probability of the residual sample"),
     "value": ArraySpec((), np.float32, "1", None, "critic value (normalised returns)"),
     "intervention": ArraySpec((), np.bool_, "1", None, "a person's teleop action was executed"),

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from controllers.actions import ACTION_DIM, hold_action
 from controllers.teleop.config import Button
 from controllers.teleop.core import DeviceStatus, TeleopCommand, TeleopDevice
 from controllers.teleop.intervention import intervention_action  # noqa: F401  (the same device serves RL sessions)
@@ -110,7 +111,7 @@ class TeleopCollectSession:
         self.state = SessionState.reset
         self.obs: dict[str, np.ndarray] = {}
         self.outcomes: list[EpisodeOutcome] = []
-        self.last_command = TeleopCommand(np.zeros(7, np.float32))
+        self.last_command = TeleopCommand(np.zeros(ACTION_DIM, np.float32))
         self.message = ""
         self._episode: EpisodeWriter | None = None
         self._attempt = -1
@@ -235,9 +236,8 @@ class TeleopCollectSession:
 
     def _hold_step(self) -> None:
         """One zero-delta step: the arm stops where the last command put it; the gripper keeps its state."""
-        hold = np.zeros(7, np.float32)
-        hold[6] = self.env.commanded_target.gripper_closure if hasattr(self.env, "commanded_target") else 0.0
-        self.obs, *_ = self.env.step(hold)
+        gripper = self.env.commanded_target.gripper_closure if hasattr(self.env, "commanded_target") else 0.0
+        self.obs, *_ = self.env.step(hold_action(gripper))
 
     def _to_review(self, reason: str) -> None:
         self._stop_reason = reason

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from controllers.observations import matrix_from_rot6d
 from robot_learning.validation.twin_replay import ReplayResult
-from sim.experts import rot_from_6d
 
 LAG_SEARCH_S = 0.5
 LAG_RESOLUTION_S = 0.005
@@ -164,7 +164,7 @@ def episode_metrics(result: ReplayResult, n_objects: int = 1) -> EpisodeMetrics:
     dt_s = 1.0 / result.policy_hz
     tcp_err = np.linalg.norm(rec["tcp_position"] - sim["tcp_position"], axis=1)
     rot_err = np.array([
-        np.degrees(np.arccos(np.clip((np.trace(rot_from_6d(a).T @ rot_from_6d(b)) - 1.0) / 2.0, -1.0, 1.0)))
+        np.degrees(np.arccos(np.clip((np.trace(matrix_from_rot6d(a).T @ matrix_from_rot6d(b)) - 1.0) / 2.0, -1.0, 1.0)))
         for a, b in zip(rec["tcp_rot6d"], sim["tcp_rot6d"], strict=True)
     ])
     joint_err = rec["joint_pos"] - sim["joint_pos"]

@@ -155,7 +155,7 @@ class FakeCell(Node):
         from sensor_msgs.msg import CameraInfo, Image, JointState
         from trajectory_msgs.msg import JointTrajectory
 
-        from controllers.ros.control_core import ACTION_NAMES
+        from controllers.actions import ACTION_NAMES
         from controllers.ros.node_support import COMMAND_QOS, SENSOR_QOS, STATE_QOS
         from robot_learning.ros_msgs import conversions as conv
 

@@ -9,17 +9,16 @@ pytest.importorskip("rosbags", reason="rosbags missing: pip install -e '.[ros]'"
 
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from controllers.actions import ACTION_NAMES, apply_delta_action
+from controllers.interface import CartesianTarget
 from hardware_configs import load_cell
 from robot_learning.cli.main import main as cli_main
 from robot_learning.data.episode_store import EpisodeStore
-from robot_learning.policies.diffusion.configuration import SIM_ONLY_KEYS
 from robot_learning.ros_msgs import conversions as conv
 from robot_learning.ros_msgs.bag_import import ImportOptions, import_bags
-from robot_learning.ros_msgs.recording import apply_motion
 
 RB = conv.RosbagsFactory()
 CELL = load_cell("franka_3cam")
-ACTION_NAMES = ["dx", "dy", "dz", "rx", "ry", "rz", "gripper"]
 QUAT = np.array([0.0, 1.0, 0.0, 0.0])
 
 
@@ -92,8 +91,9 @@ def test_bag_without_actions_takes_the_observed_motion(tmp_path):
     with EpisodeStore.open(tmp_path / "store.zarr") as store:
         ep = store.get_episode(0)
     for k in range(len(ep["action"]) - 1):  # each action moves the TCP onto the next step's pose
-        pos, _ = apply_motion(ep["tcp_position"][k], ep["tcp_quaternion"][k], ep["action"][k])
-        np.testing.assert_allclose(pos, ep["tcp_position"][k + 1], atol=1e-6)
+        start = CartesianTarget(ep["tcp_position"][k], ep["tcp_quaternion"][k], 0.0)
+        moved = apply_delta_action(start, ep["action"][k])
+        np.testing.assert_allclose(moved.position_m, ep["tcp_position"][k + 1], atol=1e-6)
     closure = ep["action"][:, 6]
     assert np.all(np.diff(closure) > 0) and 0 < closure[0] < closure[-1] < 1
 
@@ -130,34 +130,6 @@ def test_cli_import_bag_appends_and_reports(tmp_path, capsys):
         assert store.n_episodes == 2
         store.verify()
 
-
-def test_robot_episodes_have_the_twins_schema_and_proprioception():
-    """A policy trained on twin episodes reads robot episodes unchanged: same keys (less the sim-only one),
-    shapes, dtypes, units, frames; and the same proprioceptive features from the same state."""
-    pytest.importorskip("gym_hil", reason="the twin needs gym-hil's Panda model")
-    from controllers.interface import RobotState
-    from robot_learning.ros_msgs.recording import proprio, robot_dataset_specs
-    from robot_learning.sessions.collect import dataset_specs
-    from sim.env import TwinEnv, proprio_observation
-
-    env = TwinEnv(cell=CELL, image_size=(32, 24))
-    try:
-        twin = dataset_specs(env)
-    finally:
-        env.close()
-    robot = robot_dataset_specs(CELL, [c.name for c in CELL.cameras], (32, 24), depth=False)
-    assert set(robot) == set(twin) - set(SIM_ONLY_KEYS)
-    for key, spec in robot.items():
-        assert (spec.shape, spec.dtype, spec.unit, spec.frame) == (twin[key].shape, twin[key].dtype, twin[key].unit,
-                                                                  twin[key].frame), key
-    q = np.linspace(-1, 1, 7)
-    state = RobotState(0.0, q, np.zeros(7), np.array([0.5, 0.1, 0.2]), np.array([0.1, 0.9, 0.1, 0.4]) / np.linalg.norm(
-        [0.1, 0.9, 0.1, 0.4]), 0.05)
-    ours = proprio(q, state.tcp_position_m, state.tcp_quaternion_xyzw, 0.05)
-    theirs = proprio_observation(state)
-    assert set(ours) == set(theirs)
-    for key in ours:
-        np.testing.assert_array_equal(ours[key], theirs[key])
 
 
 def write_topics_bag(path, topics, n=5):

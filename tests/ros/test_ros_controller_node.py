@@ -30,7 +30,7 @@ from std_msgs.msg import Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from controllers.ros.control_core import ACTION_NAMES
+from controllers.actions import ACTION_NAMES
 from controllers.ros.controller_node import ControllerNode
 from controllers.ros.node_support import COMMAND_QOS, SENSOR_QOS, STATE_QOS
 from hardware_configs import load_cell

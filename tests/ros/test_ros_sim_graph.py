@@ -22,7 +22,7 @@ from sensor_msgs.msg import Image, PointCloud2
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from controllers.ros.control_core import ACTION_NAMES
+from controllers.actions import ACTION_NAMES
 from controllers.ros.node_support import COMMAND_QOS, SENSOR_QOS, STATE_QOS
 from hardware_configs import load_cell
 from robot_learning.data.episode_store import EpisodeStore

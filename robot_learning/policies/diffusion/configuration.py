@@ -24,17 +24,18 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from controllers.actions import DELTA_DIMS
+from controllers.observations import NOT_POLICY_INPUTS, SIM_ONLY_KEYS
 from hardware_configs.loader import load_model
 
 PosInt = Annotated[int, Field(ge=1)]
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "policy"  # shipped YAML configs (a source checkout)
 
-# Keys never used as policy inputs: not observations, sim-only state, or (for the quaternion) a
-# representation that flips sign at the twin's home orientation (w ~ 0); tcp_rot6d carries the same
-# information continuously.
+# Keys never used as policy inputs by default: not observations, and the observation keys the schema marks as
+# sim-only (exact scene state, twin only) or not a policy input (the quaternion, which flips sign at the twin's
+# home orientation; tcp_rot6d carries the same information continuously): controllers.observations.
 NON_OBSERVATION_KEYS = ("action", "reward", "timestamp")
-SIM_ONLY_KEYS = ("privileged", "privileged_relative")  # exact scene state: exists in the twin only
-EXCLUDED_LOW_DIM_KEYS = (*SIM_ONLY_KEYS, "tcp_quaternion")
+EXCLUDED_LOW_DIM_KEYS = NOT_POLICY_INPUTS
 
 
 class Backbone(str, Enum):
@@ -79,7 +80,7 @@ class DiffusionConfig(_Strict):
     prediction_type: Literal["epsilon", "sample"] = "epsilon"
     clip_sample: bool = True
     # Action layout: dims that are per-step deltas (held at 0); the others are absolute (held at last value).
-    delta_action_dims: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4, 5])
+    delta_action_dims: list[int] = Field(default_factory=lambda: list(DELTA_DIMS))
 
     @property
     def downsampling_factor(self) -> int:
