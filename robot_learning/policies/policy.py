@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from controllers.actions import DELTA_DIMS
+
 
 class ObservationMismatchError(ValueError):
     """Observations that differ from what the policy was trained on (keys, shapes, cameras)."""
@@ -29,13 +31,13 @@ def observation_shapes(obs: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
 
 class Policy(ABC):
     """Observation history {key: (n_obs_steps, ...)} in, (n, action_dim) raw actions out, the first for the newest
-    observation's time. Actions are the stack's 7-D deltas (translation [m], rotation vector [rad], gripper
-    closure), in the robot base frame."""
+    observation's time. Actions mean what :mod:`controllers.actions` says (TCP deltas in the base frame, gripper
+    closure)."""
 
     source: str = "<memory>"  # where it was loaded from, for messages
     dataset: Mapping[str, Any] = MappingProxyType({})  # what it was trained on: cell, task, fingerprint
     sim_only: bool = False  # reads state only the twin has (privileged): never runs on the robot
-    delta_action_dims: Sequence[int] = (0, 1, 2, 3, 4, 5)  # action dims that are deltas (a hold is zero there)
+    delta_action_dims: Sequence[int] = DELTA_DIMS  # action dims that are deltas (a hold is zero there)
 
     # ------------------------------------------------------------------ what it reads
     @property
