@@ -19,7 +19,7 @@ import enum
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,6 +38,8 @@ from perception.cameras.base import (
 )
 
 logger = logging.getLogger(__name__)
+
+RESUME_JOIN_TIMEOUT_S = 2.0
 
 _DISTORTION_NAMES = {
     rs.distortion.brown_conrady: "plumb_bob",
@@ -102,6 +104,7 @@ class AlignedPipeline:
     depth_scale_m: float
     intrinsics: Intrinsics
     align: rs.align
+    resumer: threading.Thread | None = field(default=None, repr=False)  # a playback's start (open_recording)
 
     @classmethod
     def start(cls, camera: str, pipeline: rs.pipeline, config: rs.config) -> AlignedPipeline:
@@ -154,6 +157,8 @@ class AlignedPipeline:
             self.pipeline.stop()
         except RuntimeError as exc:  # already stopped, or the device is gone
             logger.debug("camera %s: pipeline stop: %s", self.camera, exc)
+        if self.resumer is not None:
+            self.resumer.join(timeout=RESUME_JOIN_TIMEOUT_S)
 
 
 def open_recording(path: str | Path, camera: str, real_time: bool = True, loop: bool = True) -> AlignedPipeline:
@@ -174,14 +179,18 @@ def open_recording(path: str | Path, camera: str, real_time: bool = True, loop: 
     # - the mode is set before the start: started in real time, the file plays into the pipeline's one-frameset
     #   queue, where each unread frameset replaces the last, and a switch afterwards comes too late for a short
     #   file that has already ended;
-    # - the playback reads as soon as its first sensor starts, so a first frame read before the other sensor
-    #   has started is dropped, and the first frameset never forms. Started paused, it reads at most that one
-    #   item; rewound once every sensor runs, it plays the whole file.
+    # - the playback reads as soon as its first sensor starts, so frames read before the other sensor has
+    #   started are dropped, and no frameset forms until both streams flow (up to 5 leading frames were lost).
+    #   Started paused, it reads at most one item; rewound once every sensor runs, it plays the whole file;
+    # - resume() returns once the playback has handed on its first frames, and in non-real-time mode that waits
+    #   for a reader to take them: called before anyone reads, it stalled for librealsense's 10 s flush timeout
+    #   (the playback start that "rarely took over 10 s"). So it runs in a helper thread while the caller reads.
     playback.set_real_time(real_time)
     playback.pause()
     stream = AlignedPipeline.start(camera, pipeline, config)
     playback.seek(timedelta(0))
-    playback.resume()
+    stream.resumer = threading.Thread(target=playback.resume, name=f"playback-resume-{camera}", daemon=True)
+    stream.resumer.start()
     return stream
 
 
@@ -346,6 +355,8 @@ class RealSensePlaybackCamera(StreamingCamera):
         self._playback = device.as_playback()
         self._played = False
         if self.sync is not None:
+            if self._stream.resumer is not None:  # the sync pauses, rewinds and resumes every file after this one
+                self._stream.resumer.join(timeout=RESUME_JOIN_TIMEOUT_S)
             self.sync.register(self._playback)
 
     def _check_serial(self, recorded: str | None) -> str:
