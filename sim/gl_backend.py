@@ -67,6 +67,20 @@ def _match_pyopengl(environ: MutableMapping[str, str], backend: str) -> None:
         del environ["PYOPENGL_PLATFORM"]  # a windowed context: PyOpenGL picks glx/wayland itself
 
 
+def preload_llvm_users() -> None:
+    """Load triton (torch's compiler, which bundles its own LLVM) before any GL context exists.
+
+    Mesa's software renderers (llvmpipe behind EGL, OSMesa) link the system's LLVM; once a context has loaded
+    it, loading triton's LLVM segfaults the process (measured: render a frame, then ``import diffusers``). In
+    the other order both work, so every process that may do both (the CLI, nodes, the tests) calls this first.
+    A no-op where triton is not installed; about 0.15 s where it is.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is not None:
+        import triton  # noqa: F401
+
+
 def select_gl_backend(
     environ: MutableMapping[str, str] | None = None, probe: Callable[[str], str | None] = probe_backend
 ) -> str:
@@ -74,6 +88,8 @@ def select_gl_backend(
     it; ``"glfw"`` when a display is left to MuJoCo's default. Raises :class:`GLBackendError` if there is no
     display and no headless backend renders. Call it before anything imports ``mujoco``."""
     env = os.environ if environ is None else environ
+    if environ is None:
+        preload_llvm_users()
     chosen = env.get("MUJOCO_GL", "").strip().lower()
     if chosen:
         _match_pyopengl(env, chosen)

@@ -2,11 +2,13 @@
 
 import os
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-
 import pytest
 
 from hardware_configs import load_cell, load_task
+from sim.gl_backend import preload_llvm_users
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+preload_llvm_users()  # before any test renders: triton loaded after a GL context segfaults the process
 
 
 @pytest.fixture(scope="session")

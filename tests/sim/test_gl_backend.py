@@ -57,3 +57,31 @@ def test_the_probe_renders_a_real_frame_or_says_why_not():
     assert probe_backend("egl") is None or probe_backend("osmesa") is None  # this machine renders headless
     reason = probe_backend("not_a_backend")
     assert reason is not None and "MUJOCO_GL" in reason
+
+
+_RENDER_THEN_IMPORT_DIFFUSERS = """
+import os, sys
+os.environ["MUJOCO_GL"] = "egl"
+os.environ["PYOPENGL_PLATFORM"] = "egl"
+from sim.gl_backend import preload_llvm_users
+preload_llvm_users()
+import mujoco
+model = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom type="sphere" size=".1"/></worldbody></mujoco>')
+renderer = mujoco.Renderer(model, 8, 8)
+renderer.update_scene(mujoco.MjData(model))
+renderer.render()
+import diffusers  # loads triton's LLVM when triton is installed
+print("both loaded")
+"""
+
+
+def test_a_process_that_renders_and_then_loads_the_policy_libraries_survives():
+    """Triton's LLVM loaded after Mesa's segfaults the process (demo, eval, tests do both); preloading avoids it."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("diffusers")
+    done = subprocess.run([sys.executable, "-c", _RENDER_THEN_IMPORT_DIFFUSERS], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "both loaded" in done.stdout
