@@ -9,7 +9,10 @@ from glob import glob
 from setuptools import find_packages, setup
 
 PACKAGE = "manip_stack"
-TOP_LEVEL = ["robot_learning", "perception", "controllers", "calibration", "sim", "hardware_configs"]
+TOP_LEVEL = [
+    "robot_learning", "perception", "controllers", "calibration", "sim", "hardware_configs", "configs", "ros_support",
+    "teleop", "geometry",
+]
 
 EXTRAS = {
     # The Panda + Robotiq model comes from gym-hil's assets; install it with --no-deps (make setup does),
@@ -68,17 +71,14 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=[f"{name}*" for name in TOP_LEVEL]),
-    package_data={"hardware_configs": ["cells/*.yaml", "tasks/*.yaml"]},
+    package_data={
+        "hardware_configs": ["cells/*.yaml", "tasks/*.yaml"],
+        "configs": ["fm/*.yaml", "policy/*.yaml", "rl/*.yaml", "ros/*.yaml"],
+    },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config/ros", glob("config/ros/*.yaml")),
-        (f"share/{PACKAGE}/configs/fm", glob("configs/fm/*.yaml")),
-        (f"share/{PACKAGE}/configs/policy", glob("configs/policy/*.yaml")),
-        (f"share/{PACKAGE}/configs/rl", glob("configs/rl/*.yaml")),
-        (f"share/{PACKAGE}/hardware_configs/cells", glob("hardware_configs/cells/*.yaml")),
-        (f"share/{PACKAGE}/hardware_configs/tasks", glob("hardware_configs/tasks/*.yaml")),
     ],
     install_requires=[
         "setuptools",

@@ -31,7 +31,7 @@ os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 import numpy as np
 
 from controllers.observations import matrix_from_rot6d
-from hardware_configs.frames import matrix_to_axis_angle
+from geometry.transforms import matrix_to_axis_angle
 from robot_learning.rewards.base import PotentialShapedReward, RewardFunction, SparseSuccessReward
 from robot_learning.rewards.kagi import KagiReward, TwinKeyframes
 from robot_learning.rewards.session import model_client, plan_for_task

@@ -20,8 +20,8 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedSeq
 
-from hardware_configs.frames import matrix_to_pose
-from hardware_configs.loader import load_cell
+from geometry.transforms import matrix_to_pose
+from hardware_configs.loader import ConfigError, load_cell
 from hardware_configs.safe_yaml import parse_yaml_text, read_yaml_text
 from hardware_configs.schema import CellConfig
 
@@ -61,7 +61,10 @@ def write_extrinsics(cell_path: str | Path, extrinsics: Mapping[str, np.ndarray]
     yaml.preserve_quotes = True
     yaml.indent(mapping=2, sequence=4, offset=2)  # the shipped files' layout
     yaml.width = 4096  # never re-wrap flow mappings (ruamel would break them mid-entry)
-    load_cell(path)  # the file as it is must pass every bound and check before ruamel parses it
+    try:  # the file as it is must pass every bound and check before ruamel parses it
+        load_cell(path)
+    except ConfigError as exc:
+        raise CellFileError(f"{path}: the cell file would not load as it is; nothing written:\n{exc}") from None
     document = yaml.load(read_yaml_text(path))
     entries = {entry["name"]: entry for entry in document.get("cameras", [])}
     unknown = sorted(set(extrinsics) - set(entries))

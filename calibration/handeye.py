@@ -27,7 +27,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from calibration.board import BoardPose, ideal_pixels, reprojection_errors_px
-from hardware_configs.frames import axis_angle_to_matrix, invert, rotation_angle_between
+from geometry.transforms import axis_angle_to_matrix, invert, rotation_angle_between
 from hardware_configs.schema import Intrinsics
 
 MIN_VIEWS = 3

@@ -14,7 +14,7 @@ import numpy as np
 
 from calibration.board import BoardPose
 from calibration.handeye import mean_pose
-from hardware_configs.frames import invert, rotation_angle_between
+from geometry.transforms import invert, rotation_angle_between
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from calibration.board import CharucoBoardSpec
-from hardware_configs.frames import axis_angle_to_matrix, invert, rotation_angle_between
+from geometry.transforms import axis_angle_to_matrix, invert, rotation_angle_between
 from hardware_configs.schema import CameraConfig, CellConfig
 from perception.geometry import project_points, transform_points
 

@@ -22,7 +22,7 @@ from calibration.poses import order_plan
 from controllers.interface import CartesianTarget, RobotState
 from controllers.interpolation import interpolate_pose
 from controllers.safe_robot import SafeRobot
-from hardware_configs.frames import invert, matrix_to_quat_xyzw, quat_xyzw_to_matrix, rotation_angle_between
+from geometry.transforms import invert, matrix_to_quat_xyzw, quat_xyzw_to_matrix, rotation_angle_between
 from hardware_configs.schema import CellConfig, Intrinsics
 from perception.cameras.base import Camera, Frame, StaleFrameError
 

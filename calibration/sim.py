@@ -22,7 +22,7 @@ from calibration.poses import board_centre, eye_in_hand_plan, eye_to_hand_plan
 from calibration.session import CalibrationReport, Thresholds, View, check_pairs, collect_views, solve_camera
 from calibration.twin import BOARD_THICKNESS_M, TwinBoardViews, add_board
 from controllers.safe_robot import SafeRobot
-from hardware_configs.frames import axis_angle_to_matrix, matrix_to_pose
+from geometry.transforms import axis_angle_to_matrix, matrix_to_pose
 from hardware_configs.schema import CameraMount, CellConfig, Intrinsics, Pose
 from sim.robot import TwinRobot
 from sim.scene import FLANGE_BODY, ImageSize, build_spec

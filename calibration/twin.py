@@ -18,7 +18,7 @@ import mujoco
 import numpy as np
 
 from calibration.board import CharucoBoardSpec
-from hardware_configs.frames import invert, matrix_to_quat_xyzw, xyzw_to_wxyz
+from geometry.transforms import invert, matrix_to_quat_xyzw, xyzw_to_wxyz
 from hardware_configs.schema import CellConfig, Intrinsics
 from perception.cameras.base import Frame
 from perception.cameras.twin import twin_intrinsics

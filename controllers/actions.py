@@ -21,7 +21,7 @@ import numpy as np
 
 from controllers.interface import CartesianTarget
 from controllers.interpolation import interpolate_pose
-from hardware_configs.frames import (
+from geometry.transforms import (
     axis_angle_to_matrix,
     matrix_to_axis_angle,
     matrix_to_quat_xyzw,

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from controllers.interface import CartesianTarget
-from hardware_configs.frames import (
+from geometry.transforms import (
     axis_angle_to_matrix,
     matrix_to_axis_angle,
     matrix_to_quat_xyzw,

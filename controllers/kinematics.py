@@ -22,7 +22,7 @@ import mujoco
 import numpy as np
 
 from controllers.interface import CartesianTarget
-from hardware_configs.frames import matrix_to_quat_xyzw, quat_xyzw_to_matrix, rotation_angle_between, xyzw_to_wxyz
+from geometry.transforms import matrix_to_quat_xyzw, quat_xyzw_to_matrix, rotation_angle_between, xyzw_to_wxyz
 from hardware_configs.schema import CellConfig, RobotModel
 
 # (a_{i-1} [m], d_i [m], alpha_{i-1} [rad]) of joints 1..7: Franka's modified DH table of the Panda (and FR3).

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from controllers.interface import RobotState
-from hardware_configs.frames import quat_xyzw_to_matrix
+from geometry.transforms import quat_xyzw_to_matrix
 from hardware_configs.schema import CellConfig
 
 

@@ -99,7 +99,7 @@ from controllers.safety_events import (  # noqa: F401  (the flags are named from
     SafetyEventLog,
 )
 from controllers.safety_inputs import Goal, describe, finite_time, parse_state, parse_target
-from hardware_configs.frames import (
+from geometry.transforms import (
     axis_angle_to_matrix,
     matrix_to_axis_angle,
     matrix_to_quat_xyzw,

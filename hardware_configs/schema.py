@@ -60,7 +60,7 @@ class Pose(StrictModel):
 
     def matrix(self) -> np.ndarray:
         """4x4 homogeneous matrix T_parent_child."""
-        from hardware_configs.frames import pose_to_matrix
+        from geometry.transforms import pose_to_matrix
 
         return pose_to_matrix(np.array(self.position_m), np.array(self.quaternion_xyzw))
 

@@ -6,7 +6,7 @@ recording full-resolution images with the TCP pose at each accepted view, for th
 """
 
 from launch import LaunchDescription
-from robot_learning.ros.launch_support import launch_entities
+from ros_support.launch_graph import launch_entities
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -5,7 +5,7 @@
 """
 
 from launch import LaunchDescription
-from robot_learning.ros.launch_support import launch_entities
+from ros_support.launch_graph import launch_entities
 
 
 def generate_launch_description() -> LaunchDescription:

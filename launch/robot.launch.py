@@ -7,7 +7,7 @@ the twin stands in for the cell: the nodes of sim.launch.py, no camera driver.
 """
 
 from launch import LaunchDescription
-from robot_learning.ros.launch_support import launch_entities
+from ros_support.launch_graph import launch_entities
 
 
 def generate_launch_description() -> LaunchDescription:

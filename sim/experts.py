@@ -13,7 +13,7 @@ import numpy as np
 
 from controllers.actions import ActionLimits
 from controllers.observations import matrix_from_rot6d
-from hardware_configs.frames import matrix_to_axis_angle
+from geometry.transforms import matrix_to_axis_angle
 from hardware_configs.schema import CellConfig, TaskConfig
 
 # TCP orientation pointing down with the fingers closing along base y (the twin's home orientation).

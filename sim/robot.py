@@ -12,7 +12,7 @@ import mujoco
 import numpy as np
 
 from controllers.interface import CartesianTarget, RobotState
-from hardware_configs.frames import matrix_to_quat_xyzw, quat_xyzw_to_matrix
+from geometry.transforms import matrix_to_quat_xyzw, quat_xyzw_to_matrix
 from hardware_configs.schema import CellConfig
 from sim.scene import ARM_JOINTS
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
-from hardware_configs.frames import matrix_to_quat_xyzw, quat_xyzw_to_matrix, xyzw_to_wxyz
+from geometry.transforms import matrix_to_quat_xyzw, quat_xyzw_to_matrix, xyzw_to_wxyz
 from hardware_configs.schema import CameraConfig, CameraMount, CellConfig, HoleFixture, ObjectConfig, TaskConfig
 
 ARM_JOINTS = tuple(f"joint{i}" for i in range(1, 8))

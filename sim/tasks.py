@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from hardware_configs.frames import quat_xyzw_to_matrix, wxyz_to_xyzw, xyzw_to_wxyz, yaw_to_quat_xyzw
+from geometry.transforms import quat_xyzw_to_matrix, wxyz_to_xyzw, xyzw_to_wxyz, yaw_to_quat_xyzw
 from hardware_configs.schema import InitialPose, InsertSuccess, LiftSuccess, TaskConfig
 from sim.scene import TABLE_TOP_Z_M
 

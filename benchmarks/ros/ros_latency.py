@@ -48,9 +48,9 @@ def relay(seconds: float) -> None:
     from trajectory_msgs.msg import JointTrajectory
 
     from controllers.actions import ACTION_NAMES
-    from controllers.ros.node_support import COMMAND_QOS, SENSOR_QOS, STATE_QOS
     from hardware_configs import load_cell
-    from robot_learning.ros_msgs import conversions as conv
+    from ros_support import conversions as conv
+    from ros_support.node import COMMAND_QOS, SENSOR_QOS, STATE_QOS
 
     rclpy.init()
     node = Node("relay_policy")
@@ -92,7 +92,7 @@ def in_process(width: int, height: int, n: int = 200) -> dict[str, float]:
     from controllers.ros.control_core import CommandInput
     from controllers.safe_robot import SafeRobot
     from hardware_configs import load_cell
-    from robot_learning.ros_msgs import conversions as conv
+    from ros_support import conversions as conv
 
     cell = load_cell("franka_3cam")
 
@@ -155,9 +155,9 @@ def main() -> int:
     from rclpy.node import Node
     from sensor_msgs.msg import CameraInfo, Image, JointState
 
-    from controllers.ros.node_support import SENSOR_QOS, STATE_QOS
     from hardware_configs import load_cell
-    from robot_learning.ros_msgs import conversions as conv
+    from ros_support import conversions as conv
+    from ros_support.node import SENSOR_QOS, STATE_QOS
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     settle_s = 4.0

@@ -21,7 +21,7 @@ from controllers.actions import ACTION_NAMES, ActionLimits, as_action, next_goal
 from controllers.interface import CartesianTarget, RobotState
 from controllers.interpolation import interpolate_pose
 from hardware_configs.schema import CellConfig
-from robot_learning.ros_msgs.params import CELL, ParamSpec
+from ros_support.params import CELL, ParamSpec
 
 CONTROLLER_TYPES = ("joint_trajectory", "cartesian_pose")
 

@@ -33,12 +33,12 @@ from trajectory_msgs.msg import JointTrajectory
 from controllers.actions import ACTION_NAMES
 from controllers.interface import CartesianTarget
 from controllers.ros.control_core import CONTROLLER_PARAMETERS, CommandInput
-from controllers.ros.node_support import COMMAND_QOS, SENSOR_QOS, declare_parameters, run_node
 from controllers.ros.ros_robot import RosRobot
 from controllers.safe_robot import SafeRobot
 from controllers.safety import SENSOR_HOLD, UPSTREAM_REJECTED
 from hardware_configs import load_cell
-from robot_learning.ros_msgs import conversions as conv
+from ros_support import conversions as conv
+from ros_support.node import COMMAND_QOS, SENSOR_QOS, declare_parameters, run_node
 
 SUMMARY = "Safety-filtered robot commands from policy/teleop topics, with watchdog, e-stop and camera-dropout hold."
 

@@ -22,9 +22,9 @@ from trajectory_msgs.msg import JointTrajectory
 
 from controllers.interface import CartesianTarget, RobotState
 from controllers.ros.control_core import state_from_readings
-from controllers.ros.node_support import COMMAND_QOS, STATE_QOS
 from hardware_configs.schema import CellConfig
-from robot_learning.ros_msgs import conversions as conv
+from ros_support import conversions as conv
+from ros_support.node import COMMAND_QOS, STATE_QOS
 
 if TYPE_CHECKING:
     from controllers.kinematics import ArmKinematics

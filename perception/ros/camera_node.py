@@ -23,10 +23,10 @@ from typing import Any
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
-from controllers.ros.node_support import SENSOR_QOS, declare_parameters, run_node
 from hardware_configs import load_cell
 from perception.ros.sync_core import CAMERA_PARAMETERS
-from robot_learning.ros_msgs import conversions as conv
+from ros_support import conversions as conv
+from ros_support.node import SENSOR_QOS, declare_parameters, run_node
 
 SUMMARY = "RealSense cameras (live or recordings) on realsense-ros topic names, via the perception camera core."
 

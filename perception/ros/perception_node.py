@@ -22,12 +22,12 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from controllers.ros.node_support import SENSOR_QOS, STATE_QOS, declare_parameters, run_node
+from geometry.transforms import invert, pose_to_matrix
 from hardware_configs import load_cell
-from hardware_configs.frames import invert, pose_to_matrix
 from perception.ros.sync_core import PERCEPTION_PARAMETERS, FramesetMatcher
-from robot_learning.ros_msgs import conversions as conv
-from robot_learning.ros_msgs.recording import StreamBuffer
+from perception.streams import StreamBuffer
+from ros_support import conversions as conv
+from ros_support.node import SENSOR_QOS, STATE_QOS, declare_parameters, run_node
 
 SUMMARY = "Synchronised cameras -> fused point cloud in the base frame (/manip/points), with dropout diagnostics."
 

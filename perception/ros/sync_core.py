@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robot_learning.ros_msgs.params import CELL, ParamSpec
-from robot_learning.ros_msgs.recording import StreamBuffer
+from perception.streams import StreamBuffer
+from ros_support.params import CELL, ParamSpec
 
 PERCEPTION_PARAMETERS: tuple[ParamSpec, ...] = (
     CELL,

@@ -14,11 +14,13 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
     args.out = args.out or f"outputs/{args.task.name}.zarr"
     if args.teleop:
-        from robot_learning.sessions.teleop_collect import run_teleop_collection
+        from robot_learning.cli.teleop_commands import ros_feed
+        from teleop.session import run_teleop_collection
 
         print(run_teleop_collection(args.out, device_spec=args.teleop, cell=args.cell, task=args.task,
                                     n_episodes=args.episodes, operator=args.operator,
-                                    image_size=args.image_size or (96, 96), seed=args.seed))
+                                    image_size=args.image_size or (96, 96), seed=args.seed,
+                                    device_feed=ros_feed() if args.teleop == "ros" else None))
         return 0
     if not args.expert:
         raise SystemExit("say where demonstrations come from: --expert (scripted, twin) or --teleop DEVICE")

@@ -8,7 +8,7 @@ from robot_learning.cli.common import add_cell_task, image_size
 
 
 def cmd_import_bag(args: argparse.Namespace) -> int:
-    from robot_learning.ros_msgs.bag_import import ImportOptions, import_bags
+    from robot_learning.data.bag_import import ImportOptions, import_bags
 
     opts = ImportOptions(
         cell=args.cell, task=args.task, cameras=args.cameras or None, image_size=args.image_size, depth=args.depth,

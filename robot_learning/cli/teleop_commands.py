@@ -8,8 +8,15 @@ from pathlib import Path
 from robot_learning.cli.common import add_cell_task, image_size
 
 
+def ros_feed(twist_topic: str = "/teleop/cmd_vel", joy_topic: str = "/joy"):
+    """The ROS teleop subscriber (twist + joy topics) that feeds the ros device: ROS stays at the CLI's edge."""
+    from teleop.ros.twist_joy import start_ros_teleop
+
+    return lambda device: start_ros_teleop(device, twist_topic, joy_topic)
+
+
 def cmd_teleop(args: argparse.Namespace) -> int:
-    from robot_learning.sessions.teleop_collect import run_teleop_collection
+    from teleop.session import run_teleop_collection
 
     out = args.out or f"outputs/teleop_{args.task.name}.zarr"
     report = run_teleop_collection(
@@ -17,7 +24,7 @@ def cmd_teleop(args: argparse.Namespace) -> int:
         operator=args.operator, image_size=args.image_size, seed=args.seed, countdown_s=args.countdown,
         view_mp4=args.view_mp4, screenshot=args.screenshot, record_input=args.record_input,
         teleop_config=args.teleop_config, window=False if args.headless else None,
-        ros_topics=(args.twist_topic, args.joy_topic),
+        device_feed=ros_feed(args.twist_topic, args.joy_topic) if args.device == "ros" else None,
     )
     print(report)
     return 0

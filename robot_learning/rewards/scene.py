@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from hardware_configs.frames import quat_xyzw_to_matrix
+from geometry.transforms import quat_xyzw_to_matrix
 from hardware_configs.schema import TaskConfig
 
 TABLE_TOP_Z_M = 0.0

@@ -16,8 +16,8 @@ import numpy as np
 from controllers.actions import ACTION_DIM, DELTA_DIMS
 from controllers.observations import observation_schema, rgb_key
 from hardware_configs.schema import CellConfig
-from robot_learning.ros_msgs.params import CELL, REQUIRED, ParamSpec
-from robot_learning.ros_msgs.recording import MissingStreamsError, StepBuilder
+from robot_learning.data.robot_steps import MissingStreamsError, StepBuilder
+from ros_support.params import CELL, REQUIRED, ParamSpec
 
 if TYPE_CHECKING:
     from robot_learning.policies.policy import Policy

@@ -22,10 +22,10 @@ from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
 from controllers.actions import ACTION_NAMES
-from controllers.ros.node_support import COMMAND_QOS, SENSOR_QOS, STATE_QOS, declare_parameters, run_node
 from hardware_configs import load_cell
 from robot_learning.ros.policy_core import POLICY_PARAMETERS, PolicyLoop
-from robot_learning.ros_msgs import conversions as conv
+from ros_support import conversions as conv
+from ros_support.node import COMMAND_QOS, SENSOR_QOS, STATE_QOS, declare_parameters, run_node
 
 SUMMARY = "A trained diffusion policy on the graph: observations in, delta actions out at the policy rate."
 

@@ -23,10 +23,10 @@ from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from controllers.actions import ACTION_NAMES
-from controllers.ros.node_support import COMMAND_QOS, SENSOR_QOS, STATE_QOS, declare_parameters, run_node
 from robot_learning.data.episode_store import EpisodeStoreError
-from robot_learning.ros_msgs import conversions as conv
-from robot_learning.ros_msgs.session import SESSION_PARAMETERS, SessionError, SessionRecorder
+from robot_learning.sessions.recorder import SESSION_PARAMETERS, SessionError, SessionRecorder
+from ros_support import conversions as conv
+from ros_support.node import COMMAND_QOS, SENSOR_QOS, STATE_QOS, declare_parameters, run_node
 
 SUMMARY = "Start/stop/accept/discard episodes; records synchronised topics into a crash-safe zarr EpisodeStore."
 

@@ -1,5 +1,5 @@
 """Collect demonstrations into the episode store from scripted experts in the twin (teleoperated ones:
-:mod:`robot_learning.sessions.teleop_collect`).
+:mod:`teleop.session`).
 
 Each episode is recorded step by step and committed whole when it ends; a failed or interrupted episode is
 discarded (or kept, flagged unsuccessful, with ``keep_failures``), so the store only ever holds complete

@@ -26,7 +26,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
-from hardware_configs.frames import axis_angle_to_matrix, matrix_to_quat_xyzw, quat_xyzw_to_matrix
+from geometry.transforms import axis_angle_to_matrix, matrix_to_quat_xyzw, quat_xyzw_to_matrix
 from robot_learning.data.episode_store import EpisodeStore
 from robot_learning.sessions.collect import dataset_specs
 from sim.env import TwinEnv

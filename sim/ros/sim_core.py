@@ -17,8 +17,8 @@ import numpy as np
 from controllers.interface import CartesianTarget, RobotState
 from hardware_configs import load_cell, load_task
 from hardware_configs.schema import CellConfig, TaskConfig
-from robot_learning.ros_msgs.conversions import DEPTH_ENCODINGS
-from robot_learning.ros_msgs.params import CELL, TASK, ParamSpec
+from ros_support.conversions import DEPTH_ENCODINGS
+from ros_support.params import CELL, TASK, ParamSpec
 from sim.cameras import TwinCameras
 from sim.robot import GRIPPER_CTRL_CLOSED, TwinRobot
 from sim.scene import ImageSize, build_model

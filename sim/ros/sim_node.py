@@ -27,7 +27,8 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from controllers.ros.node_support import (
+from ros_support import conversions as conv
+from ros_support.node import (
     CLOCK_QOS,
     COMMAND_QOS,
     SENSOR_QOS,
@@ -36,7 +37,6 @@ from controllers.ros.node_support import (
     dynamic_parameter_guard,
     run_node,
 )
-from robot_learning.ros_msgs import conversions as conv
 from sim.gl_backend import GLBackendError, select_gl_backend
 
 try:  # before sim_core imports mujoco, which reads MUJOCO_GL once; a failure is reported by configure()

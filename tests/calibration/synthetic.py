@@ -6,7 +6,7 @@ import numpy as np
 
 from calibration.board import BoardDetection, BoardPose, CharucoBoardSpec, estimate_board_pose
 from calibration.handeye import Setup
-from hardware_configs.frames import axis_angle_to_matrix, invert
+from geometry.transforms import axis_angle_to_matrix, invert
 from hardware_configs.schema import Intrinsics
 from perception.geometry import project_points
 

@@ -7,7 +7,7 @@ import pytest
 from calibration.board import BoardError, CharucoBoardSpec, detect_board, estimate_board_pose
 from calibration.sim import table_board_pose
 from calibration.twin import TwinBoardViews, add_board, board_texture
-from hardware_configs.frames import invert, rotation_angle_between
+from geometry.transforms import invert, rotation_angle_between
 from sim.scene import ImageSize, build_spec
 
 

@@ -7,7 +7,7 @@ from synthetic import INTRINSICS, TRUTH, views
 
 from calibration.handeye import CLOSED_FORM_METHODS, HandEyeError, Method, Setup, mean_pose, solve, solve_all
 from calibration.multicam import pose_difference
-from hardware_configs.frames import axis_angle_to_matrix
+from geometry.transforms import axis_angle_to_matrix
 
 
 @pytest.mark.parametrize("setup", list(Setup))

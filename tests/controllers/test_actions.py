@@ -16,7 +16,7 @@ from controllers.actions import (
     next_goal,
 )
 from controllers.interface import CartesianTarget
-from hardware_configs.frames import axis_angle_to_matrix, matrix_to_quat_xyzw, quat_xyzw_to_matrix
+from geometry.transforms import axis_angle_to_matrix, matrix_to_quat_xyzw, quat_xyzw_to_matrix
 
 DOWN = np.array([1.0, 0.0, 0.0, 0.0])  # TCP pointing down (x, y, z, w)
 

@@ -13,13 +13,13 @@ pytest.importorskip("mink", reason="mink missing: pip install -e '.[ik]'")
 from controllers.interface import CartesianTarget
 from controllers.interpolation import interpolate_pose
 from controllers.kinematics import ArmKinematics, ModelMismatchError, build_arm_model
-from hardware_configs import load_cell
-from hardware_configs.frames import (
+from geometry.transforms import (
     axis_angle_to_matrix,
     matrix_to_quat_xyzw,
     quat_xyzw_to_matrix,
     rotation_angle_between,
 )
+from hardware_configs import load_cell
 from sim.scene import ARM_JOINTS, build_model
 
 CELL = load_cell("franka_3cam")

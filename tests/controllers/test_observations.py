@@ -12,7 +12,7 @@ from controllers.observations import (
     observation_schema,
     proprio_observation,
 )
-from hardware_configs.frames import quat_xyzw_to_matrix
+from geometry.transforms import quat_xyzw_to_matrix
 
 Q = np.array([0.1, 0.9, 0.1, 0.4]) / np.linalg.norm([0.1, 0.9, 0.1, 0.4])
 STATE = RobotState(0.0, np.linspace(-1, 1, 7), np.zeros(7), np.array([0.5, 0.1, 0.2]), Q, 0.05)

@@ -45,7 +45,7 @@ def test_pixel_to_point_to_pixel_round_trips(intr, u, v, depth):
 @given(intr=intrinsics, rotvec=st.tuples(*[st.floats(-3.0, 3.0)] * 3), shift=st.tuples(*[st.floats(-1.0, 1.0)] * 3))
 def test_base_frame_lifting_and_projection_are_inverses(intr, rotvec, shift):
     assume(invertible_over_the_image(intr))
-    from hardware_configs.frames import axis_angle_to_matrix
+    from geometry.transforms import axis_angle_to_matrix
 
     T_base_cam = np.eye(4)
     T_base_cam[:3, :3], T_base_cam[:3, 3] = axis_angle_to_matrix(np.array(rotvec)), shift

@@ -156,8 +156,8 @@ class FakeCell(Node):
         from trajectory_msgs.msg import JointTrajectory
 
         from controllers.actions import ACTION_NAMES
-        from controllers.ros.node_support import COMMAND_QOS, SENSOR_QOS, STATE_QOS
-        from robot_learning.ros_msgs import conversions as conv
+        from ros_support import conversions as conv
+        from ros_support.node import COMMAND_QOS, SENSOR_QOS, STATE_QOS
 
         super().__init__("fake_cell", context=context)
         self.cell, self.size, self.conv, self.f = cell, size, conv, conv.RclpyFactory()

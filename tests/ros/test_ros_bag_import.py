@@ -13,9 +13,9 @@ from controllers.actions import ACTION_NAMES, apply_delta_action
 from controllers.interface import CartesianTarget
 from hardware_configs import load_cell
 from robot_learning.cli.main import main as cli_main
+from robot_learning.data.bag_import import ImportOptions, import_bags
 from robot_learning.data.episode_store import EpisodeStore
-from robot_learning.ros_msgs import conversions as conv
-from robot_learning.ros_msgs.bag_import import ImportOptions, import_bags
+from ros_support import conversions as conv
 
 RB = conv.RosbagsFactory()
 CELL = load_cell("franka_3cam")

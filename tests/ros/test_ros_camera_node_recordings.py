@@ -19,11 +19,11 @@ from rclpy.parameter import Parameter
 from ros_harness import Graph, Probe, node_process, stop_process, wait_for
 from sensor_msgs.msg import Image
 
-from controllers.ros.node_support import SENSOR_QOS
 from hardware_configs import load_cell
 from perception.cameras import Frame, recording_path
 from perception.recording import write_recording
-from robot_learning.ros_msgs import conversions as conv
+from ros_support import conversions as conv
+from ros_support.node import SENSOR_QOS
 
 pytestmark = pytest.mark.ros
 CELL = load_cell("franka_3cam")

@@ -32,10 +32,10 @@ from trajectory_msgs.msg import JointTrajectory
 
 from controllers.actions import ACTION_NAMES
 from controllers.ros.controller_node import ControllerNode
-from controllers.ros.node_support import COMMAND_QOS, SENSOR_QOS, STATE_QOS
+from geometry.transforms import quat_xyzw_to_matrix, rotation_angle_between
 from hardware_configs import load_cell
-from hardware_configs.frames import quat_xyzw_to_matrix, rotation_angle_between
-from robot_learning.ros_msgs import conversions as conv
+from ros_support import conversions as conv
+from ros_support.node import COMMAND_QOS, SENSOR_QOS, STATE_QOS
 
 pytestmark = pytest.mark.ros
 CELL = load_cell("franka_3cam")

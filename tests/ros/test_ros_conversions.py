@@ -14,8 +14,8 @@ import pytest
 pytest.importorskip("rosbags", reason="rosbags missing: pip install -e '.[ros]'")
 
 from hardware_configs.schema import Intrinsics
-from robot_learning.ros_msgs import conversions as conv
-from robot_learning.ros_msgs.bag_import import deserialize
+from robot_learning.data.bag_import import deserialize
+from ros_support import conversions as conv
 
 NEEDS_RCLPY = pytest.mark.skipif(importlib.util.find_spec("rclpy") is None,
                                  reason="rclpy missing: pip install -e '.[ros]' (ROS 2 Jazzy wheels)")

@@ -17,7 +17,7 @@ import pytest
 
 from hardware_configs import load_cell
 from hardware_configs.safe_yaml import read_yaml_mapping
-from robot_learning.ros_msgs.params import ParamSpec, validate
+from ros_support.params import ParamSpec, validate
 
 REPO = Path(__file__).resolve().parents[2]
 STANDINS = Path(__file__).parent / "launch_standins"
@@ -30,7 +30,7 @@ CELL = load_cell("franka_3cam")
 NODE_PARAMETER_TABLES = {
     "sim_node": "sim.ros.sim_core:SIM_NODE_PARAMETERS",
     "controller_node": "controllers.ros.control_core:CONTROLLER_PARAMETERS",
-    "session_node": "robot_learning.ros_msgs.session:SESSION_PARAMETERS",
+    "session_node": "robot_learning.sessions.recorder:SESSION_PARAMETERS",
     "camera_node": "perception.ros.sync_core:CAMERA_PARAMETERS",
     "perception_node": "perception.ros.sync_core:PERCEPTION_PARAMETERS",
     "policy_node": "robot_learning.ros.policy_core:POLICY_PARAMETERS",
@@ -64,7 +64,7 @@ def launch_api(monkeypatch):
 
     def purge() -> None:
         for name in list(sys.modules):
-            if name.split(".")[0] in ("launch", "launch_ros") or name == "robot_learning.ros.launch_support":
+            if name.split(".")[0] in ("launch", "launch_ros") or name == "ros_support.launch_graph":
                 del sys.modules[name]
 
     purge()
@@ -139,7 +139,7 @@ def test_every_launch_file_declares_the_common_arguments_with_descriptions(launc
     assert {"cell", "task", "params_file"} <= set(declared)
     for argument in declared.values():
         assert argument.description and argument.default_value is not None, argument.name
-    from robot_learning.ros.launch_support import ARGUMENTS
+    from ros_support.launch_graph import ARGUMENTS
 
     assert set(declared) <= set(ARGUMENTS)  # one table
 
@@ -210,13 +210,13 @@ def test_calibration_records_full_resolution_images(launch_api):
 
 
 def test_parameter_files_validate_against_the_node_tables():
-    for path in sorted((REPO / "config" / "ros").glob("*.yaml")):
+    for path in sorted((REPO / "configs" / "ros").glob("*.yaml")):
         for node, values in load_param_file(path).items():
             validate(parameter_table(node), values, node=f"{path.name}:{node}", allow_unknown=False, require=False)
 
 
 def test_a_bad_parameter_file_is_reported_with_the_key(tmp_path):
-    from robot_learning.ros_msgs.params import ParameterError
+    from ros_support.params import ParameterError
 
     path = tmp_path / "bad.yaml"
     path.write_text("sim_node:\n  ros__parameters:\n    real_time_factr: 1.0\n    camera_fps: -2.0\n")

@@ -17,9 +17,9 @@ from ros_harness import FakeCell, Graph, Probe, wait_for
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from trajectory_msgs.msg import JointTrajectory
 
-from controllers.ros.node_support import COMMAND_QOS, SENSOR_QOS
 from hardware_configs import load_cell
-from robot_learning.ros_msgs import conversions as conv
+from ros_support import conversions as conv
+from ros_support.node import COMMAND_QOS, SENSOR_QOS
 
 pytestmark = pytest.mark.ros
 CELL = load_cell("franka_3cam")
@@ -99,8 +99,8 @@ def tiny_checkpoint(tmp_path_factory):
     import torch
 
     from robot_learning.data.episode_store import EpisodeStore
+    from robot_learning.data.robot_steps import robot_dataset_specs
     from robot_learning.policies.diffusion.configuration import DiffusionConfig, PolicyTrainingConfig, TrainConfig
-    from robot_learning.ros_msgs.recording import robot_dataset_specs
     from robot_learning.sessions.train import train_policy
 
     torch.set_num_threads(1)

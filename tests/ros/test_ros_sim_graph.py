@@ -23,10 +23,10 @@ from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from controllers.actions import ACTION_NAMES
-from controllers.ros.node_support import COMMAND_QOS, SENSOR_QOS, STATE_QOS
 from hardware_configs import load_cell
 from robot_learning.data.episode_store import EpisodeStore
-from robot_learning.ros_msgs import conversions as conv
+from ros_support import conversions as conv
+from ros_support.node import COMMAND_QOS, SENSOR_QOS, STATE_QOS
 
 pytestmark = pytest.mark.ros
 CELL = load_cell("franka_3cam")

@@ -25,9 +25,9 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from controllers.ros.node_support import CLOCK_QOS, COMMAND_QOS, SENSOR_QOS, STATE_QOS
 from hardware_configs import load_cell
-from robot_learning.ros_msgs import conversions as conv
+from ros_support import conversions as conv
+from ros_support.node import CLOCK_QOS, COMMAND_QOS, SENSOR_QOS, STATE_QOS
 from sim.ros.sim_node import SimNode
 
 pytestmark = pytest.mark.ros

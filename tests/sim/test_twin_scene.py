@@ -4,7 +4,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from hardware_configs.frames import invert, matrix_to_quat_xyzw, quat_xyzw_to_matrix, rotation_angle_between
+from geometry.transforms import invert, matrix_to_quat_xyzw, quat_xyzw_to_matrix, rotation_angle_between
 from hardware_configs.schema import CellConfig
 from sim.robot import TwinRobot
 from sim.scene import OPTICAL_TO_MUJOCO_CAMERA, ImageSize, build_spec, scaled_intrinsics

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from controllers.teleop import TeleopConfig, TeleopDevice, make_device
-from controllers.teleop.replay import ReplaySource
+from teleop import TeleopConfig, TeleopDevice, make_device
+from teleop.replay import ReplaySource
 
 
 def replayed(kind: str, records: list[dict], config: TeleopConfig | None = None) -> TeleopDevice:
-    """A connected device of ``kind`` fed from ``records`` (stream format of controllers.teleop.replay)."""
+    """A connected device of ``kind`` fed from ``records`` (stream format of teleop.replay)."""
     return make_device(kind, config=config, source=ReplaySource(records, disconnect_at_end=False)).connect()
 
 

@@ -5,11 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controllers.teleop import DeviceKind, TeleopConfig, default_config, make_device
-from controllers.teleop.config import load_teleop_config
-from controllers.teleop.replay import ReplaySource, encode_record, read_stream, write_stream
-from controllers.teleop.ros_values import JoyValues, TwistValues
 from hardware_configs.loader import ConfigError
+from teleop import DeviceKind, TeleopConfig, default_config, make_device
+from teleop.config import load_teleop_config
+from teleop.replay import ReplaySource, encode_record, read_stream, write_stream
+from teleop.ros_values import JoyValues, TwistValues
 
 
 def test_every_device_kind_has_a_working_default():
@@ -48,7 +48,7 @@ def test_a_config_for_another_device_is_refused():
 
 def test_streams_round_trip_every_raw_input_type(tmp_path: Path):
     evdev = pytest.importorskip("evdev")
-    from controllers.teleop.gamepad import _pygame
+    from teleop.gamepad import _pygame
 
     pg = _pygame()
     inputs = [bytes.fromhex("01 5e 01 00 00 00 00"), evdev.InputEvent(1, 500000, 1, 17, 1),

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from controllers.teleop import Button, DeviceStatus, default_config
-from controllers.teleop.keyboard import EvdevParser
+from teleop import Button, DeviceStatus, default_config
+from teleop.keyboard import EvdevParser
 
 evdev = pytest.importorskip("evdev")
 pytest.importorskip("pygame")
@@ -98,8 +98,8 @@ def test_heartbeats_keep_a_steady_stick_alive_and_their_absence_stops_it(replay_
 
 
 def test_events_of_another_pad_are_ignored():
-    from controllers.teleop.gamepad import PygameJoystickParser
-    from controllers.teleop.replay import decode_payload
+    from teleop.gamepad import PygameJoystickParser
+    from teleop.replay import decode_payload
 
     parser = PygameJoystickParser(instance_id=0)
     parser.feed(decode_payload({"t": 0, "pygame": {"type": "JoyButtonDown", "button": 0, "instance_id": 3}}))

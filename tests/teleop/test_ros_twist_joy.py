@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from controllers.teleop import Button, DeviceStatus, default_config, make_device
-from controllers.teleop.ros_values import TwistJoyParser, TwistValues
+from teleop import Button, DeviceStatus, default_config, make_device
+from teleop.ros_values import TwistJoyParser, TwistValues
 
 ROS = default_config("ros")
 
@@ -54,7 +54,7 @@ def test_rclpy_adapter_feeds_published_twist_and_joy_into_the_device():
     from geometry_msgs.msg import Twist
     from sensor_msgs.msg import Joy
 
-    from controllers.teleop.ros.twist_joy import start_ros_teleop
+    from teleop.ros.twist_joy import start_ros_teleop
 
     device = make_device("ros").connect()
     rclpy.init()

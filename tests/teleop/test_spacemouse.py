@@ -8,8 +8,8 @@ buttons. HID axes: x right, y toward the operator, z down. Default mapping: oper
 import numpy as np
 import pytest
 
-from controllers.teleop import Button, DeviceDisconnectedError, DeviceStatus, default_config, make_device
-from controllers.teleop.spacemouse import SpaceMouseParser
+from teleop import Button, DeviceDisconnectedError, DeviceStatus, default_config, make_device
+from teleop.spacemouse import SpaceMouseParser
 
 CFG = default_config("spacemouse")
 FULL_M = CFG.max_translation_m_per_step
@@ -109,7 +109,7 @@ def test_unplugging_stops_the_arm_and_releases_everything_until_it_returns(repla
 
 def test_hidapi_without_a_spacemouse_says_what_to_check():
     pytest.importorskip("hid")
-    from controllers.teleop.spacemouse import find_spacemice
+    from teleop.spacemouse import find_spacemice
 
     if find_spacemice():
         pytest.skip("a real SpaceMouse is attached")

@@ -11,23 +11,23 @@ import numpy as np
 import pytest
 
 from controllers.safety import STALE_HOLD
-from controllers.teleop import DeviceStatus, default_config, make_device
-from controllers.teleop.intervention import intervention_action
-from controllers.teleop.live_view import LatestFrame, LiveView, ViewStatus, display_available
-from controllers.teleop.replay import ReplaySource
-from controllers.teleop.scripted import Faults, ScriptedSpaceMouse
 from robot_learning.cli.main import main
 from robot_learning.data.episode_store import EpisodeStore
 from robot_learning.sessions.collect import dataset_specs
-from robot_learning.sessions.teleop_collect import (
+from sim.env import TwinEnv
+from sim.experts import make_expert
+from teleop import DeviceStatus, default_config, make_device
+from teleop.intervention import intervention_action
+from teleop.live_view import LatestFrame, LiveView, ViewStatus, display_available
+from teleop.replay import ReplaySource
+from teleop.scripted import Faults, ScriptedSpaceMouse
+from teleop.session import (
     SessionState,
     StepClock,
     TeleopCollectSession,
     TeleopSessionConfig,
     run_teleop_collection,
 )
-from sim.env import TwinEnv
-from sim.experts import make_expert
 
 CFG = default_config("spacemouse")
 SIZE = (64, 48)

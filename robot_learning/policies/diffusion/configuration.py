@@ -24,12 +24,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from configs import config_dir
 from controllers.actions import DELTA_DIMS
 from controllers.observations import NOT_POLICY_INPUTS, SIM_ONLY_KEYS
 from hardware_configs.loader import load_model
 
 PosInt = Annotated[int, Field(ge=1)]
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "policy"  # shipped YAML configs (a source checkout)
+CONFIG_DIR = config_dir("policy")  # shipped YAML configs
 
 # Keys never used as policy inputs by default: not observations, and the observation keys the schema marks as
 # sim-only (exact scene state, twin only) or not a policy input (the quaternion, which flips sign at the twin's

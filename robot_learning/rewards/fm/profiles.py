@@ -14,9 +14,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from configs import config_dir
 from hardware_configs.safe_yaml import UnsafeYamlError, read_yaml_mapping
 
-PROFILE_DIR = Path(__file__).resolve().parents[3] / "configs" / "fm"
+PROFILE_DIR = config_dir("fm")
 LOCAL_PLACEHOLDER_KEY = "no-key-needed"  # local servers ignore the key, but the openai client wants one
 
 PositiveFloat = Annotated[float, Field(gt=0)]

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from hardware_configs.frames import invert, pose_to_matrix
+from geometry.transforms import invert, pose_to_matrix
 from hardware_configs.schema import TaskConfig
 from robot_learning.rewards.base import Breakdown, Obs
 from robot_learning.rewards.fm.client import FMClient

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from hardware_configs.frames import quat_xyzw_to_matrix
+from geometry.transforms import quat_xyzw_to_matrix
 from hardware_configs.schema import TaskConfig
 from robot_learning.rewards.base import Breakdown, Obs
 from robot_learning.rewards.scene import SceneReader, SceneState

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from controllers.teleop.config import ACTION_AXES, Button, TeleopConfig
-from controllers.teleop.core import DeviceDisconnectedError
-from controllers.teleop.spacemouse import (
+from teleop.config import ACTION_AXES, Button, TeleopConfig
+from teleop.core import DeviceDisconnectedError
+from teleop.spacemouse import (
     ROTATION_CHANNELS,
     TRANSLATION_CHANNELS,
     button_report,
@@ -40,7 +40,7 @@ class Faults:
 
 
 class ScriptedSpaceMouse:
-    """An :class:`controllers.teleop.core.InputSource` whose "hand" is a policy; call ``observe`` each tick."""
+    """An :class:`teleop.core.InputSource` whose "hand" is a policy; call ``observe`` each tick."""
 
     def __init__(self, config: TeleopConfig, intent_factory: Callable[[int], Intent], combined: bool = True,
                  faults: Faults | None = None, think_ticks: int = 3) -> None:

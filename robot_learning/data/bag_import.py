@@ -2,7 +2,7 @@
 
 Each bag is read with ``rosbags`` in two passes: every camera, joint-state, TCP-pose and action message is
 decoded into per-stream buffers (images resized to the stored size at once), then steps are assembled with
-the same :class:`robot_learning.ros_msgs.recording.StepBuilder` as the live ``session_node``:
+the same :class:`robot_learning.data.robot_steps.StepBuilder` as the live ``session_node``:
 
 - with actions in the bag (``/manip/action``), one step per action at its stamp (the observation's stamp);
 - without, steps at the cell's policy rate, the action being the motion that happened until the next step
@@ -32,8 +32,8 @@ from controllers.actions import ACTION_NAMES, delta_action_between
 from hardware_configs import load_cell, load_task
 from hardware_configs.schema import CellConfig
 from robot_learning.data.episode_store import EpisodeStore
-from robot_learning.ros_msgs import conversions as conv
-from robot_learning.ros_msgs.recording import MissingStreamsError, StepBuilder
+from robot_learning.data.robot_steps import MissingStreamsError, StepBuilder
+from ros_support import conversions as conv
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from controllers.teleop.core import DeviceDisconnectedError, InputSource
-from controllers.teleop.ros_values import JoyValues, TwistValues
+from teleop.core import DeviceDisconnectedError, InputSource
+from teleop.ros_values import JoyValues, TwistValues
 
 STREAM_FORMAT = "manip_stack.teleop_stream"
 STREAM_VERSION = 1
@@ -44,7 +44,7 @@ def encode_record(t_s: float, payload: Any) -> dict[str, Any]:
     elif hasattr(payload, "code") and hasattr(payload, "sec"):  # evdev.InputEvent
         record["evdev"] = [int(payload.type), int(payload.code), int(payload.value)]
     elif hasattr(payload, "dict") and hasattr(payload, "type"):  # pygame.event.Event
-        from controllers.teleop.gamepad import _pygame
+        from teleop.gamepad import _pygame
 
         fields = {k: (list(v) if isinstance(v, tuple) else v) for k, v in payload.dict.items()}
         record["pygame"] = {"type": _pygame().event.event_name(payload.type), **fields}
@@ -64,7 +64,7 @@ def decode_payload(record: dict[str, Any]) -> Any:
         t = float(record["t"])
         return evdev.InputEvent(int(t), round((t % 1.0) * 1e6) % 1_000_000, ev_type, code, value)
     if "pygame" in record:
-        from controllers.teleop.gamepad import _pygame
+        from teleop.gamepad import _pygame
 
         pg = _pygame()
         fields = dict(record["pygame"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from controllers.actions import GRIPPER_DIM, hold_action
-from controllers.teleop.core import DeviceStatus, TeleopDevice
+from teleop.core import DeviceStatus, TeleopDevice
 
 
 def intervention_action(obs: dict[str, np.ndarray], device: TeleopDevice, now_s: float,

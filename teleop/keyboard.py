@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controllers.teleop.core import ChannelParser, DeviceDisconnectedError
+from teleop.core import ChannelParser, DeviceDisconnectedError
 
 EV_SYN, EV_KEY, EV_ABS = 0x00, 0x01, 0x03
 SYN_DROPPED = 3

@@ -16,8 +16,8 @@ import numpy as np
 from hardware_configs import load_cell, load_task
 from robot_learning.data.episode_store import EpisodeStore
 from robot_learning.data.episode_writer import EpisodeWriter, StepValidationError
-from robot_learning.ros_msgs.params import CELL, REQUIRED, TASK, ParamSpec
-from robot_learning.ros_msgs.recording import MissingStreamsError, StepBuilder
+from robot_learning.data.robot_steps import MissingStreamsError, StepBuilder
+from ros_support.params import CELL, REQUIRED, TASK, ParamSpec
 
 SESSION_PARAMETERS: tuple[ParamSpec, ...] = (
     CELL,

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controllers.teleop.config import DeviceKind, TeleopConfig, default_config
-from controllers.teleop.core import ChannelParser, InputSource, TeleopDevice
-from controllers.teleop.gamepad import PygameJoystickParser, PygameJoystickSource
-from controllers.teleop.keyboard import EvdevParser, EvdevSource
-from controllers.teleop.replay import RecordingSource, ReplaySource
-from controllers.teleop.ros_values import QueueSource, TwistJoyParser
-from controllers.teleop.spacemouse import HidSource, SpaceMouseParser
+from teleop.config import DeviceKind, TeleopConfig, default_config
+from teleop.core import ChannelParser, InputSource, TeleopDevice
+from teleop.gamepad import PygameJoystickParser, PygameJoystickSource
+from teleop.keyboard import EvdevParser, EvdevSource
+from teleop.replay import RecordingSource, ReplaySource
+from teleop.ros_values import QueueSource, TwistJoyParser
+from teleop.spacemouse import HidSource, SpaceMouseParser
 
 
 @dataclass(frozen=True)

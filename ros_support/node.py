@@ -25,7 +25,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.task import Future
 
-from robot_learning.ros_msgs.params import ParameterError, ParamSpec, help_text, validate
+from ros_support.params import ParameterError, ParamSpec, help_text, validate
 
 # Cameras and clouds: best effort, keep the newest few (realsense-ros' default for images).
 SENSOR_QOS = qos_profile_sensor_data

@@ -4,8 +4,8 @@
 ``poll(now_s)`` returns a :class:`TeleopCommand` with the 7-D delta action the env and the robot take.
 """
 
-from controllers.teleop.config import ACTION_AXES, AxisMapping, Button, DeviceKind, TeleopConfig, default_config
-from controllers.teleop.core import (
+from teleop.config import ACTION_AXES, AxisMapping, Button, DeviceKind, TeleopConfig, default_config
+from teleop.core import (
     ChannelParser,
     DeviceDisconnectedError,
     DeviceStatus,
@@ -13,8 +13,8 @@ from controllers.teleop.core import (
     TeleopCommand,
     TeleopDevice,
 )
-from controllers.teleop.devices import device_names, make_device
-from controllers.teleop.intervention import intervention_action
+from teleop.devices import device_names, make_device
+from teleop.intervention import intervention_action
 
 __all__ = [
     "ACTION_AXES",

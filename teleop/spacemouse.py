@@ -19,7 +19,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from controllers.teleop.core import ChannelParser, DeviceDisconnectedError
+from teleop.core import ChannelParser, DeviceDisconnectedError
 
 FULL_SCALE_COUNTS = 350.0
 TRANSLATION_CHANNELS = ("tx", "ty", "tz")

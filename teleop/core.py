@@ -3,12 +3,12 @@
 A device is three parts with fixed roles, so the code that runs on a live device is the code the tests run:
 
 - a **source** yields raw inputs ``(t_s, payload)``: HID report bytes, evdev or pygame events, ROS values.
-  Live sources read hardware; :class:`controllers.teleop.replay.ReplaySource` reads a recorded stream.
+  Live sources read hardware; :class:`teleop.replay.ReplaySource` reads a recorded stream.
   A payload of ``None`` is a heartbeat ("still attached, nothing new"; live sources send one when a device
   they lost is back); a source raises :class:`DeviceDisconnectedError` while the device is gone.
 - a **parser** (one per device kind) turns payloads into named channels in [-1, 1] and latches button presses
   between polls, so a press shorter than the 10 Hz session tick is never lost.
-- :class:`TeleopDevice` maps channels through a :class:`controllers.teleop.config.TeleopConfig` and applies
+- :class:`TeleopDevice` maps channels through a :class:`teleop.config.TeleopConfig` and applies
   the liveness rule: a disconnected device, or motion input older than ``stale_after_s``, gives zero deltas.
 
 Time is passed in by the caller (``poll(now_s)``), as the safety filter does: replay in the twin uses a step
@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from controllers.teleop.config import Button, TeleopConfig
+from teleop.config import Button, TeleopConfig
 
 log = logging.getLogger(__name__)
 BUTTON_THRESHOLD = 0.5  # a channel above this counts as a pressed button

@@ -4,18 +4,18 @@ Like realsense-ros' ``rs_launch.py``: one table of arguments with defaults and d
 at launch time in an ``OpaqueFunction`` (the cell file must be read to know the cameras), and camera drivers
 generated from the cell's list of cameras, one per camera, never from name suffixes.
 
-Parameters: every node gets ``config/ros/manip_stack.yaml`` (plus ``franka_fr3.yaml`` on the robot) and then
+Parameters: every node gets ``configs/ros/manip_stack.yaml`` (plus ``franka_fr3.yaml`` on the robot) and then
 a dict of the launch arguments that concern it. The files are looked up in the package's share directory and,
 for a ``--symlink-install`` or a source checkout, next to the sources.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from configs import config_dir
 
 PACKAGE = "manip_stack"
 
@@ -31,7 +31,7 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "controller_type": ("cartesian_pose", "cartesian_pose (impedance equilibrium pose) or joint_trajectory (JTC)"),
     "perception": ("true", "run perception_node (fused point cloud in the base frame)"),
     "store_path": ("outputs/episodes.zarr", "episode store that session_node appends to"),
-    "params_file": ("", "parameter YAML for every manip_stack node; empty = config/ros/manip_stack.yaml"),
+    "params_file": ("", "parameter YAML for every manip_stack node; empty = configs/ros/manip_stack.yaml"),
 }
 CHOICES = {
     "use_sim": ["true", "false"],
@@ -54,19 +54,12 @@ def declare_arguments(names: list[str], defaults: dict[str, str] | None = None) 
 
 
 def config_file(name: str) -> str:
-    """A file of ``config/ros`` from the installed share directory, else from the source tree."""
-    candidates = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory(PACKAGE)) / "config" / "ros" / name)
-    except (ImportError, LookupError, ValueError, OSError):  # not installed, or no AMENT_PREFIX_PATH
-        pass
-    candidates.append(Path(__file__).resolve().parents[2] / "config" / "ros" / name)
-    for path in candidates:
-        if path.is_file():
-            return str(path)
-    raise FileNotFoundError(f"config/ros/{name} not found in {[str(c) for c in candidates]}")
+    """A ROS parameter file of ``configs/ros`` (installed with the ``configs`` package, so no share lookup)."""
+    path = config_dir("ros") / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such ROS parameter file; shipped: "
+                                f"{sorted(p.name for p in config_dir('ros').glob('*.yaml'))}")
+    return str(path)
 
 
 def _args(context, names: list[str]) -> dict[str, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from controllers.teleop.core import ChannelParser, DeviceDisconnectedError
+from teleop.core import ChannelParser, DeviceDisconnectedError
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -22,12 +23,12 @@ from typing import Any
 import numpy as np
 
 from controllers.actions import ACTION_DIM, hold_action
-from controllers.teleop.config import Button
-from controllers.teleop.core import DeviceStatus, TeleopCommand, TeleopDevice
-from controllers.teleop.intervention import intervention_action  # noqa: F401  (the same device serves RL sessions)
-from controllers.teleop.live_view import FrameSink, LiveView, ViewStatus
 from robot_learning.data.episode_store import EpisodeStore
 from robot_learning.data.episode_writer import EpisodeWriter
+from teleop.config import Button
+from teleop.core import DeviceStatus, TeleopCommand, TeleopDevice
+from teleop.intervention import intervention_action  # noqa: F401  (the same device serves RL sessions)
+from teleop.live_view import FrameSink, LiveView, ViewStatus
 
 log = logging.getLogger(__name__)
 
@@ -308,10 +309,10 @@ class TeleopReport:
 def _device_for(device_spec: str, env: Any, teleop_config: str | None, record_input: str | None, seed: int,
                 operator: str) -> tuple[TeleopDevice, Any, str]:
     """(device, scripted operator or None, operator name) for a device name, ``replay:`` or ``scripted``."""
-    from controllers.teleop.config import default_config, load_teleop_config
-    from controllers.teleop.devices import make_device
-    from controllers.teleop.scripted import ScriptedSpaceMouse
     from sim.experts import make_expert
+    from teleop.config import default_config, load_teleop_config
+    from teleop.devices import make_device
+    from teleop.scripted import ScriptedSpaceMouse
 
     config = load_teleop_config(teleop_config) if teleop_config else None
     if device_spec != "scripted":
@@ -332,12 +333,16 @@ def run_teleop_collection(out: str, device_spec: str = "scripted", cell: str = "
                           screenshot: str | None = None, screenshot_state: str = "recording",
                           record_input: str | None = None, teleop_config: str | None = None,
                           max_ticks: int = 20_000, window: bool | None = None,
-                          ros_topics: tuple[str, str] = ("/teleop/cmd_vel", "/joy")) -> TeleopReport:
+                          device_feed: Callable[[TeleopDevice], Callable[[], None]] | None = None) -> TeleopReport:
     """Teleoperate the twin: ``device_spec`` is a device name, ``replay:<stream>``, or ``scripted`` (a scripted
-    operator on a SpaceMouse). Writes accepted episodes to ``out``; optionally the live view as mp4 and a PNG."""
-    from controllers.teleop.live_view import LatestFrame, VideoSink, WindowSink, display_available
+    operator on a SpaceMouse). Writes accepted episodes to ``out``; optionally the live view as mp4 and a PNG.
+
+    ``device_feed`` starts what feeds a device driven from outside this process (the ROS teleop subscriber:
+    :func:`teleop.ros.twist_joy.start_ros_teleop`, which the CLI passes) and returns its stop; the session
+    itself never imports ROS."""
     from robot_learning.sessions.collect import dataset_specs
     from sim.env import TwinEnv
+    from teleop.live_view import LatestFrame, VideoSink, WindowSink, display_available
 
     env = TwinEnv(cell=cell, task=task, image_size=image_size)
     try:
@@ -367,9 +372,10 @@ def run_teleop_collection(out: str, device_spec: str = "scripted", cell: str = "
     try:
         with device:
             if device.config.device.value == "ros" and not device_spec.startswith("replay:"):
-                from controllers.teleop.ros.twist_joy import start_ros_teleop
-
-                stop_ros = start_ros_teleop(device, *ros_topics)
+                if device_feed is None:
+                    raise ValueError("the ros teleop device is fed by ROS topics: run it through manip-stack teleop "
+                                     "--device ros (which subscribes to them), or replay a recorded stream")
+                stop_ros = device_feed(device)
             for _ in range(max_ticks):
                 if session.state is SessionState.done or session.accepted >= n_episodes:
                     break

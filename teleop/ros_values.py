@@ -2,7 +2,7 @@
 
 ROS-free: the parser takes :class:`TwistValues`/:class:`JoyValues`, or any object with a Twist's or Joy's
 fields (rclpy messages, ``rosbags`` messages, ``TwistStamped``), read by attribute. The thin rclpy adapter
-lives in :mod:`controllers.teleop.ros.twist_joy`.
+lives in :mod:`teleop.ros.twist_joy`.
 
 A Twist is a velocity: channels ``linear_x`` ... ``angular_z`` are it divided by the full-scale speeds, so
 with the default mapping a twist at full scale moves ``max_translation_m_per_step`` per policy step. Joy axes
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from controllers.teleop.core import ChannelParser
+from teleop.core import ChannelParser
 
 LINEAR_CHANNELS = ("linear_x", "linear_y", "linear_z")
 ANGULAR_CHANNELS = ("angular_x", "angular_y", "angular_z")

@@ -1,7 +1,7 @@
 """Subscribe a ROS 2 node to a lab's teleop topics (``geometry_msgs/Twist``, ``sensor_msgs/Joy``) for a device.
 
-Thin by design: callbacks turn messages into :class:`controllers.teleop.ros_values.TwistValues` /
-``JoyValues`` and push them into the device's :class:`controllers.teleop.ros_values.QueueSource`; parsing,
+Thin by design: callbacks turn messages into :class:`teleop.ros_values.TwistValues` /
+``JoyValues`` and push them into the device's :class:`teleop.ros_values.QueueSource`; parsing,
 mapping and the silence rule are the ROS-free core's. rclpy is imported when this module is.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from controllers.teleop.core import TeleopDevice
-from controllers.teleop.ros_values import JoyValues, QueueSource, TwistValues
+from teleop.core import TeleopDevice
+from teleop.ros_values import JoyValues, QueueSource, TwistValues
 
 
 def attach_ros_teleop(node: Any, device: TeleopDevice, twist_topic: str = "/teleop/cmd_vel",

@@ -12,7 +12,6 @@ keys: a policy trained on twin episodes reads robot episodes unchanged.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ import numpy as np
 from controllers.interface import RobotState
 from controllers.observations import depth_key, observation_schema, proprio_observation, rgb_key
 from hardware_configs.schema import CellConfig
+from perception.streams import StreamBuffer
 from robot_learning.data.specs import ArraySpec, episode_specs
 
 
@@ -47,38 +47,6 @@ def resize_nearest(image: np.ndarray, width: int, height: int) -> np.ndarray:
     ys = np.minimum(((np.arange(height) + 0.5) * h / height).astype(int), h - 1)
     xs = np.minimum(((np.arange(width) + 0.5) * w / width).astype(int), w - 1)
     return np.ascontiguousarray(image[ys[:, None], xs])
-
-
-class StreamBuffer:
-    """Samples of one stream sorted by stamp (the last ``maxlen``, or all with ``None``); nearest-stamp lookup."""
-
-    def __init__(self, maxlen: int | None = 64) -> None:
-        self.maxlen = maxlen
-        self._stamps: list[float] = []
-        self._values: list[object] = []
-
-    def __len__(self) -> int:
-        return len(self._stamps)
-
-    def add(self, stamp_s: float, value: object) -> None:
-        i = bisect.bisect(self._stamps, stamp_s)  # best-effort transport can reorder: insert sorted
-        self._stamps.insert(i, stamp_s)
-        self._values.insert(i, value)
-        if self.maxlen is not None and len(self._stamps) > 2 * self.maxlen:  # trim in batches: amortised O(1)
-            del self._stamps[: -self.maxlen], self._values[: -self.maxlen]
-
-    def nearest(self, t_s: float, tolerance_s: float) -> tuple[float, object] | None:
-        i = bisect.bisect(self._stamps, t_s)
-        candidates = [j for j in (i - 1, i) if 0 <= j < len(self._stamps)]
-        if not candidates:
-            return None
-        j = min(candidates, key=lambda k: abs(self._stamps[k] - t_s))
-        if abs(self._stamps[j] - t_s) > tolerance_s:
-            return None
-        return self._stamps[j], self._values[j]
-
-    def latest_stamp(self) -> float | None:
-        return self._stamps[-1] if self._stamps else None
 
 
 @dataclass(frozen=True)
