@@ -34,7 +34,7 @@ class ResidualConfig(_Strict):
         default_factory=lambda: ["tcp_position", "tcp_rot6d", "gripper_width", "privileged", "privileged_relative"],
         description="low-dimensional observation keys the residual and critic see (privileged* are sim only); "
         "privileged_relative gives the task's errors in millimetres, which the residual would otherwise have to "
-        "find by differencing absolute poses (configs/rl/peg_insert_residual_cpu.yaml: what it changed)",
+        "find by differencing absolute poses (docs/config_history.md: what it changed)",
     )
 
 
