@@ -7,8 +7,9 @@ its box at ``T_parent_board @ inv(board_in_geom)``. The texture is resampled to 
 mipmaps of other sizes are misaligned by fractions of a texel, which showed up as a 0.1-0.2 % board scale
 error (a millimetre of depth at 0.5 m).
 
-Views are rendered at ``supersample`` times the camera resolution and area-averaged, as a sensor integrates
-over its pixels; this halves the corner noise of the aliased render (0.06 vs 0.12 px RMS at 640x480).
+Views are rendered (by :class:`sim.render.TwinRenderer`) at ``supersample`` times the camera resolution and
+area-averaged, as a sensor integrates over its pixels; this halves the corner noise of the aliased render (0.06 vs
+0.12 px RMS at 640x480). Frames are colour only (``depth_m`` is None).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from calibration.board import CharucoBoardSpec
 from geometry.transforms import invert, matrix_to_quat_xyzw, xyzw_to_wxyz
 from hardware_configs.schema import CellConfig, Intrinsics
 from perception.cameras.base import Frame
-from perception.cameras.twin import twin_intrinsics
+from sim.render import TwinRenderer
 
 BOARD_BODY = "calibration_board"
 BOARD_THICKNESS_M = 0.004
@@ -74,29 +75,18 @@ class TwinBoardViews:
 
     def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, cell: CellConfig, width: int = 640,
                  height: int = 480, supersample: int = 2) -> None:
-        if supersample < 1:
-            raise ValueError(f"supersample must be >= 1, got {supersample}")
-        needed = (width * supersample, height * supersample)
-        if model.vis.global_.offwidth < needed[0] or model.vis.global_.offheight < needed[1]:
-            raise ValueError(f"the model's offscreen buffer {model.vis.global_.offwidth}x{model.vis.global_.offheight}"
-                             f" is smaller than the {needed[0]}x{needed[1]} supersampled render; set visual.global_")
         self.model, self.data, self.cell = model, data, cell
         self.width, self.height, self.supersample = width, height, supersample
-        self._renderer = mujoco.Renderer(model, height * supersample, width * supersample)
+        self._renderer = TwinRenderer(model, width, height, cell, supersample=supersample)
         self._frame_number = 0
 
     def intrinsics(self, camera: str) -> Intrinsics:
-        return twin_intrinsics(self.model, camera, self.width, self.height)
+        return self._renderer.intrinsics(camera)
 
     def capture(self, camera: str) -> Frame:
         """An RGB frame of ``camera`` now (depth is not rendered: calibration uses colour only)."""
-        self._renderer.update_scene(self.data, camera)
-        image = self._renderer.render()
-        if self.supersample > 1:
-            image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
         self._frame_number += 1
-        return Frame(camera, image, np.zeros((self.height, self.width), np.float32), float(self.data.time) * 1e3,
-                     0.0, self._frame_number)
+        return self._renderer.render(self.data, camera, depth=False, frame_number=self._frame_number)
 
     def close(self) -> None:
         self._renderer.close()

@@ -14,7 +14,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
@@ -25,7 +25,9 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.task import Future
 
-from ros_support.params import ParameterError, ParamSpec, help_text, validate
+from ros_support.params import NodeParams, ParameterError, help_text, param_infos, validate
+
+P = TypeVar("P", bound=NodeParams)
 
 # Cameras and clouds: best effort, keep the newest few (realsense-ros' default for images).
 SENSOR_QOS = qos_profile_sensor_data
@@ -49,55 +51,56 @@ _ROS_TYPES = {
 }
 
 
-def declare_parameters(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
-    """Declare every spec with its ROS type and description, then validate all values at once.
+def declare_parameters(node: Node, model: type[P]) -> P:
+    """Declare every field of ``model`` as a ROS parameter (its ROS type, default and description in the
+    descriptor), then build the typed model from the declared values at once.
 
     Required parameters and empty-list defaults are declared uninitialised (a typed ``Parameter.Type``), since
-    rclpy cannot infer a type from ``[]``. Raises :class:`ParameterError` naming every bad or missing value.
+    rclpy cannot infer a type from ``[]``. Raises :class:`ParameterError` naming the node and every bad or
+    missing value.
     """
     problems: list[str] = []
     values: dict[str, Any] = {}
-    for spec in specs:
+    for info in param_infos(model):
         descriptor = ParameterDescriptor(
-            name=spec.name, type=_ROS_TYPES[spec.kind].value, description=spec.description, read_only=spec.read_only
+            name=info.name, type=_ROS_TYPES[info.kind].value, description=info.description, read_only=info.read_only
         )
-        uninitialised = spec.required or spec.default == []
-        default = _ROS_TYPES[spec.kind] if uninitialised else spec.default
+        uninitialised = info.required or info.default == []
+        default = _ROS_TYPES[info.kind] if uninitialised else info.default
         try:
-            param = node.declare_parameter(spec.name, default, descriptor)
+            param = node.declare_parameter(info.name, default, descriptor)
         except ParameterException as exc:  # an override of the wrong type, from YAML or the command line
-            problems.append(f"parameter {spec.name}: {exc}")
+            problems.append(f"parameter {info.name}: {exc}")
             continue
         if param.type_ != Parameter.Type.NOT_SET:
-            values[spec.name] = param.value
-        elif not spec.required:
-            values[spec.name] = spec.default
+            values[info.name] = list(param.value) if info.kind.endswith("_array") else param.value
+    typed = None
     try:
-        typed = validate(specs, values, node=node.get_name())
+        typed = validate(model, values, node=node.get_name())
     except ParameterError as exc:
         problems.append(str(exc).removeprefix(f"{node.get_name()}: "))
-    if problems:
+    if problems or typed is None:
         raise ParameterError(f"{node.get_name()}: " + "; ".join(problems))
     return typed
 
 
-def dynamic_parameter_guard(specs: Sequence[ParamSpec], apply: Callable[[str, Any], None]):
-    """A set-parameters callback (ros2/demos ``set_parameters_callback``): checks the writable parameters'
-    new values against their specs and applies them; read-only ones are refused by rclpy itself."""
-    by_name = {s.name: s for s in specs}
+def dynamic_parameter_guard(current: Callable[[], P], apply: Callable[[P], None]):
+    """A set-parameters callback (ros2/demos ``set_parameters_callback``): validates the node's model
+    (``current()``) with the new values of its parameters and hands the new typed model to ``apply``;
+    read-only ones are refused by rclpy itself."""
 
     def callback(params: list[Parameter]) -> SetParametersResult:
-        checked = []
-        for param in params:
-            spec = by_name.get(param.name)
-            if spec is None:
-                continue
-            value, error = spec.coerce(param.value)
-            if error:
-                return SetParametersResult(successful=False, reason=f"{param.name}: {error}")
-            checked.append((param.name, value))
-        for name, value in checked:
-            apply(name, value)
+        now = current()
+        names = set(type(now).model_fields)
+        update = {p.name: p.value for p in params if p.name in names}
+        if not update:
+            return SetParametersResult(successful=True)
+        try:
+            new = validate(type(now), {**now.model_dump(), **update}, node=type(now).__name__)
+        except ParameterError as exc:
+            return SetParametersResult(successful=False, reason=str(exc).split(": ", 1)[-1].removeprefix("parameter "))
+        if new is not None:
+            apply(new)
         return SetParametersResult(successful=True)
 
     return callback
@@ -153,7 +156,7 @@ def run_node(
     *,
     name: str,
     summary: str,
-    specs: Sequence[ParamSpec],
+    params: type[NodeParams],
     args: Sequence[str] | None = None,
     threads: int = 1,
 ) -> int:
@@ -166,7 +169,7 @@ def run_node(
     """
     argv = list(sys.argv if args is None else args)
     if wants_help(argv):
-        print(help_text(name, summary, specs))
+        print(help_text(name, summary, params))
         return 0
     rclpy.init(args=argv)
     node: Node | None = None

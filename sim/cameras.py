@@ -1,8 +1,10 @@
-"""Offscreen rendering of the cell's cameras in the twin: RGB (uint8) and metric depth (float32, metres).
+"""The twin's cameras as the environment sees them: RGB (uint8) and metric depth (float32, metres) at the
+observation size, from the MjData the environment steps.
 
 The cameras sit where the cell file's extrinsics put them, with its intrinsics scaled to the render size,
 so a frame rendered here and a frame from the real camera resized to that size share one pinhole model.
-Renderers are created lazily so an environment can be built in one process and rendered in another.
+Rendering is :class:`sim.render.TwinRenderer`'s, whose GL renderers are created on first use, so an
+environment can be built in one process and rendered in another.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import mujoco
 import numpy as np
 
 from hardware_configs.schema import CellConfig
+from perception.cameras.base import Frame
+from sim.render import TwinRenderer
 from sim.scene import ImageSize
 
 
@@ -21,26 +25,18 @@ class TwinCameras:
         self.camera_names = camera_names or [c.name for c in cell.cameras]
         for name in self.camera_names:
             cell.camera(name)  # raises with the list of valid names
-        self._rgb: mujoco.Renderer | None = None
-        self._depth: mujoco.Renderer | None = None
+        self.renderer = TwinRenderer(model, size.width, size.height, cell)
 
-    def _renderers(self) -> tuple[mujoco.Renderer, mujoco.Renderer]:
-        if self._rgb is None or self._depth is None:
-            self._rgb = mujoco.Renderer(self.model, self.size.height, self.size.width)
-            self._depth = mujoco.Renderer(self.model, self.size.height, self.size.width)
-            self._depth.enable_depth_rendering()
-        return self._rgb, self._depth
+    def render(self, camera: str, depth: bool = True) -> Frame:
+        """The camera's view now, stamped with the sim time (call from one thread only)."""
+        return self.renderer.render(self.data, camera, depth=depth)
 
     def render_rgb(self, camera: str) -> np.ndarray:
-        rgb, _ = self._renderers()
-        rgb.update_scene(self.data, camera)
-        return rgb.render().copy()
+        return self.renderer.render_rgb(self.data, camera)
 
     def render_depth_m(self, camera: str) -> np.ndarray:
         """Depth along the optical axis in metres (what an aligned RealSense depth image holds)."""
-        _, depth = self._renderers()
-        depth.update_scene(self.data, camera)
-        return depth.render().astype(np.float32)
+        return self.renderer.render_depth_m(self.data, camera)
 
     def render_all(self, depth: bool = True) -> dict[str, np.ndarray]:
         frames: dict[str, np.ndarray] = {}
@@ -51,7 +47,4 @@ class TwinCameras:
         return frames
 
     def close(self) -> None:
-        for renderer in (self._rgb, self._depth):
-            if renderer is not None:
-                renderer.close()
-        self._rgb = self._depth = None
+        self.renderer.close()

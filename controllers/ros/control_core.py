@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -21,45 +22,47 @@ from controllers.actions import ACTION_NAMES, ActionLimits, as_action, next_goal
 from controllers.interface import CartesianTarget, RobotState
 from controllers.interpolation import interpolate_pose
 from hardware_configs.schema import CellConfig
-from ros_support.params import CELL, ParamSpec
+from ros_support.params import CELL_DESCRIPTION, CellName, Field, NodeParams
 
 CONTROLLER_TYPES = ("joint_trajectory", "cartesian_pose")
 
-CONTROLLER_PARAMETERS: tuple[ParamSpec, ...] = (
-    CELL,
-    ParamSpec("controller_type", "string", "cartesian_pose",
-              "joint_trajectory (ros2_control JTC, IK here) or cartesian_pose (impedance equilibrium pose)",
-              choices=CONTROLLER_TYPES),
-    ParamSpec("joint_states_topic", "string", "/joint_states", "sensor_msgs/JointState in"),
-    ParamSpec("tcp_pose_topic", "string", "/tcp_pose", "geometry_msgs/PoseStamped of the TCP (base frame) in"),
-    ParamSpec("joint_prefix", "string", "", "prefix of the arm's joint names on the robot (fr3_ on an FR3)"),
-    ParamSpec("gripper_joint", "string", "gripper_width", "joint_states entry of the gripper"),
-    ParamSpec("gripper_joint_scale", "double", 1.0, "opening [m] = scale * that joint's position (2 for a "
-              "Franka hand finger joint)", minimum=1e-6),
-    ParamSpec("trajectory_topic", "string", "/joint_trajectory_controller/joint_trajectory",
-              "trajectory_msgs/JointTrajectory out (controller_type joint_trajectory)"),
-    ParamSpec("trajectory_lead_s", "double", 0.02, "time_from_start of each streamed trajectory point [s]",
-              minimum=0.001, maximum=1.0),
-    ParamSpec("equilibrium_pose_topic", "string", "/cartesian_impedance_controller/equilibrium_pose",
-              "geometry_msgs/PoseStamped out (controller_type cartesian_pose)"),
-    ParamSpec("gripper_command_topic", "string", "/gripper_controller/commands",
-              "std_msgs/Float64MultiArray out: [closure * gripper_command_scale]"),
-    ParamSpec("gripper_command_scale", "double", 1.0, "closure 0..1 times this is sent to the gripper",
-              minimum=1e-6),
-    ParamSpec("action_topic", "string", "/manip/action",
-              f"delta actions in: trajectory_msgs/JointTrajectory over {list(ACTION_NAMES)}, stamped with the "
-              "observation they were computed from"),
-    ParamSpec("target_pose_topic", "string", "/manip/target_pose", "absolute TCP targets in (base frame), teleop"),
-    ParamSpec("gripper_topic", "string", "/manip/gripper_closure", "std_msgs/Float64 closure 0..1 for target poses"),
-    ParamSpec("state_timeout_s", "double", 0.1, "robot state older than this stops commanding [s]", minimum=0.001),
-    ParamSpec("watch_cameras", "bool", True, "hold while any watched camera topic is silent"),
-    ParamSpec("watched_topics", "string_array", [], "sensor_msgs/CameraInfo or Image topics that must stay alive; "
-              "empty = every camera's color/camera_info (published with each frame) of the cell"),
-    ParamSpec("sensor_timeout_s", "double", 0.5, "a watched topic silent this long makes the arm hold [s]",
-              minimum=0.001),
-    ParamSpec("ik_iterations", "int", 2, "differential IK (mink) steps per tick (joint_trajectory)",
-              minimum=1, maximum=50),
-)
+
+class ControllerParams(NodeParams):
+    """``controller_node``'s parameters."""
+
+    cell: CellName = Field("franka_3cam", description=CELL_DESCRIPTION)
+    controller_type: Literal["joint_trajectory", "cartesian_pose"] = Field(
+        "cartesian_pose",
+        description="joint_trajectory (ros2_control JTC, IK here) or cartesian_pose (impedance equilibrium pose)")
+    joint_states_topic: str = Field("/joint_states", description="sensor_msgs/JointState in")
+    tcp_pose_topic: str = Field("/tcp_pose", description="geometry_msgs/PoseStamped of the TCP (base frame) in")
+    joint_prefix: str = Field("", description="prefix of the arm's joint names on the robot (fr3_ on an FR3)")
+    gripper_joint: str = Field("gripper_width", description="joint_states entry of the gripper")
+    gripper_joint_scale: float = Field(1.0, ge=1e-6, description="opening [m] = scale * that joint's position (2 "
+                                       "for a Franka hand finger joint)")
+    trajectory_topic: str = Field("/joint_trajectory_controller/joint_trajectory",
+                                  description="trajectory_msgs/JointTrajectory out (controller_type joint_trajectory)")
+    trajectory_lead_s: float = Field(0.02, ge=0.001, le=1.0,
+                                     description="time_from_start of each streamed trajectory point [s]")
+    equilibrium_pose_topic: str = Field("/cartesian_impedance_controller/equilibrium_pose",
+                                        description="geometry_msgs/PoseStamped out (controller_type cartesian_pose)")
+    gripper_command_topic: str = Field("/gripper_controller/commands",
+                                       description="std_msgs/Float64MultiArray out: [closure * gripper_command_scale]")
+    gripper_command_scale: float = Field(1.0, ge=1e-6, description="closure 0..1 times this is sent to the gripper")
+    action_topic: str = Field("/manip/action", description=(
+        f"delta actions in: trajectory_msgs/JointTrajectory over {list(ACTION_NAMES)}, stamped with the "
+        "observation they were computed from"))
+    target_pose_topic: str = Field("/manip/target_pose", description="absolute TCP targets in (base frame), teleop")
+    gripper_topic: str = Field("/manip/gripper_closure",
+                               description="std_msgs/Float64 closure 0..1 for target poses")
+    state_timeout_s: float = Field(0.1, ge=0.001, description="robot state older than this stops commanding [s]")
+    watch_cameras: bool = Field(True, description="hold while any watched camera topic is silent")
+    watched_topics: list[str] = Field([], description="sensor_msgs/CameraInfo or Image topics that must stay "
+                                      "alive; empty = every camera's color/camera_info (published with each frame) "
+                                      "of the cell")
+    sensor_timeout_s: float = Field(0.5, ge=0.001,
+                                    description="a watched topic silent this long makes the arm hold [s]")
+    ik_iterations: int = Field(2, ge=1, le=50, description="differential IK (mink) steps per tick (joint_trajectory)")
 
 
 @dataclass

@@ -32,7 +32,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from controllers.actions import ACTION_NAMES
 from controllers.interface import CartesianTarget
-from controllers.ros.control_core import CONTROLLER_PARAMETERS, CommandInput
+from controllers.ros.control_core import CommandInput, ControllerParams
 from controllers.ros.ros_robot import RosRobot
 from controllers.safe_robot import SafeRobot
 from controllers.safety import SENSOR_HOLD, UPSTREAM_REJECTED
@@ -46,24 +46,24 @@ SUMMARY = "Safety-filtered robot commands from policy/teleop topics, with watchd
 class ControllerNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("controller_node", **kwargs)
-        self.params = declare_parameters(self, CONTROLLER_PARAMETERS)
+        self.params = declare_parameters(self, ControllerParams)
         self.holding: str | None = "no robot state yet"
         self.latencies_s: collections.deque[float] = collections.deque(maxlen=1000)
         self._sensor_rx: dict[str, float | None] = {}
 
     def configure(self) -> None:
         p = self.params
-        self.cell = load_cell(p["cell"])
+        self.cell = load_cell(p.cell)
         self.robot = RosRobot(self, self.cell, p)
         self.safe = SafeRobot(self.robot, self.cell)
         self.input = CommandInput(self.cell)
         self._last_source: float | None = None
-        self.create_subscription(JointTrajectory, p["action_topic"], self._on_action, COMMAND_QOS)
-        self.create_subscription(PoseStamped, p["target_pose_topic"], self._on_target, COMMAND_QOS)
-        self.create_subscription(Float64, p["gripper_topic"], self._on_gripper, COMMAND_QOS)
+        self.create_subscription(JointTrajectory, p.action_topic, self._on_action, COMMAND_QOS)
+        self.create_subscription(PoseStamped, p.target_pose_topic, self._on_target, COMMAND_QOS)
+        self.create_subscription(Float64, p.gripper_topic, self._on_gripper, COMMAND_QOS)
         # camera_info comes with every frame and is tiny; raw subscriptions skip deserialising even images
-        watched = p["watched_topics"] or [c.topic("camera_info") for c in self.cell.cameras]
-        for topic in watched if p["watch_cameras"] else []:
+        watched = p.watched_topics or [c.topic("camera_info") for c in self.cell.cameras]
+        for topic in watched if p.watch_cameras else []:
             self._sensor_rx[topic] = None
             msg_type = CameraInfo if topic.endswith("camera_info") else Image
             self.create_subscription(msg_type, topic, lambda _raw, topic=topic: self._on_sensor(topic), SENSOR_QOS,
@@ -74,7 +74,7 @@ class ControllerNode(Node):
         self._pub_events = self.create_publisher(String, "~/safety_events", 10)
         self.create_timer(1.0 / self.cell.rates.control_hz, self._tick)
         self.create_timer(0.5, self._publish_status)
-        self.get_logger().info(f"{p['controller_type']} control of {self.cell.name} at "
+        self.get_logger().info(f"{p.controller_type} control of {self.cell.name} at "
                                f"{self.cell.rates.control_hz} Hz; "
                                f"watching {list(self._sensor_rx)}")
 
@@ -139,7 +139,7 @@ class ControllerNode(Node):
 
     # ------------------------------------------------------------------ the control tick
     def _silent_sensor(self, now: float) -> str | None:
-        timeout = self.params["sensor_timeout_s"]
+        timeout = self.params.sensor_timeout_s
         for topic, rx in self._sensor_rx.items():
             if rx is None or now - rx > timeout:
                 return topic
@@ -147,7 +147,7 @@ class ControllerNode(Node):
 
     def _tick(self) -> None:
         now = self._now()
-        if self.robot.state_age_s(now) > self.params["state_timeout_s"]:
+        if self.robot.state_age_s(now) > self.params.state_timeout_s:
             self.holding = "robot state stale: not commanding"
             return
         now = self.safe.wait_for_tick()  # holds by itself on a latched e-stop or a silent upstream
@@ -195,7 +195,7 @@ class ControllerNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(ControllerNode, name="controller_node", summary=SUMMARY, specs=CONTROLLER_PARAMETERS, args=args)
+    return run_node(ControllerNode, name="controller_node", summary=SUMMARY, params=ControllerParams, args=args)
 
 
 if __name__ == "__main__":

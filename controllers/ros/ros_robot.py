@@ -11,7 +11,7 @@ separately (:meth:`RosRobot.state_age_s`), because a stamp from the robot's cloc
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
@@ -21,7 +21,7 @@ from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
 from controllers.interface import CartesianTarget, RobotState
-from controllers.ros.control_core import state_from_readings
+from controllers.ros.control_core import ControllerParams, state_from_readings
 from hardware_configs.schema import CellConfig
 from ros_support import conversions as conv
 from ros_support.node import COMMAND_QOS, STATE_QOS
@@ -32,18 +32,18 @@ if TYPE_CHECKING:
 
 class RosRobot:
     """:class:`controllers.interface.RobotInterface` backed by topics of ``node``; ``params`` from
-    ``CONTROLLER_PARAMETERS``."""
+    :class:`controllers.ros.control_core.ControllerParams`."""
 
-    def __init__(self, node: Node, cell: CellConfig, params: dict[str, Any]) -> None:
+    def __init__(self, node: Node, cell: CellConfig, params: ControllerParams) -> None:
         self.node, self.cell, self.params = node, cell, params
         self.msgs = conv.RclpyFactory()
-        self.arm_joints = [params["joint_prefix"] + j.name for j in cell.robot.joints]
-        self.controller_type = params["controller_type"]
+        self.arm_joints = [params.joint_prefix + j.name for j in cell.robot.joints]
+        self.controller_type = params.controller_type
         self.kinematics: ArmKinematics | None = None
         if self.controller_type == "joint_trajectory":
             from controllers.kinematics import ArmKinematics  # mink + mujoco: only this controller type needs them
 
-            self.kinematics = ArmKinematics(cell, params["ik_iterations"])
+            self.kinematics = ArmKinematics(cell, params.ik_iterations)
         self._lock = threading.Lock()
         self._joints: conv.JointReading | None = None
         self._gripper_width_m = 0.0
@@ -57,13 +57,13 @@ class RosRobot:
         self._gripper_sent: float | None = None
         self._gripper_sent_s = -np.inf
         self.commands_sent = 0
-        node.create_subscription(JointState, params["joint_states_topic"], self._on_joints, STATE_QOS)
-        node.create_subscription(PoseStamped, params["tcp_pose_topic"], self._on_tcp, STATE_QOS)
+        node.create_subscription(JointState, params.joint_states_topic, self._on_joints, STATE_QOS)
+        node.create_subscription(PoseStamped, params.tcp_pose_topic, self._on_tcp, STATE_QOS)
         if self.controller_type == "joint_trajectory":
-            self._pub = node.create_publisher(JointTrajectory, params["trajectory_topic"], COMMAND_QOS)
+            self._pub = node.create_publisher(JointTrajectory, params.trajectory_topic, COMMAND_QOS)
         else:
-            self._pub = node.create_publisher(PoseStamped, params["equilibrium_pose_topic"], COMMAND_QOS)
-        self._pub_gripper = node.create_publisher(Float64MultiArray, params["gripper_command_topic"], COMMAND_QOS)
+            self._pub = node.create_publisher(PoseStamped, params.equilibrium_pose_topic, COMMAND_QOS)
+        self._pub_gripper = node.create_publisher(Float64MultiArray, params.gripper_command_topic, COMMAND_QOS)
 
     # ------------------------------------------------------------------ subscriptions
     def _now(self) -> float:
@@ -74,12 +74,12 @@ class RosRobot:
             reading = conv.joint_state_to_arrays(msg, self.arm_joints)
         except conv.ConversionError:
             return  # a joint_states message of another driver (e.g. only the gripper's): not ours
-        gripper = self.params["gripper_joint"]
+        gripper = self.params.gripper_joint
         with self._lock:
             self._joints, self._joints_rx_s = reading, self._now()
             if gripper in msg.name:
-                self._gripper_width_m = float(msg.position[list(msg.name).index(gripper)]) * self.params[
-                    "gripper_joint_scale"]
+                scale = self.params.gripper_joint_scale
+                self._gripper_width_m = float(msg.position[list(msg.name).index(gripper)]) * scale
 
     def _on_tcp(self, msg: PoseStamped) -> None:
         reading = conv.pose_to_arrays(msg)
@@ -104,8 +104,8 @@ class RosRobot:
     def read_state(self) -> RobotState:
         with self._lock:
             if self._joints is None or self._tcp is None:
-                raise RuntimeError(f"no robot state yet on {self.params['joint_states_topic']} and "
-                                   f"{self.params['tcp_pose_topic']}")
+                raise RuntimeError(f"no robot state yet on {self.params.joint_states_topic} and "
+                                   f"{self.params.tcp_pose_topic}")
             j, t = self._joints, self._tcp
             return state_from_readings(self._tick_s or self._now(), j.positions, j.velocities, t.position_m,
                                        t.quaternion_xyzw, self._gripper_width_m, self._gripper_closure)
@@ -148,7 +148,7 @@ class RosRobot:
     def _publish_joints(self, q: np.ndarray) -> None:
         # Stamp 0: "start on receipt" (a JTC compares a non-zero stamp with its own clock).
         self._pub.publish(conv.joint_trajectory_msg(self.msgs, self.arm_joints, q[None],
-                                                    [self.params["trajectory_lead_s"]], 0.0))
+                                                    [self.params.trajectory_lead_s], 0.0))
 
     def _send_gripper(self, closure: float) -> None:
         self._gripper_closure = closure
@@ -157,4 +157,4 @@ class RosRobot:
         if unchanged and now - self._gripper_sent_s < 0.5:
             return  # a forward command controller keeps the last command: send changes (and a 2 Hz refresh)
         self._gripper_sent, self._gripper_sent_s = closure, now
-        self._pub_gripper.publish(conv.float_array_msg(self.msgs, [closure * self.params["gripper_command_scale"]]))
+        self._pub_gripper.publish(conv.float_array_msg(self.msgs, [closure * self.params.gripper_command_scale]))

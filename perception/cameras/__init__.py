@@ -83,5 +83,5 @@ def twin_cameras(cell: CellConfig, model: mujoco.MjModel, data: mujoco.MjData, w
     """The twin's cameras (built from the same cell), rendering at ``width`` x ``height``."""
     from perception.cameras.twin import TwinCamera
 
-    return [TwinCamera(model, data, c.name, width, height, fps=fps or c.fps, sim_lock=sim_lock, serial=c.serial)
-            for c in cell.cameras]
+    return [TwinCamera(model, data, c.name, width, height, fps=fps or c.fps, sim_lock=sim_lock, serial=c.serial,
+                       cell=cell) for c in cell.cameras]

@@ -63,14 +63,34 @@ class CameraFinishedError(CameraError):
 
 @dataclass(frozen=True, eq=False)
 class Frame:
-    """One RGB-D frame: colour RGB uint8 (H, W, 3), depth float32 metres (H, W) aligned to colour, 0 = no depth."""
+    """One camera frame, the stack's only one (drivers, recordings, the twin, ROS framesets, calibration, KAGI).
+
+    ``color``: RGB uint8 (H, W, 3). ``depth_m``: float32 metres (H, W) aligned to colour, 0 = no depth; None when
+    the source delivered colour only. ``intrinsics``: of the delivered images (OpenCV convention), when known.
+    ``T_parent_optical``: 4x4 pose of the optical frame (x right, y down, z forward) in ``parent_frame`` (``base``
+    for static cameras, ``flange`` for wrist ones), when known. ``segmentation``: (H, W, 2) int32 (object id,
+    object type) per pixel, -1 for none: the twin's (MuJoCo's) only.
+    """
 
     camera: str
     color: np.ndarray
-    depth_m: np.ndarray
+    depth_m: np.ndarray | None
     device_time_ms: float
-    host_time_s: float
-    frame_number: int
+    host_time_s: float = 0.0
+    frame_number: int = 0
+    intrinsics: Intrinsics | None = None
+    T_parent_optical: np.ndarray | None = None
+    parent_frame: str | None = None
+    segmentation: np.ndarray | None = None
+
+    @property
+    def rgb(self) -> np.ndarray:
+        return self.color
+
+    @property
+    def stamp_s(self) -> float:
+        """``device_time_ms`` in seconds (the stamp a ROS message of this frame carries)."""
+        return self.device_time_ms * 1e-3
 
     def age_s(self, now_s: float | None = None) -> float:
         return (time.monotonic() if now_s is None else now_s) - self.host_time_s

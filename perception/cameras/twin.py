@@ -10,21 +10,20 @@ at one rate produce matching framesets however their threads are scheduled. The 
 at the moment of rendering (at most a render's latency later, like an exposure's delay). No sim time, no
 frames: a paused simulation looks like stalled cameras.
 
-Intrinsics are read back from the compiled model, in the OpenCV/RealSense convention (pixel centres at
-integer coordinates). MuJoCo puts pixel centres at half-integers of the pinhole it is given, so the
-principal point reported here is half a pixel less than the one in the model.
+Rendering is :class:`sim.render.TwinRenderer`'s (the one renderer of the twin); intrinsics are read back from
+the compiled model (:func:`sim.render.twin_intrinsics`, OpenCV convention), extrinsics come from the cell when
+one is given.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from contextlib import nullcontext
 
 import mujoco
 import numpy as np
 
-from hardware_configs.schema import Intrinsics
+from hardware_configs.schema import CellConfig, Intrinsics
 from perception.cameras.base import (
     DEFAULT_BUFFER_FRAMES,
     DEFAULT_STALL_TIMEOUT_S,
@@ -32,26 +31,12 @@ from perception.cameras.base import (
     Frame,
     StreamingCamera,
 )
+from sim.render import MUJOCO_PIXEL_CENTRE_PX, TwinRenderer, twin_intrinsics
 
-MUJOCO_PIXEL_CENTRE_PX = 0.5  # MuJoCo samples pixel (u, v) at (u + 0.5, v + 0.5) of its pinhole model
+__all__ = ["MUJOCO_PIXEL_CENTRE_PX", "TwinCamera", "twin_intrinsics"]
+
 DEFAULT_MAX_DEPTH_M = 6.0  # beyond this a D435 reports no depth; the twin's background is at ~100 m
 POLL_S = 0.002  # how often a camera looks at the sim clock
-
-
-def twin_intrinsics(model: mujoco.MjModel, camera: str, width: int, height: int) -> Intrinsics:
-    """Effective pinhole intrinsics of a twin camera rendered at ``width`` x ``height`` (OpenCV convention)."""
-    cam_id = model.camera(camera).id
-    sensor_w_m, sensor_h_m = model.cam_sensorsize[cam_id]
-    if sensor_w_m <= 0 or sensor_h_m <= 0:
-        raise CameraError(f"twin camera {camera} has no sensor size: its intrinsics come from fovy, not pixels")
-    fx_len, fy_len, px_len, py_len = (float(v) for v in model.cam_intrinsic[cam_id])
-    px_per_m_x, px_per_m_y = width / sensor_w_m, height / sensor_h_m
-    return Intrinsics(
-        width=width, height=height, fx=fx_len * px_per_m_x, fy=fy_len * px_per_m_y,
-        cx=width / 2.0 - px_len * px_per_m_x - MUJOCO_PIXEL_CENTRE_PX,
-        cy=height / 2.0 - py_len * px_per_m_y - MUJOCO_PIXEL_CENTRE_PX,
-        distortion_model="none", distortion=[0.0] * 5,
-    )
 
 
 class TwinCamera(StreamingCamera):
@@ -60,7 +45,7 @@ class TwinCamera(StreamingCamera):
     def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, camera: str, width: int, height: int,
                  fps: float = 30.0, sim_lock: threading.Lock | None = None, serial: str | None = None,
                  max_depth_m: float = DEFAULT_MAX_DEPTH_M, buffer_frames: int = DEFAULT_BUFFER_FRAMES,
-                 stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S) -> None:
+                 stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S, cell: CellConfig | None = None) -> None:
         super().__init__(camera, serial or f"twin-{camera}", buffer_frames, stall_timeout_s)
         if not fps > 0:
             raise ValueError(f"twin camera {camera}: fps must be > 0, got {fps}")
@@ -69,8 +54,8 @@ class TwinCamera(StreamingCamera):
         self.max_depth_m = max_depth_m
         self._sim_lock = sim_lock
         self._intrinsics = twin_intrinsics(model, camera, width, height)
-        self._rgb: mujoco.Renderer | None = None
-        self._depth: mujoco.Renderer | None = None
+        self._cell = cell
+        self._renderer: TwinRenderer | None = None
         self._last_trigger = -1
         self._frame_number = 0
         self._paused = False
@@ -80,9 +65,7 @@ class TwinCamera(StreamingCamera):
         return self._intrinsics
 
     def _open(self) -> None:
-        self._rgb = mujoco.Renderer(self.model, self.height, self.width)
-        self._depth = mujoco.Renderer(self.model, self.height, self.width)
-        self._depth.enable_depth_rendering()
+        self._renderer = TwinRenderer(self.model, self.width, self.height, self._cell, max_depth_m=self.max_depth_m)
 
     def _reconnect(self) -> None:
         """The twin never disconnects: a paused camera comes back when resumed."""
@@ -103,18 +86,11 @@ class TwinCamera(StreamingCamera):
     def render(self, stamp_ms: float | None = None) -> Frame:
         """Render one frame now, stamped ``stamp_ms`` (default: the current sim time). The reader thread calls
         this; so can a single-threaded caller after ``_open``."""
-        if self._rgb is None or self._depth is None:
+        if self._renderer is None:
             raise CameraError(f"twin camera {self.name} is not open")
-        with self._sim_lock or nullcontext():
-            self._rgb.update_scene(self.data, self.name)
-            self._depth.update_scene(self.data, self.name)
-            sim_time_ms = float(self.data.time) * 1e3
-        color = self._rgb.render().copy()
-        depth_m = self._depth.render().astype(np.float32)
-        depth_m[depth_m > self.max_depth_m] = 0.0
         self._frame_number += 1
-        stamp = sim_time_ms if stamp_ms is None else stamp_ms
-        return Frame(self.name, color, depth_m, stamp, time.monotonic(), self._frame_number)
+        return self._renderer.render(self.data, self.name, lock=self._sim_lock, stamp_ms=stamp_ms,
+                                     frame_number=self._frame_number)
 
     def open(self) -> None:
         """Create the renderers in the caller's thread, to call :meth:`render` without the reader thread."""
@@ -124,10 +100,9 @@ class TwinCamera(StreamingCamera):
         self._close()
 
     def _close(self) -> None:
-        for renderer in (self._rgb, self._depth):
-            if renderer is not None:
-                renderer.close()
-        self._rgb = self._depth = None
+        if self._renderer is not None:
+            self._renderer.close()
+        self._renderer = None
 
     def pause(self) -> None:
         self._paused = True

@@ -24,7 +24,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from hardware_configs import load_cell
-from perception.ros.sync_core import CAMERA_PARAMETERS
+from perception.ros.sync_core import CameraParams
 from ros_support import conversions as conv
 from ros_support.node import SENSOR_QOS, declare_parameters, run_node
 
@@ -37,7 +37,7 @@ class CameraNode(Node):
 
     def __init__(self, exit_when_finished: bool = False, **kwargs: Any) -> None:
         super().__init__("camera_node", **kwargs)
-        self.params = declare_parameters(self, CAMERA_PARAMETERS)
+        self.params = declare_parameters(self, CameraParams)
         self.exit_when_finished = exit_when_finished
         self.cameras: list = []
         self.published: dict[str, int] = {}
@@ -49,18 +49,18 @@ class CameraNode(Node):
         from perception.cameras.base import CameraError
 
         p = self.params
-        self.cell = load_cell(p["cell"])
-        names = p["cameras"] or [c.name for c in self.cell.cameras]
+        self.cell = load_cell(p.cell)
+        names = p.cameras or [c.name for c in self.cell.cameras]
         configs = [self.cell.camera(n) for n in names]
-        if p["source"] == "playback":
+        if p.source == "playback":
             from perception.cameras import recording_path
             from perception.cameras.realsense import RealSensePlaybackCamera
 
-            if not p["recording_dir"]:
+            if not p.recording_dir:
                 raise ValueError("camera_node: source playback needs recording_dir (a folder of <camera>.db3)")
             self.cameras = [
                 RealSensePlaybackCamera(
-                    recording_path(p["recording_dir"], c.name), name=c.name, loop=p["loop"], serial=c.serial
+                    recording_path(p.recording_dir, c.name), name=c.name, loop=p.loop, serial=c.serial
                 )
                 for c in configs
             ]
@@ -83,16 +83,16 @@ class CameraNode(Node):
                 "frame": config.optical_frame,
                 "color": self.create_publisher(Image, config.topic("color"), SENSOR_QOS),
                 "info": self.create_publisher(CameraInfo, config.topic("camera_info"), SENSOR_QOS),
-                "depth": self.create_publisher(Image, depth_topic, SENSOR_QOS) if p["publish_depth"] else None,
+                "depth": self.create_publisher(Image, depth_topic, SENSOR_QOS) if p.publish_depth else None,
                 "depth_info": self.create_publisher(
                     CameraInfo, depth_topic.rsplit("/", 1)[0] + "/camera_info", SENSOR_QOS
                 )
-                if p["publish_depth"]
+                if p.publish_depth
                 else None,
             }
             self.published[cam.name] = 0
-        self._timer = self.create_timer(1.0 / p["poll_hz"], self._poll)
-        self.get_logger().info(f"{p['source']} cameras {names} started")
+        self._timer = self.create_timer(1.0 / p.poll_hz, self._poll)
+        self.get_logger().info(f"{p.source} cameras {names} started")
 
     def close(self) -> None:
         for cam in self.cameras:
@@ -106,7 +106,7 @@ class CameraNode(Node):
             if cam.name in self.finished:
                 continue
             try:
-                frame = cam.read_latest(self.params["max_age_s"])
+                frame = cam.read_latest(self.params.max_age_s)
             except StaleFrameError:
                 continue  # the core logs stalls once; the topic goes quiet and consumers see the dropout
             except CameraFinishedError:
@@ -122,7 +122,7 @@ class CameraNode(Node):
             pubs["info"].publish(info)
             if pubs["depth"] is not None:
                 pubs["depth"].publish(
-                    conv.depth_image_msg(self.msgs, frame.depth_m, stamp, pubs["frame"], self.params["depth_encoding"])
+                    conv.depth_image_msg(self.msgs, frame.depth_m, stamp, pubs["frame"], self.params.depth_encoding)
                 )
                 pubs["depth_info"].publish(info)
             self.published[cam.name] += 1
@@ -147,7 +147,7 @@ def main(args: list[str] | None = None) -> int:
         functools.partial(CameraNode, exit_when_finished=True),
         name="camera_node",
         summary=SUMMARY,
-        specs=CAMERA_PARAMETERS,
+        params=CameraParams,
         args=args,
     )
 

@@ -24,7 +24,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from geometry.transforms import invert, pose_to_matrix
 from hardware_configs import load_cell
-from perception.ros.sync_core import PERCEPTION_PARAMETERS, FramesetMatcher
+from perception.ros.sync_core import FramesetMatcher, PerceptionParams
 from perception.streams import StreamBuffer
 from ros_support import conversions as conv
 from ros_support.node import SENSOR_QOS, STATE_QOS, declare_parameters, run_node
@@ -35,20 +35,20 @@ SUMMARY = "Synchronised cameras -> fused point cloud in the base frame (/manip/p
 class PerceptionNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("perception_node", **kwargs)
-        self.params = declare_parameters(self, PERCEPTION_PARAMETERS)
+        self.params = declare_parameters(self, PerceptionParams)
         self.clouds_published = 0
 
     def configure(self) -> None:
         from perception.pointcloud import CropBox, PointCloudFuser  # open3d: loaded here, not at import
 
         p = self.params
-        self.cell = load_cell(p["cell"])
-        names = p["cameras"] or [c.name for c in self.cell.cameras]
+        self.cell = load_cell(p.cell)
+        names = p.cameras or [c.name for c in self.cell.cameras]
         for name in names:
             self.cell.camera(name)
-        self.matcher = FramesetMatcher(names, p["sync_tolerance_s"])
-        self._fuser_args = {"crop": CropBox.from_workspace(self.cell.workspace), "voxel_m": p["voxel_m"],
-                            "stride": p["stride"]}
+        self.matcher = FramesetMatcher(names, p.sync_tolerance_s)
+        self._fuser_args = {"crop": CropBox.from_workspace(self.cell.workspace), "voxel_m": p.voxel_m,
+                            "stride": p.stride}
         self._fuser_cls = PointCloudFuser
         self.intrinsics: dict[str, Any] = {}
         self._fuser = None
@@ -63,12 +63,12 @@ class PerceptionNode(Node):
             self.create_subscription(Image, cam.topic("depth"), lambda m, n=name: self._on_depth(n, m), SENSOR_QOS)
             self.create_subscription(CameraInfo, cam.topic("camera_info"), lambda m, n=name: self._on_info(n, m),
                                      SENSOR_QOS)
-        self.create_subscription(PoseStamped, p["tcp_pose_topic"], self._on_tcp, STATE_QOS)
-        self._pub_cloud = self.create_publisher(PointCloud2, p["cloud_topic"], SENSOR_QOS)
+        self.create_subscription(PoseStamped, p.tcp_pose_topic, self._on_tcp, STATE_QOS)
+        self._pub_cloud = self.create_publisher(PointCloud2, p.cloud_topic, SENSOR_QOS)
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(1.0 / p["rate_hz"], self._fuse)
+        self.create_timer(1.0 / p.rate_hz, self._fuse)
         self.create_timer(1.0, self._diagnostics)
-        self.get_logger().info(f"fusing {names} within {p['sync_tolerance_s'] * 1e3:.0f} ms into {p['cloud_topic']}")
+        self.get_logger().info(f"fusing {names} within {p.sync_tolerance_s * 1e3:.0f} ms into {p.cloud_topic}")
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -78,7 +78,7 @@ class PerceptionNode(Node):
         self.matcher.add_rgb(camera, conv.stamp_to_seconds(msg.header.stamp), conv.image_to_rgb(msg), self._now())
 
     def _on_depth(self, camera: str, msg: Image) -> None:
-        depth = conv.image_to_depth_m(msg, self.params["depth_scale_m"])
+        depth = conv.image_to_depth_m(msg, self.params.depth_scale_m)
         self.matcher.add_depth(camera, conv.stamp_to_seconds(msg.header.stamp), depth)
 
     def _on_info(self, camera: str, msg: CameraInfo) -> None:
@@ -103,7 +103,7 @@ class PerceptionNode(Node):
         t, frames = matched
         T_base_flange = None
         if any(self.cell.camera(c).mount.value == "wrist" for c in frames):
-            tcp = self._tcp.nearest(t, max(self.params["sync_tolerance_s"], 0.02))
+            tcp = self._tcp.nearest(t, max(self.params.sync_tolerance_s, 0.02))
             if tcp is None:
                 return  # no TCP pose at the frame's time: the wrist view cannot be placed
             T_base_flange = tcp[1] @ self._T_tcp_flange
@@ -117,7 +117,7 @@ class PerceptionNode(Node):
         self.clouds_published += 1
 
     def _diagnostics(self) -> None:
-        now, timeout = self._now(), self.params["dropout_timeout_s"]
+        now, timeout = self._now(), self.params.dropout_timeout_s
         dropped = set(self.matcher.dropped(now, timeout))
         statuses = []
         for camera, health in self.matcher.health.items():
@@ -138,7 +138,7 @@ class PerceptionNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(PerceptionNode, name="perception_node", summary=SUMMARY, specs=PERCEPTION_PARAMETERS, args=args)
+    return run_node(PerceptionNode, name="perception_node", summary=SUMMARY, params=PerceptionParams, args=args)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""What ``perception_node`` and ``camera_node`` do without ROS: parameter tables, approximate-time matching of
+"""What ``perception_node`` and ``camera_node`` do without ROS: parameter models, approximate-time matching of
 camera streams, and per-camera dropout bookkeeping for the diagnostics.
 
 Matching. Each camera delivers colour and aligned depth with the same stamp (the driver's frameset), and the
@@ -11,40 +11,44 @@ with a stale one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from perception.streams import StreamBuffer
-from ros_support.params import CELL, ParamSpec
+from ros_support.params import CELL_DESCRIPTION, CellName, Field, NodeParams
 
-PERCEPTION_PARAMETERS: tuple[ParamSpec, ...] = (
-    CELL,
-    ParamSpec("cameras", "string_array", [], "cameras to fuse; empty = every camera of the cell"),
-    ParamSpec("sync_tolerance_s", "double", 0.02, "largest stamp difference within a frameset [s] "
-              "(half a frame period at 30 fps is 0.017)", minimum=0.0, maximum=1.0),
-    ParamSpec("rate_hz", "double", 10.0, "fused clouds per second (at most)", minimum=0.1, maximum=90.0),
-    ParamSpec("voxel_m", "double", 0.005, "voxel size of the downsampled cloud [m]; 0 = none", minimum=0.0),
-    ParamSpec("stride", "int", 2, "keep every n-th pixel in each direction before deprojection", minimum=1),
-    ParamSpec("depth_scale_m", "double", 0.001, "metres per count of 16UC1 depth", minimum=1e-6),
-    ParamSpec("dropout_timeout_s", "double", 0.5, "a camera silent this long is reported as dropped [s]",
-              minimum=0.01),
-    ParamSpec("tcp_pose_topic", "string", "/tcp_pose", "TCP pose in (for the wrist camera's pose at frame time)"),
-    ParamSpec("cloud_topic", "string", "/manip/points", "sensor_msgs/PointCloud2 out, in the base frame"),
-)
 
-CAMERA_PARAMETERS: tuple[ParamSpec, ...] = (
-    CELL,
-    ParamSpec("cameras", "string_array", [], "cameras to publish; empty = every camera of the cell"),
-    ParamSpec("source", "string", "playback", "realsense (live, by serial) or playback (recordings)",
-              choices=("realsense", "playback")),
-    ParamSpec("recording_dir", "string", "", "directory with <camera>.db3 RealSense recordings (playback)"),
-    ParamSpec("loop", "bool", True, "restart a recording at its end (playback)"),
-    ParamSpec("publish_depth", "bool", True, "publish aligned depth"),
-    ParamSpec("depth_encoding", "string", "16UC1", "16UC1 (mm) or 32FC1 (m)", choices=("16UC1", "32FC1")),
-    ParamSpec("poll_hz", "double", 60.0, "how often the newest frame of each camera is checked", minimum=1.0,
-              maximum=500.0),
-    ParamSpec("max_age_s", "double", 0.2, "frames older than this are not published [s]", minimum=0.001),
-)
+class PerceptionParams(NodeParams):
+    """``perception_node``'s parameters."""
+
+    cell: CellName = Field("franka_3cam", description=CELL_DESCRIPTION)
+    cameras: list[str] = Field([], description="cameras to fuse; empty = every camera of the cell")
+    sync_tolerance_s: float = Field(0.02, ge=0.0, le=1.0, description="largest stamp difference within a frameset "
+                                    "[s] (half a frame period at 30 fps is 0.017)")
+    rate_hz: float = Field(10.0, ge=0.1, le=90.0, description="fused clouds per second (at most)")
+    voxel_m: float = Field(0.005, ge=0.0, description="voxel size of the downsampled cloud [m]; 0 = none")
+    stride: int = Field(2, ge=1, description="keep every n-th pixel in each direction before deprojection")
+    depth_scale_m: float = Field(0.001, ge=1e-6, description="metres per count of 16UC1 depth")
+    dropout_timeout_s: float = Field(0.5, ge=0.01,
+                                     description="a camera silent this long is reported as dropped [s]")
+    tcp_pose_topic: str = Field("/tcp_pose", description="TCP pose in (for the wrist camera's pose at frame time)")
+    cloud_topic: str = Field("/manip/points", description="sensor_msgs/PointCloud2 out, in the base frame")
+
+
+class CameraParams(NodeParams):
+    """``camera_node``'s parameters."""
+
+    cell: CellName = Field("franka_3cam", description=CELL_DESCRIPTION)
+    cameras: list[str] = Field([], description="cameras to publish; empty = every camera of the cell")
+    source: Literal["realsense", "playback"] = Field(
+        "playback", description="realsense (live, by serial) or playback (recordings)")
+    recording_dir: str = Field("", description="directory with <camera>.db3 RealSense recordings (playback)")
+    loop: bool = Field(True, description="restart a recording at its end (playback)")
+    publish_depth: bool = Field(True, description="publish aligned depth")
+    depth_encoding: Literal["16UC1", "32FC1"] = Field("16UC1", description="16UC1 (mm) or 32FC1 (m)")
+    poll_hz: float = Field(60.0, ge=1.0, le=500.0, description="how often the newest frame of each camera is checked")
+    max_age_s: float = Field(0.2, ge=0.001, description="frames older than this are not published [s]")
 
 
 @dataclass

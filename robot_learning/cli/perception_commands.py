@@ -48,7 +48,7 @@ def _record_twin(args: argparse.Namespace, cell) -> dict[str, Path]:
     env = TwinEnv(cell, args.task, image_size=None, fast_render=True)
     env.reset(seed=args.seed)
     fps = cell.cameras[0].fps
-    cameras = [TwinCamera(env.model, env.data, c.name, *args.image_size, fps=fps, serial=c.serial)
+    cameras = [TwinCamera(env.model, env.data, c.name, *args.image_size, fps=fps, serial=c.serial, cell=cell)
                for c in cell.cameras]
     writers = {}
     try:

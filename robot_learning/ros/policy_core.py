@@ -9,7 +9,7 @@ wrong inputs. Each problem is named, with what the cell has.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,30 +17,33 @@ from controllers.actions import ACTION_DIM, DELTA_DIMS
 from controllers.observations import observation_schema, rgb_key
 from hardware_configs.schema import CellConfig
 from robot_learning.data.robot_steps import MissingStreamsError, StepBuilder
-from ros_support.params import CELL, REQUIRED, ParamSpec
+from ros_support.params import CELL_DESCRIPTION, CellName, Field, NodeParams
 
 if TYPE_CHECKING:
     from robot_learning.policies.policy import Policy
 
-POLICY_PARAMETERS: tuple[ParamSpec, ...] = (
-    CELL,
-    ParamSpec("checkpoint", "string", REQUIRED, "policy checkpoint (.pt) written by manip-stack train"),
-    ParamSpec("device", "string", "auto", "cpu, cuda[:N] or auto"),
-    ParamSpec("seed", "int", 0, "sampling seed of the diffusion policy", minimum=0),
-    ParamSpec("latency_margin_s", "double", 0.0, "actions due before now + margin are dropped as late [s]",
-              minimum=0.0, maximum=1.0),
-    ParamSpec("replan_remaining", "int", 0, "ask for the next chunk when this many actions remain", minimum=0),
-    ParamSpec("sync_tolerance_s", "double", 0.06, "largest stamp difference within an observation [s]",
-              minimum=0.0, maximum=1.0),
-    ParamSpec("max_observation_age_s", "double", 0.3, "an observation older than this is not acted on [s] "
-              "(the controller's watchdog then holds)", minimum=0.001),
-    ParamSpec("action_topic", "string", "/manip/action", "delta actions out (JointTrajectory over the action names)"),
-    ParamSpec("joint_states_topic", "string", "/joint_states", "sensor_msgs/JointState in"),
-    ParamSpec("tcp_pose_topic", "string", "/tcp_pose", "geometry_msgs/PoseStamped in"),
-    ParamSpec("joint_prefix", "string", "", "prefix of the arm's joint names"),
-    ParamSpec("gripper_joint", "string", "gripper_width", "joint_states entry of the gripper"),
-    ParamSpec("gripper_joint_scale", "double", 1.0, "opening [m] = scale * position", minimum=1e-6),
-)
+class PolicyParams(NodeParams):
+    """``policy_node``'s parameters."""
+
+    cell: CellName = Field("franka_3cam", description=CELL_DESCRIPTION)
+    checkpoint: str = Field(description="policy checkpoint (.pt) written by manip-stack train")
+    device: str = Field("auto", description="cpu, cuda[:N] or auto")
+    seed: int = Field(0, ge=0, description="sampling seed of the diffusion policy")
+    latency_margin_s: float = Field(0.0, ge=0.0, le=1.0,
+                                    description="actions due before now + margin are dropped as late [s]")
+    replan_remaining: int = Field(0, ge=0, description="ask for the next chunk when this many actions remain")
+    sync_tolerance_s: float = Field(0.06, ge=0.0, le=1.0,
+                                    description="largest stamp difference within an observation [s]")
+    max_observation_age_s: float = Field(0.3, ge=0.001, description="an observation older than this is not acted "
+                                         "on [s] (the controller's watchdog then holds)")
+    action_topic: str = Field("/manip/action",
+                              description="delta actions out (JointTrajectory over the action names)")
+    joint_states_topic: str = Field("/joint_states", description="sensor_msgs/JointState in")
+    tcp_pose_topic: str = Field("/tcp_pose", description="geometry_msgs/PoseStamped in")
+    joint_prefix: str = Field("", description="prefix of the arm's joint names")
+    gripper_joint: str = Field("gripper_width", description="joint_states entry of the gripper")
+    gripper_joint_scale: float = Field(1.0, ge=1e-6, description="opening [m] = scale * position")
+
 
 
 class PolicyMismatchError(ValueError):
@@ -74,15 +77,15 @@ def check_policy_against_cell(policy: Policy, cell: CellConfig) -> list[str]:
 class PolicyLoop:
     """Streams → observation at the newest reference frame → runner → the action due now, stamped."""
 
-    def __init__(self, policy: Policy, cell: CellConfig, params: dict[str, Any], clock: Callable[[], float]) -> None:
+    def __init__(self, policy: Policy, cell: CellConfig, params: PolicyParams, clock: Callable[[], float]) -> None:
         from robot_learning.runtime.policy_runner import DeltaHold, PolicyRunner, RunnerConfig
 
         self.cameras = check_policy_against_cell(policy, cell)
         self.policy, self.cell, self.params = policy, cell, params
         size = policy.image_size or (96, 96)
-        self.builder = StepBuilder(cell, self.cameras, size, depth=False, tolerance_s=params["sync_tolerance_s"])
-        config = RunnerConfig(period_s=1.0 / cell.rates.policy_hz, latency_margin_s=params["latency_margin_s"],
-                              replan_remaining=params["replan_remaining"])
+        self.builder = StepBuilder(cell, self.cameras, size, depth=False, tolerance_s=params.sync_tolerance_s)
+        config = RunnerConfig(period_s=1.0 / cell.rates.policy_hz, latency_margin_s=params.latency_margin_s,
+                              replan_remaining=params.replan_remaining)
         self.runner = PolicyRunner(policy, DeltaHold(ACTION_DIM, DELTA_DIMS), config, clock=clock)
         self.reference = self.cameras[0] if self.cameras else None
         self._last_obs_t: float | None = None
@@ -101,7 +104,7 @@ class PolicyLoop:
         if t is None:
             self._skip("no_observation")
             return None
-        if now_s - t > self.params["max_observation_age_s"]:
+        if now_s - t > self.params.max_observation_age_s:
             self._skip("stale_observation")
             return None
         if self._last_obs_t is not None and t <= self._last_obs_t:

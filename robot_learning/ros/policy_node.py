@@ -23,7 +23,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from controllers.actions import ACTION_NAMES
 from hardware_configs import load_cell
-from robot_learning.ros.policy_core import POLICY_PARAMETERS, PolicyLoop
+from robot_learning.ros.policy_core import PolicyLoop, PolicyParams
 from ros_support import conversions as conv
 from ros_support.node import COMMAND_QOS, SENSOR_QOS, STATE_QOS, declare_parameters, run_node
 
@@ -33,7 +33,7 @@ SUMMARY = "A trained diffusion policy on the graph: observations in, delta actio
 class PolicyNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("policy_node", **kwargs)
-        self.params = declare_parameters(self, POLICY_PARAMETERS)
+        self.params = declare_parameters(self, PolicyParams)
         self.loop: PolicyLoop | None = None
         self.actions_sent = 0
 
@@ -42,19 +42,19 @@ class PolicyNode(Node):
         from robot_learning.runtime.loading import load_policy
 
         p = self.params
-        self.cell = load_cell(p["cell"])
-        policy = load_policy(p["checkpoint"], device=p["device"], seed=p["seed"])  # plain or base+residual
+        self.cell = load_cell(p.cell)
+        policy = load_policy(p.checkpoint, device=p.device, seed=p.seed)  # plain or base+residual
         self.loop = PolicyLoop(policy, self.cell, p, clock=self._now)
-        self.arm_joints = [p["joint_prefix"] + j.name for j in self.cell.robot.joints]
+        self.arm_joints = [p.joint_prefix + j.name for j in self.cell.robot.joints]
         self.msgs = conv.RclpyFactory()
         for name in self.loop.cameras:
             topic = self.cell.camera(name).topic("color")
             self.create_subscription(Image, topic, lambda m, n=name: self._on_rgb(n, m), SENSOR_QOS)
-        self.create_subscription(JointState, p["joint_states_topic"], self._on_joints, STATE_QOS)
-        self.create_subscription(PoseStamped, p["tcp_pose_topic"], self._on_tcp, STATE_QOS)
-        self._pub = self.create_publisher(JointTrajectory, p["action_topic"], COMMAND_QOS)
+        self.create_subscription(JointState, p.joint_states_topic, self._on_joints, STATE_QOS)
+        self.create_subscription(PoseStamped, p.tcp_pose_topic, self._on_tcp, STATE_QOS)
+        self._pub = self.create_publisher(JointTrajectory, p.action_topic, COMMAND_QOS)
         self.create_timer(1.0 / self.cell.rates.policy_hz, self._tick)
-        self.get_logger().info(f"policy {p['checkpoint']} on cameras {self.loop.cameras} at "
+        self.get_logger().info(f"policy {p.checkpoint} on cameras {self.loop.cameras} at "
                                f"{self.cell.rates.policy_hz} Hz, images {policy.image_size}")
 
     def close(self) -> None:
@@ -72,8 +72,8 @@ class PolicyNode(Node):
             reading = conv.joint_state_to_arrays(msg, self.arm_joints)
         except conv.ConversionError:
             return
-        names, gripper = list(msg.name), self.params["gripper_joint"]
-        width = float(msg.position[names.index(gripper)]) * self.params["gripper_joint_scale"] if gripper in names \
+        names, gripper = list(msg.name), self.params.gripper_joint
+        width = float(msg.position[names.index(gripper)]) * self.params.gripper_joint_scale if gripper in names \
             else 0.0
         self.loop.builder.add_joints(reading.stamp_s, reading.positions, width)
 
@@ -93,7 +93,7 @@ class PolicyNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(PolicyNode, name="policy_node", summary=SUMMARY, specs=POLICY_PARAMETERS, args=args)
+    return run_node(PolicyNode, name="policy_node", summary=SUMMARY, params=PolicyParams, args=args)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from controllers.actions import ACTION_NAMES
 from robot_learning.data.episode_store import EpisodeStoreError
-from robot_learning.sessions.recorder import SESSION_PARAMETERS, SessionError, SessionRecorder
+from robot_learning.sessions.recorder import SessionError, SessionParams, SessionRecorder
 from ros_support import conversions as conv
 from ros_support.node import COMMAND_QOS, SENSOR_QOS, STATE_QOS, declare_parameters, run_node
 
@@ -34,7 +34,7 @@ SUMMARY = "Start/stop/accept/discard episodes; records synchronised topics into 
 class SessionNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("session_node", **kwargs)
-        self.params = declare_parameters(self, SESSION_PARAMETERS)
+        self.params = declare_parameters(self, SessionParams)
         self.recorder: SessionRecorder | None = None
 
     def configure(self) -> None:
@@ -44,16 +44,16 @@ class SessionNode(Node):
         except EpisodeStoreError as exc:  # locked by another writer, or not a store: the operator's to fix
             raise ValueError(str(exc)) from exc
         cell = self.recorder.cell
-        self.arm_joints = [p["joint_prefix"] + j.name for j in cell.robot.joints]
+        self.arm_joints = [p.joint_prefix + j.name for j in cell.robot.joints]
         for name in self.recorder.builder.cameras:
             cam = cell.camera(name)
             self.create_subscription(Image, cam.topic("color"), lambda m, n=name: self._on_rgb(n, m), SENSOR_QOS)
-            if p["record_depth"]:
+            if p.record_depth:
                 self.create_subscription(Image, cam.topic("depth"), lambda m, n=name: self._on_depth(n, m),
                                          SENSOR_QOS)
-        self.create_subscription(JointState, p["joint_states_topic"], self._on_joints, STATE_QOS)
-        self.create_subscription(PoseStamped, p["tcp_pose_topic"], self._on_tcp, STATE_QOS)
-        self.create_subscription(JointTrajectory, p["action_topic"], self._on_action, COMMAND_QOS)
+        self.create_subscription(JointState, p.joint_states_topic, self._on_joints, STATE_QOS)
+        self.create_subscription(PoseStamped, p.tcp_pose_topic, self._on_tcp, STATE_QOS)
+        self.create_subscription(JointTrajectory, p.action_topic, self._on_action, COMMAND_QOS)
         self._events = self.create_publisher(String, "~/events", COMMAND_QOS)
         self.create_service(Trigger, "~/start", self._trigger(lambda: self.recorder.start(), "start"))
         self.create_service(Trigger, "~/stop", self._trigger(lambda: self.recorder.stop(), "stop"))
@@ -72,7 +72,7 @@ class SessionNode(Node):
         self.recorder.builder.add_rgb(camera, conv.stamp_to_seconds(msg.header.stamp), conv.image_to_rgb(msg))
 
     def _on_depth(self, camera: str, msg: Image) -> None:
-        depth = conv.image_to_depth_m(msg, self.params["depth_scale_m"])
+        depth = conv.image_to_depth_m(msg, self.params.depth_scale_m)
         self.recorder.builder.add_depth(camera, conv.stamp_to_seconds(msg.header.stamp), depth)
 
     def _on_joints(self, msg: JointState) -> None:
@@ -81,8 +81,8 @@ class SessionNode(Node):
         except conv.ConversionError:
             return
         names = list(msg.name)
-        gripper = self.params["gripper_joint"]
-        width = float(msg.position[names.index(gripper)]) * self.params["gripper_joint_scale"] if gripper in names \
+        gripper = self.params.gripper_joint
+        width = float(msg.position[names.index(gripper)]) * self.params.gripper_joint_scale if gripper in names \
             else 0.0
         self.recorder.builder.add_joints(reading.stamp_s, reading.positions, width)
 
@@ -126,7 +126,7 @@ class SessionNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(SessionNode, name="session_node", summary=SUMMARY, specs=SESSION_PARAMETERS, args=args)
+    return run_node(SessionNode, name="session_node", summary=SUMMARY, params=SessionParams, args=args)
 
 
 if __name__ == "__main__":

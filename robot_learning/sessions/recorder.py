@@ -17,28 +17,31 @@ from hardware_configs import load_cell, load_task
 from robot_learning.data.episode_store import EpisodeStore
 from robot_learning.data.episode_writer import EpisodeWriter, StepValidationError
 from robot_learning.data.robot_steps import MissingStreamsError, StepBuilder
-from ros_support.params import CELL, REQUIRED, TASK, ParamSpec
+from ros_support.params import CELL_DESCRIPTION, TASK_DESCRIPTION, CellName, Field, NodeParams, TaskName
 
-SESSION_PARAMETERS: tuple[ParamSpec, ...] = (
-    CELL,
-    TASK,
-    ParamSpec("store_path", "string", REQUIRED, "zarr episode store to append to (created if absent)"),
-    ParamSpec("cameras", "string_array", [], "cameras to record; empty = every camera of the cell"),
-    ParamSpec("image_width", "int", 96, "stored image width [px] (the policy's input size)", minimum=1),
-    ParamSpec("image_height", "int", 96, "stored image height [px]", minimum=1),
-    ParamSpec("record_depth", "bool", False, "also store aligned depth [m]"),
-    ParamSpec("sync_tolerance_s", "double", 0.06, "largest stamp difference between a step's streams [s]",
-              minimum=0.0, maximum=1.0),
-    ParamSpec("depth_scale_m", "double", 0.001, "metres per count of 16UC1 depth", minimum=1e-6),
-    ParamSpec("action_topic", "string", "/manip/action", "delta actions (a step is recorded per action)"),
-    ParamSpec("joint_states_topic", "string", "/joint_states", "sensor_msgs/JointState in"),
-    ParamSpec("tcp_pose_topic", "string", "/tcp_pose", "geometry_msgs/PoseStamped in"),
-    ParamSpec("joint_prefix", "string", "", "prefix of the arm's joint names"),
-    ParamSpec("gripper_joint", "string", "gripper_width", "joint_states entry of the gripper"),
-    ParamSpec("gripper_joint_scale", "double", 1.0, "opening [m] = scale * position", minimum=1e-6),
-    ParamSpec("operator", "string", "", "who records (stored with each episode)"),
-    ParamSpec("durable", "bool", True, "fsync each commit (survives power loss, not just a killed process)"),
-)
+
+class SessionParams(NodeParams):
+    """``session_node``'s parameters (what :class:`SessionRecorder` is built from)."""
+
+    cell: CellName = Field("franka_3cam", description=CELL_DESCRIPTION)
+    task: TaskName = Field("lift", description=TASK_DESCRIPTION)
+    store_path: str = Field(description="zarr episode store to append to (created if absent)")
+    cameras: list[str] = Field([], description="cameras to record; empty = every camera of the cell")
+    image_width: int = Field(96, ge=1, description="stored image width [px] (the policy's input size)")
+    image_height: int = Field(96, ge=1, description="stored image height [px]")
+    record_depth: bool = Field(False, description="also store aligned depth [m]")
+    sync_tolerance_s: float = Field(0.06, ge=0.0, le=1.0,
+                                    description="largest stamp difference between a step's streams [s]")
+    depth_scale_m: float = Field(0.001, ge=1e-6, description="metres per count of 16UC1 depth")
+    action_topic: str = Field("/manip/action", description="delta actions (a step is recorded per action)")
+    joint_states_topic: str = Field("/joint_states", description="sensor_msgs/JointState in")
+    tcp_pose_topic: str = Field("/tcp_pose", description="geometry_msgs/PoseStamped in")
+    joint_prefix: str = Field("", description="prefix of the arm's joint names")
+    gripper_joint: str = Field("gripper_width", description="joint_states entry of the gripper")
+    gripper_joint_scale: float = Field(1.0, ge=1e-6, description="opening [m] = scale * position")
+    operator: str = Field("", description="who records (stored with each episode)")
+    durable: bool = Field(True, description="fsync each commit (survives power loss, not just a killed process)")
+
 
 
 class SessionError(RuntimeError):
@@ -46,18 +49,18 @@ class SessionError(RuntimeError):
 
 
 class SessionRecorder:
-    def __init__(self, params: dict[str, Any]) -> None:
-        self.cell = load_cell(params["cell"])
-        self.task = load_task(params["task"])
-        cameras = params["cameras"] or [c.name for c in self.cell.cameras]
-        self.builder = StepBuilder(self.cell, cameras, (params["image_width"], params["image_height"]),
-                                   params["record_depth"], params["sync_tolerance_s"])
+    def __init__(self, params: SessionParams) -> None:
+        self.cell = load_cell(params.cell)
+        self.task = load_task(params.task)
+        cameras = params.cameras or [c.name for c in self.cell.cameras]
+        self.builder = StepBuilder(self.cell, cameras, (params.image_width, params.image_height),
+                                   params.record_depth, params.sync_tolerance_s)
         attrs = {"cell": self.cell.name, "task": self.task.name, "instruction": self.task.instruction,
                  "source": "ros2_session", "policy_hz": self.cell.rates.policy_hz,
-                 "image_size": [params["image_width"], params["image_height"]]}
-        self.store = EpisodeStore.open_or_create(Path(params["store_path"]), self.builder.specs, attrs,
-                                                 durable=params["durable"])
-        self.operator = params["operator"]
+                 "image_size": [params.image_width, params.image_height]}
+        self.store = EpisodeStore.open_or_create(Path(params.store_path), self.builder.specs, attrs,
+                                                 durable=params.durable)
+        self.operator = params.operator
         self.state = "idle"
         self._episode: EpisodeWriter | None = None
         self.skipped: dict[str, int] = {}

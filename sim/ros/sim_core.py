@@ -10,6 +10,7 @@ one control period at a time; sim time never goes backwards, not even across sce
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import mujoco
 import numpy as np
@@ -17,8 +18,7 @@ import numpy as np
 from controllers.interface import CartesianTarget, RobotState
 from hardware_configs import load_cell, load_task
 from hardware_configs.schema import CellConfig, TaskConfig
-from ros_support.conversions import DEPTH_ENCODINGS
-from ros_support.params import CELL, TASK, ParamSpec
+from ros_support.params import CELL_DESCRIPTION, TASK_DESCRIPTION, CellName, Field, NodeParams, TaskName
 from sim.cameras import TwinCameras
 from sim.robot import GRIPPER_CTRL_CLOSED, TwinRobot
 from sim.scene import ImageSize, build_model
@@ -26,33 +26,37 @@ from sim.tasks import TwinTask
 
 SETTLE_TICKS = 20
 
-SIM_NODE_PARAMETERS: tuple[ParamSpec, ...] = (
-    CELL,
-    TASK,
-    ParamSpec("seed", "int", 0, "seed of the first scene; each ~/reset draws the next", minimum=0),
-    ParamSpec("image_width", "int", 0, "rendered width [px]; 0 = the cell's camera resolution", minimum=0),
-    ParamSpec("image_height", "int", 0, "rendered height [px]; 0 = the cell's camera resolution", minimum=0),
-    ParamSpec("camera_fps", "double", 0.0, "frames per second of sim time; 0 = each camera's fps from the cell",
-              minimum=0.0, maximum=90.0),
-    ParamSpec("cameras", "string_array", [], "cameras to publish; empty = every camera of the cell"),
-    ParamSpec("publish_depth", "bool", True, "also publish aligned depth (as realsense-ros align_depth)"),
-    ParamSpec("depth_encoding", "string", "16UC1", "16UC1 (mm, the driver's) or 32FC1 (m)", choices=DEPTH_ENCODINGS),
-    ParamSpec("publish_cameras", "bool", True, "set false at run time to simulate a camera dropout",
-              read_only=False),
-    ParamSpec("real_time_factor", "double", 1.0, "sim seconds per wall second; 0 = as fast as possible",
-              minimum=0.0, maximum=100.0),
-    ParamSpec("publish_clock", "bool", True, "publish /clock (the graph then runs with use_sim_time:=true)"),
-    ParamSpec("joint_prefix", "string", "", "prefix of joint names in /joint_states (fr3_ on an FR3)"),
-    ParamSpec("gripper_joint", "string", "gripper_width", "joint_states entry for the gripper (opening [m])"),
-    ParamSpec("joint_states_topic", "string", "/joint_states", "sensor_msgs/JointState out"),
-    ParamSpec("tcp_pose_topic", "string", "/tcp_pose", "geometry_msgs/PoseStamped of the TCP in the base frame, out"),
-    ParamSpec("trajectory_topic", "string", "/joint_trajectory_controller/joint_trajectory",
-              "trajectory_msgs/JointTrajectory in (as ros2_control's JointTrajectoryController)"),
-    ParamSpec("equilibrium_pose_topic", "string", "/cartesian_impedance_controller/equilibrium_pose",
-              "geometry_msgs/PoseStamped in (as franka's Cartesian impedance example)"),
-    ParamSpec("gripper_command_topic", "string", "/gripper_controller/commands",
-              "std_msgs/Float64MultiArray [closure 0..1] in (a forward command controller)"),
-)
+class SimNodeParams(NodeParams):
+    """``sim_node``'s parameters."""
+
+    cell: CellName = Field("franka_3cam", description=CELL_DESCRIPTION)
+    task: TaskName = Field("lift", description=TASK_DESCRIPTION)
+    seed: int = Field(0, ge=0, description="seed of the first scene; each ~/reset draws the next")
+    image_width: int = Field(0, ge=0, description="rendered width [px]; 0 = the cell's camera resolution")
+    image_height: int = Field(0, ge=0, description="rendered height [px]; 0 = the cell's camera resolution")
+    camera_fps: float = Field(0.0, ge=0.0, le=90.0,
+                              description="frames per second of sim time; 0 = each camera's fps from the cell")
+    cameras: list[str] = Field([], description="cameras to publish; empty = every camera of the cell")
+    publish_depth: bool = Field(True, description="also publish aligned depth (as realsense-ros align_depth)")
+    depth_encoding: Literal["16UC1", "32FC1"] = Field("16UC1",
+                                                      description="16UC1 (mm, the driver's) or 32FC1 (m)")
+    publish_cameras: bool = Field(True, description="set false at run time to simulate a camera dropout",
+                                  json_schema_extra={"read_only": False})
+    real_time_factor: float = Field(1.0, ge=0.0, le=100.0,
+                                    description="sim seconds per wall second; 0 = as fast as possible")
+    publish_clock: bool = Field(True, description="publish /clock (the graph then runs with use_sim_time:=true)")
+    joint_prefix: str = Field("", description="prefix of joint names in /joint_states (fr3_ on an FR3)")
+    gripper_joint: str = Field("gripper_width", description="joint_states entry for the gripper (opening [m])")
+    joint_states_topic: str = Field("/joint_states", description="sensor_msgs/JointState out")
+    tcp_pose_topic: str = Field("/tcp_pose",
+                                description="geometry_msgs/PoseStamped of the TCP in the base frame, out")
+    trajectory_topic: str = Field("/joint_trajectory_controller/joint_trajectory", description=(
+        "trajectory_msgs/JointTrajectory in (as ros2_control's JointTrajectoryController)"))
+    equilibrium_pose_topic: str = Field("/cartesian_impedance_controller/equilibrium_pose", description=(
+        "geometry_msgs/PoseStamped in (as franka's Cartesian impedance example)"))
+    gripper_command_topic: str = Field("/gripper_controller/commands", description=(
+        "std_msgs/Float64MultiArray [closure 0..1] in (a forward command controller)"))
+
 
 
 class TrajectoryFollower:

@@ -44,7 +44,7 @@ try:  # before sim_core imports mujoco, which reads MUJOCO_GL once; a failure is
 except GLBackendError as exc:
     GL_BACKEND, GL_ERROR = None, exc
 
-from sim.ros.sim_core import SIM_NODE_PARAMETERS, SimCell
+from sim.ros.sim_core import SimCell, SimNodeParams
 
 SUMMARY = "The MuJoCo twin of the cell as if it were the robot: cameras, joint states, TCP pose, /clock."
 
@@ -52,9 +52,9 @@ SUMMARY = "The MuJoCo twin of the cell as if it were the robot: cameras, joint s
 class SimNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("sim_node", **kwargs)
-        self.params = declare_parameters(self, SIM_NODE_PARAMETERS)
-        self.publish_cameras = self.params["publish_cameras"]
-        self.add_on_set_parameters_callback(dynamic_parameter_guard(SIM_NODE_PARAMETERS, self._set_dynamic))
+        self.params = declare_parameters(self, SimNodeParams)
+        self.publish_cameras = self.params.publish_cameras
+        self.add_on_set_parameters_callback(dynamic_parameter_guard(lambda: self.params, self._set_dynamic))
         self.msgs = conv.RclpyFactory()
         self.sim: SimCell | None = None
         self._inbox: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
@@ -62,45 +62,45 @@ class SimNode(Node):
         self._thread: threading.Thread | None = None
         self.frames_published = 0
 
-    def _set_dynamic(self, name: str, value: object) -> None:
-        if name == "publish_cameras":
-            self.publish_cameras = bool(value)
+    def _set_dynamic(self, params: SimNodeParams) -> None:
+        self.params = params
+        self.publish_cameras = params.publish_cameras
 
     # ------------------------------------------------------------------ configure: build the twin
     def configure(self) -> None:
         if GL_ERROR is not None:  # the cameras could not render: refuse now, not in the loop's first frame
             raise GL_ERROR
         p = self.params
-        size = (p["image_width"], p["image_height"]) if p["image_width"] and p["image_height"] else None
-        self.sim = SimCell(p["cell"], p["task"], size, p["cameras"] or None, seed=p["seed"])
+        size = (p.image_width, p.image_height) if p.image_width and p.image_height else None
+        self.sim = SimCell(p.cell, p.task, size, p.cameras or None, seed=p.seed)
         cell = self.sim.cell
         self.base_frame = cell.robot.base_frame
-        self.joint_names = [p["joint_prefix"] + n for n in self.sim.joint_names]
-        self._pub_joints = self.create_publisher(JointState, p["joint_states_topic"], STATE_QOS)
-        self._pub_tcp = self.create_publisher(PoseStamped, p["tcp_pose_topic"], STATE_QOS)
-        self._pub_clock = self.create_publisher(Clock, "/clock", CLOCK_QOS) if p["publish_clock"] else None
+        self.joint_names = [p.joint_prefix + n for n in self.sim.joint_names]
+        self._pub_joints = self.create_publisher(JointState, p.joint_states_topic, STATE_QOS)
+        self._pub_tcp = self.create_publisher(PoseStamped, p.tcp_pose_topic, STATE_QOS)
+        self._pub_clock = self.create_publisher(Clock, "/clock", CLOCK_QOS) if p.publish_clock else None
         self._cameras = []
         for name in self.sim.camera_names:
             cam = cell.camera(name)
             intr = conv.scale_intrinsics(cam.intrinsics, self.sim.image_size.width, self.sim.image_size.height)
-            fps = p["camera_fps"] or float(cam.fps)
+            fps = p.camera_fps or float(cam.fps)
             depth_topic = cam.topic("depth")
             pubs = {
                 "color": self.create_publisher(Image, cam.topic("color"), SENSOR_QOS),
                 "info": self.create_publisher(CameraInfo, cam.topic("camera_info"), SENSOR_QOS),
-                "depth": self.create_publisher(Image, depth_topic, SENSOR_QOS) if p["publish_depth"] else None,
+                "depth": self.create_publisher(Image, depth_topic, SENSOR_QOS) if p.publish_depth else None,
                 "depth_info": self.create_publisher(
                     CameraInfo, depth_topic.rsplit("/", 1)[0] + "/camera_info", SENSOR_QOS
                 )
-                if p["publish_depth"]
+                if p.publish_depth
                 else None,
             }
             self._cameras.append(
                 {"name": name, "frame": cam.optical_frame, "intr": intr, "period": 1.0 / fps, "next": 0.0, "pubs": pubs}
             )
-        self.create_subscription(JointTrajectory, p["trajectory_topic"], self._on_trajectory, COMMAND_QOS)
-        self.create_subscription(PoseStamped, p["equilibrium_pose_topic"], self._on_pose, COMMAND_QOS)
-        self.create_subscription(Float64MultiArray, p["gripper_command_topic"], self._on_gripper, COMMAND_QOS)
+        self.create_subscription(JointTrajectory, p.trajectory_topic, self._on_trajectory, COMMAND_QOS)
+        self.create_subscription(PoseStamped, p.equilibrium_pose_topic, self._on_pose, COMMAND_QOS)
+        self.create_subscription(Float64MultiArray, p.gripper_command_topic, self._on_gripper, COMMAND_QOS)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self._running.set()
         self._thread = threading.Thread(target=self._loop, name="sim_loop", daemon=True)
@@ -108,7 +108,7 @@ class SimNode(Node):
         self.get_logger().info(
             f"twin of {cell.name} / {self.sim.task_config.name}: {len(self._cameras)} cameras at "
             f"{self.sim.image_size.width}x{self.sim.image_size.height} (MUJOCO_GL={GL_BACKEND}), "
-            f"real_time_factor {p['real_time_factor']}"
+            f"real_time_factor {p.real_time_factor}"
         )
 
     def close(self) -> None:
@@ -118,7 +118,7 @@ class SimNode(Node):
 
     # ------------------------------------------------------------------ inputs (executor threads)
     def _on_trajectory(self, msg: JointTrajectory) -> None:
-        prefix = self.params["joint_prefix"]
+        prefix = self.params.joint_prefix
         try:
             traj = conv.joint_trajectory_to_arrays(msg)
         except conv.ConversionError as exc:
@@ -167,7 +167,7 @@ class SimNode(Node):
             self.sim.close()
 
     def _run(self) -> None:
-        rtf = self.params["real_time_factor"]
+        rtf = self.params.real_time_factor
         wall0, sim0 = time.monotonic(), self.sim.time_s
         while self._running.is_set() and self.context.ok():
             while not self._inbox.empty():
@@ -203,7 +203,7 @@ class SimNode(Node):
         f = self.msgs
         if self._pub_clock is not None:
             self._pub_clock.publish(conv.clock_msg(f, now))
-        names = [*self.joint_names, self.params["gripper_joint"]]
+        names = [*self.joint_names, self.params.gripper_joint]
         positions = [*state.joint_positions_rad, state.gripper_width_m]
         velocities = [*state.joint_velocities_rad_s, 0.0]
         self._pub_joints.publish(conv.joint_state_msg(f, names, positions, now, velocities=velocities))
@@ -217,14 +217,14 @@ class SimNode(Node):
         pubs["info"].publish(info)
         if pubs["depth"] is not None:
             pubs["depth"].publish(
-                conv.depth_image_msg(f, frame.depth_m, stamp, cam["frame"], self.params["depth_encoding"])
+                conv.depth_image_msg(f, frame.depth_m, stamp, cam["frame"], self.params.depth_encoding)
             )
             pubs["depth_info"].publish(info)
         self.frames_published += 1
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(SimNode, name="sim_node", summary=SUMMARY, specs=SIM_NODE_PARAMETERS, args=args)
+    return run_node(SimNode, name="sim_node", summary=SUMMARY, params=SimNodeParams, args=args)
 
 
 if __name__ == "__main__":

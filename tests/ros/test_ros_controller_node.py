@@ -209,7 +209,7 @@ def test_camera_dropout_holds_position_while_commands_keep_coming(rig):
     robot, controller, _, pubs, _ = rig
     goal = START + np.array([0.0, -0.1, 0.05])
     robot.camera_on = False
-    time.sleep(controller.params["sensor_timeout_s"] + 0.1)
+    time.sleep(controller.params.sensor_timeout_s + 0.1)
     t0 = robot.now()
     stream(pubs["target"], lambda: conv.pose_msg(F, goal, DOWN, robot.now(), "base"), 8.0,
            until=lambda: len(robot.positions_since(t0)) >= 5)

@@ -2,7 +2,7 @@
 
 For every launch file and the main argument combinations: the declared arguments, the nodes it would start;
 that each executable is a setup.py entry point, each parameter file exists and validates against the node's
-parameter table, each parameter a launch file sets is one the node declares, each remapped topic is one the
+parameter model, each parameter a launch file sets is one the node declares, each remapped topic is one the
 node uses, and realsense2_camera drivers come out one per camera with the topics the cell names.
 """
 
@@ -17,7 +17,7 @@ import pytest
 
 from hardware_configs import load_cell
 from hardware_configs.safe_yaml import read_yaml_mapping
-from ros_support.params import ParamSpec, validate
+from ros_support.params import NodeParams, validate
 
 REPO = Path(__file__).resolve().parents[2]
 STANDINS = Path(__file__).parent / "launch_standins"
@@ -25,21 +25,21 @@ LAUNCH_FILES = ["robot.launch.py", "sim.launch.py", "collect.launch.py", "calibr
 CELL = load_cell("franka_3cam")
 
 
-# Where each node executable's parameter table lives (imported lazily: the tables are ROS-free, their modules
+# Where each node executable's parameter model lives (imported lazily: the models are ROS-free, their modules
 # may need mujoco or torch only when used).
-NODE_PARAMETER_TABLES = {
-    "sim_node": "sim.ros.sim_core:SIM_NODE_PARAMETERS",
-    "controller_node": "controllers.ros.control_core:CONTROLLER_PARAMETERS",
-    "session_node": "robot_learning.sessions.recorder:SESSION_PARAMETERS",
-    "camera_node": "perception.ros.sync_core:CAMERA_PARAMETERS",
-    "perception_node": "perception.ros.sync_core:PERCEPTION_PARAMETERS",
-    "policy_node": "robot_learning.ros.policy_core:POLICY_PARAMETERS",
+NODE_PARAMETER_MODELS = {
+    "sim_node": "sim.ros.sim_core:SimNodeParams",
+    "controller_node": "controllers.ros.control_core:ControllerParams",
+    "session_node": "robot_learning.sessions.recorder:SessionParams",
+    "camera_node": "perception.ros.sync_core:CameraParams",
+    "perception_node": "perception.ros.sync_core:PerceptionParams",
+    "policy_node": "robot_learning.ros.policy_core:PolicyParams",
 }
 
 
-def parameter_table(executable: str) -> tuple[ParamSpec, ...]:
-    """The ParamSpec table of one of the stack's node executables."""
-    module, name = NODE_PARAMETER_TABLES[executable].split(":")
+def parameter_model(executable: str) -> type[NodeParams]:
+    """The parameter model of one of the stack's node executables."""
+    module, name = NODE_PARAMETER_MODELS[executable].split(":")
     return getattr(importlib.import_module(module), name)
 
 
@@ -125,10 +125,10 @@ def check_manip_stack_node(node) -> None:
     source = importlib.util.find_spec(module)
     assert source is not None and f"def {function}(" in Path(source.origin).read_text()
     values = node_parameters(node)
-    table = parameter_table(node.executable)
-    validate(table, {k: v for k, v in values.items() if k != "use_sim_time"}, node=node.name, allow_unknown=False)
+    model = parameter_model(node.executable)
+    validate(model, {k: v for k, v in values.items() if k != "use_sim_time"}, node=node.name, allow_unknown=False)
     for source_topic, _ in node.remappings:
-        assert source_topic in used_topics(node.executable, validate(table, values, node=node.name)), (
+        assert source_topic in used_topics(node.executable, validate(model, values, node=node.name).model_dump()), (
             f"{node.name} remaps {source_topic}, a topic it does not use"
         )
 
@@ -209,10 +209,10 @@ def test_calibration_records_full_resolution_images(launch_api):
     assert (values["image_width"], values["image_height"], values["store_path"]) == (640, 480, "cal.zarr")
 
 
-def test_parameter_files_validate_against_the_node_tables():
+def test_parameter_files_validate_against_the_node_models():
     for path in sorted((REPO / "configs" / "ros").glob("*.yaml")):
         for node, values in load_param_file(path).items():
-            validate(parameter_table(node), values, node=f"{path.name}:{node}", allow_unknown=False, require=False)
+            validate(parameter_model(node), values, node=f"{path.name}:{node}", allow_unknown=False, require=False)
 
 
 def test_a_bad_parameter_file_is_reported_with_the_key(tmp_path):
@@ -222,7 +222,7 @@ def test_a_bad_parameter_file_is_reported_with_the_key(tmp_path):
     path.write_text("sim_node:\n  ros__parameters:\n    real_time_factr: 1.0\n    camera_fps: -2.0\n")
     with pytest.raises(ParameterError, match=r"camera_fps: must be >= 0.0.*unknown parameters \['real_time_factr'\]"):
         (values,) = load_param_file(path).values()
-        validate(parameter_table("sim_node"), values, node="sim_node", allow_unknown=False)
+        validate(parameter_model("sim_node"), values, node="sim_node", allow_unknown=False)
 
 
 # Per argument: another value, the launch it is changed in, and what must come with the value (only what a

@@ -3,8 +3,8 @@
 ``CameraModel`` projects base-frame points to pixels and lifts pixels with depth back to the base frame,
 through :mod:`perception.geometry` (so lens distortion is handled as everywhere else in the stack).
 A keyframe source gives what the query needs at an episode's start: :class:`TwinKeyframes` renders it in the
-twin (RGB, depth and a segmentation mask per object, at a legible size); on the robot a source reads the
-RealSense frames and a segmenter's masks.
+twin with :class:`sim.render.TwinRenderer` (RGB, depth and a segmentation mask per object, at a legible size);
+on the robot a source reads the RealSense frames and a segmenter's masks.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 
 from hardware_configs.schema import CameraMount, CellConfig, Intrinsics, TaskConfig
 from perception.geometry import base_to_pixel, pixel_to_base
+from sim.render import TwinRenderer
 from sim.scene import ImageSize, scaled_intrinsics
 
 
@@ -104,31 +105,17 @@ class TwinKeyframes:
         for fixture in task.fixtures:
             walls = (f"{fixture.name}_wall_{side}" for side in ("px", "nx", "py", "ny"))
             self._geoms[fixture.name] = [self.model.geom(wall).id for wall in walls]
-        self._renderers: tuple[mujoco.Renderer, mujoco.Renderer, mujoco.Renderer] | None = None
-
-    def _render(self) -> tuple[mujoco.Renderer, mujoco.Renderer, mujoco.Renderer]:
-        if self._renderers is None:
-            h, w = self.size.height, self.size.width
-            rgb, depth, seg = (mujoco.Renderer(self.model, h, w) for _ in range(3))
-            depth.enable_depth_rendering()
-            seg.enable_segmentation_rendering()
-            self._renderers = (rgb, depth, seg)
-        return self._renderers
+        self._renderer = TwinRenderer(self.model, self.size.width, self.size.height, cell)
 
     def __call__(self, obs: dict[str, np.ndarray]) -> list[Keyframe]:
-        rgb_r, depth_r, seg_r = self._render()
         frames = []
         for camera in self.cameras:
-            for renderer in (rgb_r, depth_r, seg_r):
-                renderer.update_scene(self.data, camera.name)
-            rgb, depth, seg = rgb_r.render().copy(), depth_r.render().astype(np.float32), seg_r.render()
+            frame = self._renderer.render(self.data, camera.name, segmentation=True)
+            seg = frame.segmentation
             is_geom = seg[..., 1] == int(mujoco.mjtObj.mjOBJ_GEOM)
             masks = {name: is_geom & np.isin(seg[..., 0], ids) for name, ids in self._geoms.items()}
-            frames.append(Keyframe(camera, rgb, depth, masks))
+            frames.append(Keyframe(camera, frame.color, frame.depth_m, masks))
         return frames
 
     def close(self) -> None:
-        if self._renderers is not None:
-            for renderer in self._renderers:
-                renderer.close()
-            self._renderers = None
+        self._renderer.close()
