@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from perception.cameras.base import Frame
 from perception.streams import StreamBuffer
 from ros_support.params import CELL_DESCRIPTION, CellName, Field, NodeParams
 
@@ -63,14 +64,6 @@ class CameraHealth:
         return float("inf") if self.last_rx_s is None else now_s - self.last_rx_s
 
 
-@dataclass(frozen=True)
-class MatchedFrame:
-    camera: str
-    stamp_s: float
-    rgb: np.ndarray
-    depth_m: np.ndarray
-
-
 class FramesetMatcher:
     """Approximate-time sync of N cameras' colour + depth streams (see the module docstring)."""
 
@@ -92,7 +85,7 @@ class FramesetMatcher:
     def add_depth(self, camera: str, stamp_s: float, depth_m: np.ndarray) -> None:
         self.depth[camera].add(stamp_s, depth_m)
 
-    def match(self) -> tuple[float, dict[str, MatchedFrame]] | None:
+    def match(self) -> tuple[float, dict[str, Frame]] | None:
         """The newest complete frameset not returned before, or None (a refused one counts its missing cameras)."""
         t = self.rgb[self.cameras[0]].latest_stamp()
         if t is None or (self._last_t is not None and t <= self._last_t):
@@ -104,7 +97,7 @@ class FramesetMatcher:
             if rgb is None or depth is None:
                 missing.append(camera)
                 continue
-            frames[camera] = MatchedFrame(camera, rgb[0], rgb[1], depth[1])  # type: ignore[arg-type]
+            frames[camera] = Frame(camera, rgb[1], depth[1], rgb[0] * 1e3)  # host time: the node stamps it
         if missing:
             self.refused += 1
             for camera in missing:

@@ -9,7 +9,6 @@ one control period at a time; sim time never goes backwards, not even across sce
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import mujoco
@@ -18,6 +17,7 @@ import numpy as np
 from controllers.interface import CartesianTarget, RobotState
 from hardware_configs import load_cell, load_task
 from hardware_configs.schema import CellConfig, TaskConfig
+from perception.cameras.base import Frame
 from ros_support.params import CELL_DESCRIPTION, TASK_DESCRIPTION, CellName, Field, NodeParams, TaskName
 from sim.cameras import TwinCameras
 from sim.robot import GRIPPER_CTRL_CLOSED, TwinRobot
@@ -83,14 +83,6 @@ class TrajectoryFollower:
 
     def sample(self, t_s: float) -> np.ndarray:
         return np.array([np.interp(t_s, self._times, self._points[:, j]) for j in range(self._points.shape[1])])
-
-
-@dataclass(frozen=True)
-class CameraFrame:
-    camera: str
-    stamp_s: float
-    rgb: np.ndarray
-    depth_m: np.ndarray | None
 
 
 class SimCell:
@@ -189,10 +181,10 @@ class SimCell:
                           state.tcp_position_m, state.tcp_quaternion_xyzw, state.gripper_width_m,
                           self._gripper_closure)
 
-    def render(self, camera: str, depth: bool = True) -> CameraFrame:
-        """The camera's view now (call from one thread only: the GL context belongs to it)."""
-        rgb = self.cameras.render_rgb(camera)
-        return CameraFrame(camera, self.time_s, rgb, self.cameras.render_depth_m(camera) if depth else None)
+    def render(self, camera: str, depth: bool = True) -> Frame:
+        """The camera's view now, stamped with the sim time (``depth_m`` None without ``depth``); call from one
+        thread only: the GL context belongs to it."""
+        return self.cameras.render(camera, depth=depth)
 
     def is_success(self) -> bool:
         return self.task.is_success()
