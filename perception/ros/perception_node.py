@@ -13,6 +13,7 @@ downsampling); this node only matches streams, converts messages and reports.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -93,7 +94,6 @@ class PerceptionNode(Node):
 
     # ------------------------------------------------------------------ fusion
     def _fuse(self) -> None:
-        from perception.cameras.base import Frame
 
         if any(c not in self.intrinsics for c in self.matcher.cameras):
             return  # no camera_info yet for some camera
@@ -110,7 +110,7 @@ class PerceptionNode(Node):
         if self._fuser is None:
             self._fuser = self._fuser_cls(self.cell, intrinsics=self.intrinsics, **self._fuser_args)
         now = time.monotonic()
-        core_frames = {name: Frame(name, f.rgb, f.depth_m, f.stamp_s * 1e3, now, 0) for name, f in frames.items()}
+        core_frames = {name: dataclasses.replace(f, host_time_s=now) for name, f in frames.items()}
         cloud = self._fuser.fuse(core_frames, T_base_flange)
         rgb = np.clip(np.rint(cloud.colors * 255.0), 0, 255).astype(np.uint8)
         self._pub_cloud.publish(conv.pointcloud_msg(self.msgs, cloud.points_m, t, self.cell.robot.base_frame, rgb=rgb))
