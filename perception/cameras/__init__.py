@@ -75,7 +75,7 @@ def playback_cameras(cell: CellConfig, directory: str | Path, real_time: bool = 
         raise FileNotFoundError(f"{directory}: no recording for camera(s) {missing} (expected <camera>.db3)")
     sync = PlaybackSync(len(cell.cameras))
     return [RealSensePlaybackCamera(recording_path(directory, c.name), name=c.name, real_time=real_time, loop=loop,
-                                    sync=sync) for c in cell.cameras]
+                                    sync=sync, serial=c.serial) for c in cell.cameras]  # another camera's file: refused
 
 
 def twin_cameras(cell: CellConfig, model: mujoco.MjModel, data: mujoco.MjData, width: int, height: int,
