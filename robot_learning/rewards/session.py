@@ -82,7 +82,7 @@ class PreviewResult:
     usage: dict[str, float]
 
 
-def preview_episode(out_dir: Path, task_name: str = "lift", profile: str = ORACLE_PROFILE, seed: int = 0,
+def preview_episode(out_dir: Path, task_name: TaskConfig | str = "lift", profile: str = ORACLE_PROFILE, seed: int = 0,
                     cache_path: Path | None = None, cache_mode: CacheMode = CacheMode.read_write) -> PreviewResult:
     from sim.env import TwinEnv
     from sim.experts import make_expert
@@ -121,7 +121,7 @@ def preview_episode(out_dir: Path, task_name: str = "lift", profile: str = ORACL
     assert isinstance(kagi, KagiReward)
     explanation = save_rgb(out_dir / "kagi_keyframe.png", kagi_explanation(kagi, tcp_path))
     oracle_note = " (answers from an oracle standing in for a good model)" if profile == ORACLE_PROFILE else ""
-    title = f"{task_name}, scripted expert, seed {seed}: rewards per step\nmodel {client_name}{oracle_note}"
+    title = f"{task.name}, scripted expert, seed {seed}: rewards per step\nmodel {client_name}{oracle_note}"
     plot = plot_reward_trace(traces, out_dir / "reward_episode.png", title)
     plan_json = None
     if plan.plan is not None:

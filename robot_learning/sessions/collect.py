@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from hardware_configs.schema import CellConfig, TaskConfig
 from robot_learning.data.episode_store import ArraySpec, EpisodeStore
 from robot_learning.data.specs import episode_specs
 from sim.env import TwinEnv
@@ -48,8 +49,8 @@ class CollectReport:
 
 def collect_expert_episodes(
     out: Path,
-    cell: str = "franka_3cam",
-    task: str = "lift",
+    cell: CellConfig | str = "franka_3cam",
+    task: TaskConfig | str = "lift",
     n_episodes: int = 10,
     image_size: tuple[int, int] | None = (96, 96),
     depth: bool = False,
@@ -67,7 +68,7 @@ def collect_expert_episodes(
     first_seed = seed + store.n_episodes * 1000  # a resumed collection continues with new scenes
     attempted = committed = successes = steps = 0
     start = time.monotonic()
-    bar = tqdm(total=n_episodes, desc=f"collect {task}", unit="ep", disable=not progress)
+    bar = tqdm(total=n_episodes, desc=f"collect {env.task_config.name}", unit="ep", disable=not progress)
     try:
         while committed < n_episodes:
             episode_seed = first_seed + attempted
@@ -79,7 +80,8 @@ def collect_expert_episodes(
             bar.update(int(success or keep_failures))
             bar.set_postfix(success=f"{successes}/{attempted}")
             if attempted > 3 * n_episodes + 10:
-                raise RuntimeError(f"expert succeeded only {successes}/{attempted} times on {task}; check the task")
+                raise RuntimeError(f"expert succeeded only {successes}/{attempted} times on {env.task_config.name}; "
+                                   "check the task")
     finally:
         bar.close()
         store.close()
