@@ -1,4 +1,4 @@
-"""From the policy's rate (10 Hz action chunks) to the control rate: time-stamped waypoints, interpolated.
+"""From the policy's rate (10 Hz actions) to the control rate (100 Hz): poses interpolated between targets.
 
 Positions and gripper closure are interpolated linearly, orientations by slerp along the short way.
 Nothing here enforces limits: the safety filter downstream does, so this module only has to be smooth
@@ -7,9 +7,7 @@ and continuous (a new chunk starts from the pose being commanded now, never from
 
 from __future__ import annotations
 
-import bisect
 import math
-from collections.abc import Iterable
 
 import numpy as np
 
@@ -20,8 +18,6 @@ from geometry.transforms import (
     matrix_to_quat_xyzw,
     quat_xyzw_to_matrix,
 )
-
-Waypoint = tuple[float, CartesianTarget]
 
 
 def slerp_xyzw(q_a: np.ndarray, q_b: np.ndarray, fraction: float) -> np.ndarray:
@@ -49,80 +45,3 @@ def upsample(start: CartesianTarget, goal: CartesianTarget, steps: int) -> list[
     if steps < 1:
         raise ValueError(f"upsample needs at least one step, got {steps}")
     return [interpolate_pose(start, goal, k / steps) for k in range(1, steps + 1)]
-
-
-class TimedWaypoints:
-    """A piecewise trajectory of targets at given times [s], sampled at any time.
-
-    Before the first waypoint it holds the first, after the last it holds the last. ``extend`` schedules
-    a new chunk the way diffusion_policy's ``PoseTrajectoryInterpolator.schedule_waypoint`` does: the
-    pose sampled now becomes the start, so the commanded pose never jumps when a chunk arrives.
-    """
-
-    def __init__(self, waypoints: Iterable[Waypoint] = ()) -> None:
-        self._times_s: list[float] = []
-        self._targets: list[CartesianTarget] = []
-        self._replace(list(waypoints))
-
-    def __len__(self) -> int:
-        return len(self._times_s)
-
-    @property
-    def times_s(self) -> tuple[float, ...]:
-        return tuple(self._times_s)
-
-    @property
-    def waypoints(self) -> list[Waypoint]:
-        return list(zip(self._times_s, self._targets, strict=True))
-
-    def sample(self, t_s: float) -> CartesianTarget:
-        """The target at time ``t_s`` (held before the first and after the last waypoint)."""
-        if not self._times_s:
-            raise ValueError("TimedWaypoints is empty: nothing to sample; extend() it first")
-        if not math.isfinite(t_s):
-            raise ValueError(f"sample time must be finite, got {t_s}")
-        i = bisect.bisect_right(self._times_s, t_s)
-        if i == 0:
-            return self._targets[0]
-        if i == len(self._times_s):
-            return self._targets[-1]
-        t_a, t_b = self._times_s[i - 1], self._times_s[i]
-        return interpolate_pose(self._targets[i - 1], self._targets[i], (t_s - t_a) / (t_b - t_a))
-
-    def extend(self, waypoints: Iterable[Waypoint], now_s: float) -> int:
-        """Replace everything after ``now_s`` with ``waypoints``; returns how many were dropped as late.
-
-        Waypoints at or before ``now_s`` are dropped (their time has passed). The pose sampled at
-        ``now_s`` is kept as a waypoint at ``now_s``, so the trajectory is continuous. On an empty
-        trajectory with only late waypoints, the latest one is kept so there is something to hold.
-        """
-        if not math.isfinite(now_s):
-            raise ValueError(f"now_s must be finite, got {now_s}")
-        given = _checked(waypoints)
-        future = [w for w in given if w[0] > now_s]
-        if self._times_s:
-            self._replace([(now_s, self.sample(now_s)), *future])
-        elif future:
-            self._replace(future)
-        elif given:
-            latest = max(given, key=lambda w: w[0])
-            self._replace([latest])
-            return len(given) - 1
-        return len(given) - len(future)
-
-    def _replace(self, waypoints: list[Waypoint]) -> None:
-        # Sorted by time; for equal times the last given wins (a stable sort keeps their order).
-        by_time: dict[float, CartesianTarget] = {}
-        for t_s, target in sorted(_checked(waypoints), key=lambda w: w[0]):
-            by_time[t_s] = target
-        self._times_s = list(by_time)
-        self._targets = list(by_time.values())
-
-
-def _checked(waypoints: Iterable[Waypoint]) -> list[Waypoint]:
-    out = []
-    for t_s, target in waypoints:
-        if not math.isfinite(t_s):
-            raise ValueError(f"waypoint time must be finite, got {t_s}")
-        out.append((float(t_s), target))
-    return out

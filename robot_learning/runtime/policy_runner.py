@@ -148,12 +148,6 @@ class PolicyRunner:
             self.stats.holds += 1
             return TimedAction(self.hold(), now_s, "hold")
 
-    def pending(self, now_s: float) -> list[TimedAction]:
-        """Every queued action still on time, for runtimes that schedule waypoints (TimedWaypoints.extend)."""
-        with self._lock:
-            self._drop_late(now_s)
-            return list(self._queue)
-
     def wait_idle(self, timeout_s: float = 10.0) -> bool:
         """Block until no inference is in flight (tests, shutdown); True if it got there in time."""
         deadline = time.monotonic() + timeout_s

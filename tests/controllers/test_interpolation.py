@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controllers.interface import CartesianTarget
-from controllers.interpolation import TimedWaypoints, interpolate_pose, slerp_xyzw, upsample
+from controllers.interpolation import interpolate_pose, slerp_xyzw, upsample
 
 IDENTITY_XYZW = np.array([0.0, 0.0, 0.0, 1.0])
 
@@ -98,73 +98,3 @@ def test_upsample_gives_evenly_spaced_steps_ending_at_the_goal():
     assert xs[0] != pytest.approx(0.4), "the start itself is not repeated"
     with pytest.raises(ValueError, match="at least one"):
         upsample(start, goal, 0)
-
-
-# ------------------------------------------------------------------------------------ TimedWaypoints
-
-
-def test_sample_holds_outside_the_waypoints_and_interpolates_between():
-    traj = TimedWaypoints([(2.0, pose(0.6)), (1.0, pose(0.4))])  # given out of order
-    assert traj.times_s == (1.0, 2.0)
-    assert_same_pose(traj.sample(0.0), pose(0.4))
-    assert_same_pose(traj.sample(1.5), pose(0.5))
-    assert_same_pose(traj.sample(9.0), pose(0.6))
-
-
-def test_empty_trajectory_cannot_be_sampled():
-    with pytest.raises(ValueError, match="empty"):
-        TimedWaypoints().sample(0.0)
-    with pytest.raises(ValueError, match="finite"):
-        TimedWaypoints([(math.nan, pose(0.4))])
-
-
-def test_extend_continues_from_the_pose_sampled_now():
-    traj = TimedWaypoints([(0.0, pose(0.4)), (1.0, pose(0.6))])
-    now_pose = traj.sample(0.5)
-    dropped = traj.extend([(0.2, pose(0.1)), (0.5, pose(0.2)), (1.5, pose(0.3))], now_s=0.5)
-    assert dropped == 2, "waypoints at or before now are late"
-    assert traj.times_s == (0.5, 1.5)
-    assert_same_pose(traj.sample(0.5), now_pose)
-    assert_same_pose(traj.sample(1.0), interpolate_pose(now_pose, pose(0.3), 0.5))
-    assert_same_pose(traj.sample(2.0), pose(0.3))
-
-
-def test_extend_with_only_late_waypoints_holds_the_current_pose():
-    traj = TimedWaypoints([(0.0, pose(0.4)), (1.0, pose(0.6))])
-    assert traj.extend([(0.1, pose(0.9))], now_s=0.5) == 1
-    assert_same_pose(traj.sample(3.0), pose(0.5))
-
-
-def test_extend_an_empty_trajectory():
-    traj = TimedWaypoints()
-    assert traj.extend([(1.0, pose(0.4)), (2.0, pose(0.5))], now_s=0.0) == 0
-    assert len(traj) == 2
-    late = TimedWaypoints()
-    assert late.extend([(1.0, pose(0.4)), (2.0, pose(0.5))], now_s=5.0) == 1
-    assert_same_pose(late.sample(5.0), pose(0.5))
-
-
-def test_a_policy_chunk_sampled_at_the_control_rate_matches_upsample():
-    policy_dt_s, control_dt_s = 0.1, 0.01
-    chunk = [pose(0.4 + 0.01 * k, 0.05 * k, 0.1 * k) for k in range(1, 9)]
-    start = pose(0.4)
-    traj = TimedWaypoints([(0.0, start)])
-    traj.extend([((k + 1) * policy_dt_s, t) for k, t in enumerate(chunk)], now_s=0.0)
-    expected = upsample(start, chunk[0], 10) + upsample(chunk[0], chunk[1], 10)
-    for i, want in enumerate(expected, start=1):
-        assert_same_pose(traj.sample(i * control_dt_s), want, tol=1e-9)
-
-
-@settings(max_examples=100, deadline=None)
-@given(
-    times=st.lists(st.floats(0.0, 10.0), min_size=1, max_size=8, unique=True),
-    new_times=st.lists(st.floats(0.0, 10.0), min_size=0, max_size=8, unique=True),
-    now_s=st.floats(0.0, 10.0),
-)
-def test_extend_never_jumps_at_now(times, new_times, now_s):
-    traj = TimedWaypoints([(t, pose(0.3 + 0.05 * i, 0.1 * i)) for i, t in enumerate(times)])
-    before = traj.sample(now_s)
-    traj.extend([(t, pose(0.7 - 0.05 * i, -0.1 * i)) for i, t in enumerate(new_times)], now_s)
-    assert_same_pose(traj.sample(now_s), before, tol=1e-12)
-    assert all(t >= now_s for t in traj.times_s)
-    assert list(traj.times_s) == sorted(traj.times_s)

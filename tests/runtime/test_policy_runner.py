@@ -149,15 +149,6 @@ def test_a_correction_that_is_not_finite_sends_the_base_action_and_is_counted():
     assert runner.stats.residual_failures == 1 and runner.stats.holds == 0
 
 
-def test_pending_lists_only_actions_still_on_time_for_waypoint_runtimes():
-    clock = ManualClock()
-    runner = make_runner(CountingPolicy(clock=clock, latency_s=0.27), clock=clock)
-    runner.observe(obs_at(0), 0.0)
-    due = [a.due_s for a in runner.pending(clock())]
-    assert due == pytest.approx([0.3, 0.4, 0.5, 0.6, 0.7])  # 0.0-0.2 passed; 0.3 is the slot of now=0.27
-    assert all(d >= clock() - 0.05 for d in due)
-
-
 def test_async_runner_holds_while_the_first_chunk_is_pending_then_acts():
     gate = threading.Event()
     runner = make_runner(CountingPolicy(gate=gate), asynchronous=True)
@@ -265,25 +256,3 @@ def test_in_the_twin_a_failing_policy_keeps_the_arm_still(twin):
     assert runner.stats.failures >= 5
     tcp = np.array([s.tcp_position_m for s in episode.steps])
     assert np.abs(tcp - tcp[0]).max() < 2e-3  # held in place [m]
-
-
-# ---------------------------------------------------------------------------------------------- to the controller
-def test_pending_actions_become_a_continuous_timed_trajectory_without_the_late_ones():
-    from controllers.interface import CartesianTarget
-    from controllers.interpolation import TimedWaypoints
-    from robot_learning.runtime.waypoints import delta_actions_to_waypoints
-
-    clock = ManualClock()
-    policy = RisePolicy(n_actions=4, clock=clock, latency_s=0.12)  # +1 cm z per action; actions due 0.0 .. 0.3
-    runner = make_runner(policy, clock=clock)
-    runner.observe(obs_at(0), 0.0)
-    now_s = clock()
-    pending = runner.pending(now_s)
-    assert [a.due_s for a in pending] == pytest.approx([0.1, 0.2, 0.3])  # the action due at 0.0 is late
-    start = CartesianTarget(np.array([0.5, 0.0, 0.3]), np.array([1.0, 0.0, 0.0, 0.0]), 0.0)
-    trajectory = TimedWaypoints([(now_s, start)])
-    waypoints = delta_actions_to_waypoints(start, pending, period_s=0.1)
-    trajectory.extend(waypoints, now_s)
-    assert trajectory.sample(now_s).position_m == pytest.approx(start.position_m)  # no jump when a chunk lands
-    assert trajectory.sample(0.4).position_m == pytest.approx([0.5, 0.0, 0.33])  # 3 actions, 1 cm each
-    assert trajectory.sample(0.3).position_m[2] == pytest.approx(0.32)
