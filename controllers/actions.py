@@ -8,7 +8,7 @@ An action is given once per policy step (``cell.rates.policy_hz``), in the robot
 
 The deltas move a *goal* that accumulates (so motion the safety filter delays is not lost) but never runs
 more than one policy step of motion ahead of the pose being commanded (no wind-up) and never leaves the
-workspace box. The twin's env, ``controller_node``'s core, the policy runner's waypoints, the teleop devices
+workspace box. The twin's env, ``controller_node``'s core, the teleop devices
 and the bag importer all apply actions through this module, so an action means the same thing everywhere.
 """
 
