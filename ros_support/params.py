@@ -38,29 +38,23 @@ class NodeParams(BaseModel):
 P = TypeVar("P", bound=NodeParams)
 
 
-def _check_cell(value: str) -> str:
-    """A cell name or path that loads (imported lazily: hardware_configs is light, but keep params ROS-free)."""
-    from hardware_configs.loader import ConfigError, load_cell
+def _loads(kind: str):
+    """A validator: the cell or task name (or path) must load (hardware_configs is imported lazily: ROS-free)."""
 
-    try:
-        load_cell(value)
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from None
-    return value
+    def check(value: str) -> str:
+        from hardware_configs import loader
 
+        try:
+            (loader.load_cell if kind == "cell" else loader.load_task)(value)
+        except loader.ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
-def _check_task(value: str) -> str:
-    from hardware_configs.loader import ConfigError, load_task
-
-    try:
-        load_task(value)
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from None
-    return value
+    return check
 
 
-CellName = Annotated[str, AfterValidator(_check_cell)]
-TaskName = Annotated[str, AfterValidator(_check_task)]
+CellName = Annotated[str, AfterValidator(_loads("cell"))]
+TaskName = Annotated[str, AfterValidator(_loads("task"))]
 CELL_DESCRIPTION = "cell name in hardware_configs/cells or a .yaml path"
 TASK_DESCRIPTION = "task name in hardware_configs/tasks or a .yaml path"
 
