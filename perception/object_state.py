@@ -1,0 +1,291 @@
+"""Each task object's 6-DoF pose from the fused point cloud: what the robot knows without the simulator (#19).
+
+Input: the calibrated, fused, workspace-cropped cloud of all cameras in the base frame with colours in [0, 1]
+(:class:`perception.pointcloud.FusedCloud`). Per update, with open3d's classical pipeline:
+
+1. *table removal*: RANSAC (``segment_plane``) finds the dominant near-horizontal plane; only points above it
+   (by ``plane_margin_m``) are kept.
+2. *candidates*: per object, the points whose chromaticity (rgb over its sum, so shading cancels) is near the
+   task file's colour (every point for a grey object), clustered with DBSCAN; clusters too few or too big for
+   the object are dropped.
+3. *tracking*: with a previous pose, point-to-plane ICP of the points near it onto the model (the primitive's
+   surface, sampled with normals) from that pose. Accepted when fitness, RMSE and visible points pass.
+4. *detection* (no previous pose, or tracking failed): per candidate cluster, initial guesses from its shape
+   (upright, centred and turned by the minimum-area rectangle of its xy footprint; and its oriented bounding
+   box with axes matched to the model's), each refined by coarse-to-fine ICP; the best fit wins.
+
+The cloud is registered onto the model (source: observed points, target: the full model surface), so ICP's
+fitness is the share of *observed* points that lie on the model: a partial view still scores high. The
+confidence multiplies fitness, an RMSE term and a visible-point term, in [0, 1]. An object whose update fails
+keeps its last pose (confidence decaying) and is reported ``lost`` after ``lost_after_frames`` failures in a
+row, or at once when it was never found. Poses of symmetric shapes are reported modulo their symmetry (z up,
+yaw within half a period of 0; a cylinder's twist about its axis is set to face the base x axis).
+
+Not yet here: an object held in the gripper is tracked like any other (from its previous pose in the cloud),
+not relative to the TCP; fixtures are not estimated.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import open3d as o3d
+
+from geometry.transforms import invert
+from hardware_configs.schema import ObjectConfig, TaskConfig
+from perception.object_models import ObjectModel, chromaticity
+
+reg = o3d.pipelines.registration
+
+
+class TrackState(str, enum.Enum):
+    tracking = "tracking"
+    lost = "lost"
+
+
+@dataclass(frozen=True, eq=False)
+class ObjectEstimate:
+    """One object's estimate at ``stamp_s``. ``T_base_object``: 4x4 pose [m] (the last good one while coasting or
+    lost; None when the object was never found). ``method``: how this update got it: ``tracked`` (ICP from the
+    previous pose), ``detected`` (global detection), ``held`` (no fit this frame: last pose kept) or ``none``."""
+
+    name: str
+    T_base_object: np.ndarray | None
+    confidence: float
+    state: TrackState
+    visible_points: int
+    stamp_s: float
+    fitness: float = 0.0
+    rmse_m: float = 0.0
+    method: str = "none"
+
+    @property
+    def position_m(self) -> np.ndarray | None:
+        return None if self.T_base_object is None else self.T_base_object[:3, 3]
+
+
+@dataclass(frozen=True)
+class EstimatorParams:
+    plane_distance_m: float = 0.004  # RANSAC inlier distance of the table plane
+    plane_margin_m: float = 0.006  # points this little above the table are table
+    plane_iterations: int = 100
+    colour_tolerance: float = 0.5  # chromaticity distance allowed, as a share of the colour's distance from grey
+    min_brightness: float = 0.08  # darker points have no reliable colour
+    cluster_eps_m: float = 0.012
+    cluster_min_points: int = 6
+    model_spacing_m: float = 0.002
+    icp_coarse_m: float = 0.012  # correspondence distances of the coarse and fine ICP passes
+    icp_fine_m: float = 0.004
+    icp_iterations: int = 30
+    track_margin_m: float = 0.03  # tracking looks this far beyond the object's radius around its last pose
+    min_visible_points: int = 12
+    min_fitness: float = 0.6
+    max_rmse_m: float = 0.004
+    rmse_scale_m: float = 0.003  # confidence term exp(-(rmse / scale)^2)
+    full_visibility_points: int = 40  # this many visible points or more: no visibility penalty
+    min_confidence: float = 0.3
+    lost_after_frames: int = 5
+    confidence_decay: float = 0.7  # per failed update while coasting
+
+
+@dataclass
+class _Track:
+    T_base_object: np.ndarray | None = None
+    confidence: float = 0.0
+    misses: int = 0
+
+
+@dataclass(frozen=True)
+class _Fit:
+    T_base_object: np.ndarray
+    fitness: float
+    rmse_m: float
+    visible: int
+
+    def score(self) -> float:
+        return self.fitness - self.rmse_m / 0.01
+
+
+@dataclass
+class _ModelCloud:
+    model: ObjectModel
+    cloud: o3d.geometry.PointCloud = field(repr=False)
+
+
+class ObjectStateEstimator:
+    """Tracks the objects of a task (or a list of :class:`ObjectConfig`) in fused base-frame clouds."""
+
+    def __init__(self, objects: TaskConfig | Iterable[ObjectConfig], params: EstimatorParams | None = None) -> None:
+        configs = objects.objects if isinstance(objects, TaskConfig) else list(objects)
+        self.params = params or EstimatorParams()
+        self.models: dict[str, _ModelCloud] = {}
+        for config in configs:
+            model = ObjectModel.from_config(config)
+            points, normals = model.sample_surface(self.params.model_spacing_m)
+            cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+            cloud.normals = o3d.utility.Vector3dVector(normals)
+            self.models[model.name] = _ModelCloud(model, cloud)
+        self._tracks = {name: _Track() for name in self.models}
+
+    def reset(self) -> None:
+        """Forget every previous pose (a new scene)."""
+        self._tracks = {name: _Track() for name in self.models}
+
+    # ------------------------------------------------------------------ the update
+    def update(self, points_m: np.ndarray, colors: np.ndarray, stamp_s: float = 0.0) -> dict[str, ObjectEstimate]:
+        """One estimate per object from a base-frame cloud (N, 3) [m] with colours (N, 3) in [0, 1]."""
+        points = np.asarray(points_m, dtype=np.float64).reshape(-1, 3)
+        colors = np.asarray(colors, dtype=np.float32).reshape(-1, 3)
+        points, colors = self.remove_table(points, colors)
+        return {name: self._update_object(mc, points, colors, stamp_s) for name, mc in self.models.items()}
+
+    def update_cloud(self, cloud, stamp_s: float = 0.0) -> dict[str, ObjectEstimate]:
+        """:meth:`update` from a :class:`perception.pointcloud.FusedCloud`."""
+        return self.update(cloud.points_m, cloud.colors, stamp_s)
+
+    def remove_table(self, points: np.ndarray, colors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The points above the dominant near-horizontal plane (all of them when there is none)."""
+        p = self.params
+        if len(points) < 50:
+            return points, colors
+        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+        plane, inliers = cloud.segment_plane(p.plane_distance_m, 3, p.plane_iterations)
+        normal = np.asarray(plane[:3])
+        if abs(normal[2]) < 0.9 * np.linalg.norm(normal) or len(inliers) < 0.1 * len(points):
+            return points, colors
+        if normal[2] < 0:
+            plane = -np.asarray(plane)
+        height = points @ plane[:3] / np.linalg.norm(plane[:3]) + plane[3] / np.linalg.norm(plane[:3])
+        keep = height > p.plane_margin_m
+        return points[keep], colors[keep]
+
+    def _colour_mask(self, model: ObjectModel, colors: np.ndarray) -> np.ndarray:
+        p = self.params
+        if not model.is_coloured:
+            return np.ones(len(colors), dtype=bool)
+        bright = colors.sum(axis=1) > 3 * p.min_brightness
+        chroma = chromaticity(colors)
+        radius = p.colour_tolerance * float(np.linalg.norm(model.chroma - 1.0 / 3.0))
+        return bright & (np.linalg.norm(chroma - model.chroma, axis=1) < radius)
+
+    def _update_object(self, mc: _ModelCloud, points: np.ndarray, colors: np.ndarray,
+                       stamp_s: float) -> ObjectEstimate:
+        p, model, track = self.params, mc.model, self._tracks[mc.model.name]
+        candidates = points[self._colour_mask(model, colors)]
+        fit, method = None, "none"
+        if track.T_base_object is not None:
+            near = np.linalg.norm(candidates - track.T_base_object[:3, 3], axis=1) < model.radius_m + p.track_margin_m
+            fit = self._refine(mc, candidates[near], track.T_base_object)
+            method = "tracked"
+            if not self._good(fit):
+                fit, method = None, "none"
+        if fit is None:
+            fit = self._detect(mc, candidates)
+            method = "detected" if fit is not None else "none"
+            if fit is not None and not self._good(fit):
+                fit, method = None, "none"
+        if fit is not None:
+            track.T_base_object = fit.T_base_object
+            track.confidence = self.confidence(fit)
+            track.misses = 0
+            return ObjectEstimate(model.name, fit.T_base_object.copy(), track.confidence, TrackState.tracking,
+                                  fit.visible, stamp_s, fit.fitness, fit.rmse_m, method)
+        track.misses += 1
+        track.confidence *= p.confidence_decay
+        lost = track.T_base_object is None or track.misses >= p.lost_after_frames
+        if lost:
+            track.confidence = 0.0
+        return ObjectEstimate(model.name, None if track.T_base_object is None else track.T_base_object.copy(),
+                              track.confidence, TrackState.lost if lost else TrackState.tracking, 0, stamp_s,
+                              method="none" if track.T_base_object is None else "held")
+
+    # ------------------------------------------------------------------ scoring
+    def _good(self, fit: _Fit | None) -> bool:
+        p = self.params
+        return (fit is not None and fit.visible >= p.min_visible_points and fit.fitness >= p.min_fitness
+                and fit.rmse_m <= p.max_rmse_m and self.confidence(fit) >= p.min_confidence)
+
+    def confidence(self, fit: _Fit) -> float:
+        """fitness x exp(-(rmse/scale)^2) x min(1, visible / full_visibility_points), in [0, 1]."""
+        p = self.params
+        return float(np.clip(fit.fitness, 0.0, 1.0) * np.exp(-(fit.rmse_m / p.rmse_scale_m) ** 2)
+                     * min(1.0, fit.visible / p.full_visibility_points))
+
+    # ------------------------------------------------------------------ registration
+    def _refine(self, mc: _ModelCloud, observed: np.ndarray, T_base_object: np.ndarray) -> _Fit | None:
+        """Coarse-to-fine point-to-plane ICP of ``observed`` onto the model from ``T_base_object``."""
+        p = self.params
+        if len(observed) < p.min_visible_points:
+            return None
+        source = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(observed))
+        T = invert(T_base_object)  # base -> object: the observed points move onto the model
+        criteria = reg.ICPConvergenceCriteria(max_iteration=p.icp_iterations)
+        method = reg.TransformationEstimationPointToPlane()
+        for distance in (p.icp_coarse_m, p.icp_fine_m):
+            result = reg.registration_icp(source, mc.cloud, distance, T, method, criteria)
+            T = result.transformation
+        T_base = invert(np.asarray(T))
+        T_base[:3, :3] = mc.model.canonical(T_base[:3, :3])
+        return _Fit(T_base, float(result.fitness), float(result.inlier_rmse), len(observed))
+
+    def initial_guesses(self, model: ObjectModel, cluster: np.ndarray) -> list[np.ndarray]:
+        """Poses to start ICP from, from a cluster's shape: upright on its footprint's minimum-area rectangle,
+        and its oriented bounding box (axes matched to the model's by extent)."""
+        guesses = []
+        (cx, cy), _, angle_deg = cv2.minAreaRect(cluster[:, :2].astype(np.float32))
+        upright = np.eye(4)
+        c, s = np.cos(np.radians(angle_deg)), np.sin(np.radians(angle_deg))
+        upright[:3, :3] = [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]
+        upright[:3, 3] = [cx, cy, cluster[:, 2].max() - model.extents_m[2] / 2.0]
+        guesses.append(upright)
+        if len(cluster) >= 10:
+            try:
+                obb = o3d.geometry.OrientedBoundingBox.create_from_points(o3d.utility.Vector3dVector(cluster))
+            except RuntimeError:  # degenerate (flat) clusters
+                return guesses
+            order_obb = np.argsort(np.asarray(obb.extent))
+            order_model = np.argsort(model.extents_m)
+            rot = np.zeros((3, 3))
+            rot[:, order_model] = np.asarray(obb.R)[:, order_obb]
+            if np.linalg.det(rot) < 0:
+                rot[:, order_model[0]] *= -1
+            guess = np.eye(4)
+            guess[:3, :3], guess[:3, 3] = rot, np.asarray(obb.center)
+            guesses.append(guess)
+        return guesses
+
+    def _detect(self, mc: _ModelCloud, candidates: np.ndarray) -> _Fit | None:
+        """Global detection: the best ICP fit over the plausible clusters and their initial guesses."""
+        p, model = self.params, mc.model
+        if len(candidates) < p.min_visible_points:
+            return None
+        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(candidates))
+        labels = np.asarray(cloud.cluster_dbscan(p.cluster_eps_m, p.cluster_min_points))
+        best: _Fit | None = None
+        clusters = [candidates[labels == k] for k in range(labels.max() + 1)]
+        clusters.sort(key=len, reverse=True)
+        for cluster in clusters[:4]:
+            if len(cluster) < p.min_visible_points:
+                break
+            span = float(np.linalg.norm(cluster.max(axis=0) - cluster.min(axis=0)))
+            if span > 2.0 * model.radius_m + 2 * p.cluster_eps_m:
+                continue  # bigger than the object could be
+            for guess in self.initial_guesses(model, cluster):
+                fit = self._refine(mc, cluster, guess)
+                if fit is not None and (best is None or fit.score() > best.score()):
+                    best = fit
+        return best
+
+
+def estimates_summary(estimates: Mapping[str, ObjectEstimate]) -> str:
+    """One line per object: state, position [mm], confidence, visible points."""
+    lines = []
+    for e in estimates.values():
+        pos = "-" if e.position_m is None else " ".join(f"{1e3 * v:7.1f}" for v in e.position_m)
+        lines.append(f"{e.name}: {e.state.value} ({e.method}) at [{pos}] mm, confidence {e.confidence:.2f}, "
+                     f"{e.visible_points} points")
+    return "\n".join(lines)
