@@ -14,18 +14,22 @@ import numpy as np
 
 from hardware_configs.schema import CellConfig
 from perception.cameras.base import Frame
+from perception.depth_model import DepthModel
 from sim.render import TwinRenderer
 from sim.scene import ImageSize
 
 
 class TwinCameras:
+    """``depth_model``: RealSense-like depth errors and per-camera pose errors (:mod:`perception.depth_model`);
+    None (default) keeps the exact render that the demo, the tests and trained policies use."""
+
     def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, cell: CellConfig, size: ImageSize,
-                 camera_names: list[str] | None = None):
+                 camera_names: list[str] | None = None, depth_model: DepthModel | None = None):
         self.model, self.data, self.size = model, data, size
         self.camera_names = camera_names or [c.name for c in cell.cameras]
         for name in self.camera_names:
             cell.camera(name)  # raises with the list of valid names
-        self.renderer = TwinRenderer(model, size.width, size.height, cell)
+        self.renderer = TwinRenderer(model, size.width, size.height, cell, depth_model=depth_model)
 
     def render(self, camera: str, depth: bool = True) -> Frame:
         """The camera's view now, stamped with the sim time (call from one thread only)."""

@@ -24,6 +24,7 @@ from controllers.observations import ObservationKey, observation_schema, proprio
 from controllers.safe_robot import SafeRobot
 from hardware_configs import load_cell, load_task
 from hardware_configs.schema import CellConfig, TaskConfig
+from perception.depth_model import DepthModel
 from sim.cameras import TwinCameras
 from sim.robot import TwinRobot
 from sim.scene import ImageSize, build_model
@@ -44,6 +45,7 @@ class TwinEnv(gym.Env):
         depth: bool = False,
         render_mode: str | None = None,
         fast_render: bool = True,
+        depth_model: DepthModel | None = None,
     ):
         self.cell = load_cell(cell) if isinstance(cell, str) else cell
         self.task_config = load_task(task) if isinstance(task, str) else task
@@ -55,7 +57,8 @@ class TwinEnv(gym.Env):
         self.safe_robot = SafeRobot(self.robot, self.cell)
         self.task = TwinTask(self.model, self.data, self.task_config)
         self.cameras = (
-            TwinCameras(self.model, self.data, self.cell, self.image_size, cameras) if self.image_size else None
+            TwinCameras(self.model, self.data, self.cell, self.image_size, cameras, depth_model=depth_model)
+            if self.image_size else None
         )
         self.depth = depth
         self.action_limits = ActionLimits.from_cell(self.cell)

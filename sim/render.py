@@ -13,6 +13,12 @@ first use in the thread that renders (a GL context belongs to the thread that ma
 rendered that many times larger and area-averaged, as a sensor integrates over its pixels (calibration's board
 views); depth and segmentation are always rendered at the delivered size, one sample at each pixel's centre
 (averaging depth across an edge would invent surfaces).
+
+With a ``depth_model`` (:class:`perception.depth_model.DepthModel`; default None, the exact depth) the renderer
+shows what a RealSense would: every image is rendered from the camera's true pose, the cell file's pose moved by
+the model's per-camera extrinsic error, while the frame keeps the file's ``T_parent_optical`` (what calibration
+believes); depth gets the model's noise, holes, range limits and quantisation (colour is rendered for its
+dark-surface dropout even when the caller asks for depth only).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import numpy as np
 
 from hardware_configs.schema import CellConfig, Intrinsics
 from perception.cameras.base import CameraError, Frame
+from perception.depth_model import DepthModel
 
 MUJOCO_PIXEL_CENTRE_PX = 0.5  # MuJoCo samples pixel (u, v) at (u + 0.5, v + 0.5) of its pinhole model
 _KINDS = ("rgb", "depth", "segmentation")
@@ -52,15 +59,29 @@ def twin_intrinsics(model: mujoco.MjModel, camera: str, width: int, height: int)
     )
 
 
+def _move_gl_cameras(scene: mujoco.MjvScene, T_believed_true: np.ndarray) -> None:
+    """Move the scene's GL cameras (set by ``update_scene`` at the believed pose) by ``T_believed_true``, given in
+    the optical frame (x right, y down, z forward; a GL camera's ``up`` is -y, its ``forward`` +z)."""
+    for gl in scene.camera:
+        forward, up = np.array(gl.forward, float), np.array(gl.up, float)
+        R_world_optical = np.column_stack([np.cross(forward, up), -up, forward])
+        R_new = R_world_optical @ T_believed_true[:3, :3]
+        gl.pos[:] = np.array(gl.pos, float) + R_world_optical @ T_believed_true[:3, 3]
+        gl.forward[:] = R_new[:, 2]
+        gl.up[:] = -R_new[:, 1]
+
+
 class TwinRenderer:
     """Renders the twin's cameras at ``width`` x ``height`` (rendered ``supersample`` times larger for colour).
 
     ``cell`` (the file the model was built from) gives each frame its extrinsics; without it frames carry none.
     ``max_depth_m``: depth beyond it reads 0 (no depth), as a RealSense reports past its range; None keeps all.
+    ``depth_model``: the RealSense errors to apply (see the module note); None (default) renders the exact scene.
     """
 
     def __init__(self, model: mujoco.MjModel, width: int, height: int, cell: CellConfig | None = None,
-                 supersample: int = 1, max_depth_m: float | None = None) -> None:
+                 supersample: int = 1, max_depth_m: float | None = None,
+                 depth_model: DepthModel | None = None) -> None:
         if supersample < 1:
             raise ValueError(f"supersample must be >= 1, got {supersample}")
         needed = (width * supersample, height * supersample)
@@ -70,6 +91,7 @@ class TwinRenderer:
         self.model, self.cell = model, cell
         self.width, self.height, self.supersample = width, height, supersample
         self.max_depth_m = max_depth_m
+        self.depth_model = depth_model
         self._renderers: dict[str, mujoco.Renderer] = {}
         self._intrinsics: dict[str, Intrinsics] = {}
 
@@ -101,12 +123,18 @@ class TwinRenderer:
                frame_number: int = 0) -> Frame:
         """``camera``'s view of ``data`` now. The scene is copied under ``lock`` (the physics loop's) and rendered
         outside it. The frame is stamped ``stamp_ms`` (default: the sim time of the copied scene)."""
-        kinds = [k for k, wanted in zip(_KINDS, (rgb, depth, segmentation), strict=True) if wanted]
+        model_needs_rgb = depth and self.depth_model is not None and self.depth_model.config.dark_dropout_prob > 0
+        wanted = (rgb or model_needs_rgb, depth, segmentation)
+        kinds = [k for k, w in zip(_KINDS, wanted, strict=True) if w]
         renderers = [self._renderer(kind) for kind in kinds]
         with lock or nullcontext():
             for renderer in renderers:
                 renderer.update_scene(data, camera)
             sim_time_ms = float(data.time) * 1e3
+        if self.depth_model is not None:
+            T_believed_true = self.depth_model.extrinsic_error(camera)
+            for renderer in renderers:
+                _move_gl_cameras(renderer.scene, T_believed_true)
         images = dict(zip(kinds, (renderer.render() for renderer in renderers), strict=True))
         color = images.get("rgb")
         if color is not None:
@@ -117,6 +145,12 @@ class TwinRenderer:
             depth_m = depth_m.astype(np.float32)
             if self.max_depth_m is not None:
                 depth_m[depth_m > self.max_depth_m] = 0.0
+            if self.depth_model is not None:
+                sensor_fx = None if self.cell is None else self.cell.camera(camera).intrinsics.fx
+                depth_m = self.depth_model.apply(depth_m, self.intrinsics(camera).fx, color=color,
+                                                 sensor_focal_px=sensor_fx)
+        if not rgb:
+            color = None
         seg = images.get("segmentation")
         parent, T_parent_optical = self.extrinsics(camera)
         return Frame(camera, color, depth_m, sim_time_ms if stamp_ms is None else stamp_ms, time.monotonic(),

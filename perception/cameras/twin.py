@@ -31,6 +31,7 @@ from perception.cameras.base import (
     Frame,
     StreamingCamera,
 )
+from perception.depth_model import DepthModel
 from sim.render import MUJOCO_PIXEL_CENTRE_PX, TwinRenderer, twin_intrinsics
 
 __all__ = ["MUJOCO_PIXEL_CENTRE_PX", "TwinCamera", "twin_intrinsics"]
@@ -40,12 +41,17 @@ POLL_S = 0.002  # how often a camera looks at the sim clock
 
 
 class TwinCamera(StreamingCamera):
-    """One camera of the twin, triggered every ``1 / fps`` of sim time; ``pause()`` makes it stop delivering."""
+    """One camera of the twin, triggered every ``1 / fps`` of sim time; ``pause()`` makes it stop delivering.
+
+    ``depth_model``: RealSense-like depth and pose errors (:mod:`perception.depth_model`), one model per camera
+    (its Generator is drawn from in this camera's thread); None (default) renders the exact scene.
+    """
 
     def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, camera: str, width: int, height: int,
                  fps: float = 30.0, sim_lock: threading.Lock | None = None, serial: str | None = None,
                  max_depth_m: float = DEFAULT_MAX_DEPTH_M, buffer_frames: int = DEFAULT_BUFFER_FRAMES,
-                 stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S, cell: CellConfig | None = None) -> None:
+                 stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S, cell: CellConfig | None = None,
+                 depth_model: DepthModel | None = None) -> None:
         super().__init__(camera, serial or f"twin-{camera}", buffer_frames, stall_timeout_s)
         if not fps > 0:
             raise ValueError(f"twin camera {camera}: fps must be > 0, got {fps}")
@@ -55,6 +61,7 @@ class TwinCamera(StreamingCamera):
         self._sim_lock = sim_lock
         self._intrinsics = twin_intrinsics(model, camera, width, height)
         self._cell = cell
+        self.depth_model = depth_model
         self._renderer: TwinRenderer | None = None
         self._last_trigger = -1
         self._frame_number = 0
@@ -65,7 +72,8 @@ class TwinCamera(StreamingCamera):
         return self._intrinsics
 
     def _open(self) -> None:
-        self._renderer = TwinRenderer(self.model, self.width, self.height, self._cell, max_depth_m=self.max_depth_m)
+        self._renderer = TwinRenderer(self.model, self.width, self.height, self._cell, max_depth_m=self.max_depth_m,
+                                     depth_model=self.depth_model)
 
     def _reconnect(self) -> None:
         """The twin never disconnects: a paused camera comes back when resumed."""
