@@ -32,7 +32,7 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/twin.py
-	$(PY) benchmarks/perception.py
+	$(PY) benchmarks/perception_throughput.py
 
 clean:
 	rm -rf $(VENV) ros2_ws/build ros2_ws/install ros2_ws/log

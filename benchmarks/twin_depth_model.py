@@ -1,7 +1,6 @@
 """The twin's depth through the RealSense-like depth model: noise against distance, holes, and a before/after picture.
 
-    python -m benchmarks.twin_depth_model --out docs/twin_depth_model.png   # -m: benchmarks/perception.py would
-                                                                            # shadow the perception package
+    python benchmarks/twin_depth_model.py --out docs/twin_depth_model.png
 
 Prints the measured depth RMS on a flat wall (the model alone, at the D435's depth focal length) against
 Intel's D400 formula ``z^2 * subpixel / (f * B)``, the share of pixels each error removes in the lift scene, and

@@ -10,8 +10,8 @@ Capture is librealsense playing back recordings of the twin (written here first)
 - *runtime*: as deployed: a reader thread per camera (``RealSensePlaybackCamera`` in a ``CameraGroup``,
   recordings offered at 30 fps in real time) and fusion of each new matched frameset; framesets per second.
 
-Run: ``python benchmarks/perception.py [--frames 60] [--seconds 6] [--voxel-m 0.005]``. Other processes on the
-machine share its cores; the load average is printed with the results.
+Run: ``python benchmarks/perception_throughput.py [--frames 60] [--seconds 6] [--voxel-m 0.005]``. Other processes
+on the machine share its cores; the load average is printed with the results.
 """
 
 from __future__ import annotations
@@ -27,9 +27,6 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
-# Run as a script, this file's folder comes first on sys.path and its own name would shadow the `perception`
-# package: put the repository root in front.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mujoco
 import numpy as np
