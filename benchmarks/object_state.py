@@ -30,7 +30,7 @@ import numpy as np
 
 from geometry.transforms import pose_to_matrix
 from perception.object_models import symmetric_rotation_error_rad
-from perception.object_state import ObjectStateEstimator, TrackState
+from perception.object_state import EstimatorParams, ObjectStateEstimator, TrackState
 from perception.pointcloud import PointCloudFuser
 from sim.env import TwinEnv
 from sim.experts import make_expert
@@ -38,7 +38,8 @@ from sim.render import TwinRenderer
 
 
 class Bench:
-    def __init__(self, task: str, width: int, height: int, voxel_m: float, noise_k: float, stride: int):
+    def __init__(self, task: str, width: int, height: int, voxel_m: float, noise_k: float, stride: int,
+                 global_registration: str = "shape"):
         self.env = TwinEnv(task=task, image_size=(width, height))
         self.env.cameras.close()
         self.env.cameras = None  # the benchmark renders depth itself; the policy's images are not needed
@@ -46,7 +47,8 @@ class Bench:
         names = [c.name for c in self.env.cell.cameras]
         self.fuser = PointCloudFuser(self.env.cell, {n: self.renderer.intrinsics(n) for n in names},
                                      voxel_m=voxel_m, stride=stride)
-        self.estimator = ObjectStateEstimator(self.env.task_config)
+        params = EstimatorParams(global_registration=global_registration)
+        self.estimator = ObjectStateEstimator(self.env.task_config, params)
         self.noise_k, self.rng = noise_k, np.random.default_rng(0)
         self.flange = self.env.model.site("flange").id
         self.errors: dict[str, list[tuple[float, float]]] = {}
@@ -118,14 +120,16 @@ def main() -> int:
     parser.add_argument("--voxel-m", type=float, default=0.004)
     parser.add_argument("--stride", type=int, default=2)
     parser.add_argument("--noise-k", type=float, default=0.0, help="stand-in depth noise sigma = k z^2 [1/m]")
+    parser.add_argument("--global-registration", choices=["shape", "fpfh"], default="shape",
+                        help="detection's initial guesses: the cluster's shape, or FPFH + RANSAC")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     print(f"{args.size}, 3 cameras, stride {args.stride}, voxel {1e3 * args.voxel_m:.0f} mm, depth noise k "
-          f"{args.noise_k}/m; load average {os.getloadavg()[0]:.1f}")
+          f"{args.noise_k}/m, detection {args.global_registration}; load average {os.getloadavg()[0]:.1f}")
     print(f"{'task':<11}{'phase':<24}{'frames':>7}{'pos mm':>9}{'p95':>9}{'rot deg':>9}{'p95':>9}{'lost':>9}")
     update_s = []
     for task in args.tasks:
-        bench = Bench(task, width, height, args.voxel_m, args.noise_k, args.stride)
+        bench = Bench(task, width, height, args.voxel_m, args.noise_k, args.stride, args.global_registration)
         bench.at_rest(args.scenes)
         bench.grasp(args.episodes)
         for phase, lost in bench.lost.items():

@@ -93,6 +93,8 @@ class EstimatorParams:
     full_visibility_points: int = 40  # this many visible points or more: no visibility penalty
     min_confidence: float = 0.3
     lost_after_frames: int = 5
+    global_registration: str = "shape"  # initial guesses for detection: "shape" (footprint, OBB) or "fpfh"
+    fpfh_radius_m: float = 0.012  # FPFH feature radius (normals from half of it)
     confidence_decay: float = 0.7  # per failed update while coasting
 
 
@@ -267,6 +269,23 @@ class ObjectStateEstimator:
             guesses.append(guess)
         return guesses
 
+    def fpfh_guesses(self, mc: _ModelCloud, cluster: np.ndarray) -> list[np.ndarray]:
+        """The generic alternative to :meth:`initial_guesses`: FPFH features matched by RANSAC (open3d)."""
+        p = self.params
+        radius = p.fpfh_radius_m
+        source = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cluster))
+        source.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius / 2 + 0.004, 30))
+        target = mc.cloud.voxel_down_sample(max(p.model_spacing_m, 0.004))
+        search = o3d.geometry.KDTreeSearchParamHybrid(radius, 100)
+        f_source = reg.compute_fpfh_feature(source, search)
+        f_target = reg.compute_fpfh_feature(target, search)
+        result = reg.registration_ransac_based_on_feature_matching(
+            source, target, f_source, f_target, True, p.icp_coarse_m,
+            reg.TransformationEstimationPointToPoint(False), 3,
+            [reg.CorrespondenceCheckerBasedOnDistance(p.icp_coarse_m)],
+            reg.RANSACConvergenceCriteria(20000, 0.999))
+        return [invert(np.asarray(result.transformation))]
+
     def _detect(self, mc: _ModelCloud, candidates: np.ndarray) -> _Fit | None:
         """Global detection: the best ICP fit over the plausible clusters and their initial guesses."""
         p, model = self.params, mc.model
@@ -283,7 +302,9 @@ class ObjectStateEstimator:
             span = float(np.linalg.norm(cluster.max(axis=0) - cluster.min(axis=0)))
             if span > 2.0 * model.radius_m + 2 * p.cluster_eps_m:
                 continue  # bigger than the object could be
-            for guess in self.initial_guesses(model, cluster):
+            guesses = (self.fpfh_guesses(mc, cluster) if p.global_registration == "fpfh"
+                       else self.initial_guesses(model, cluster))
+            for guess in guesses:
                 fit = self._refine(mc, cluster, guess)
                 if fit is not None and (best is None or fit.score() > best.score()):
                     best = fit

@@ -128,3 +128,16 @@ def test_box_symmetries() -> None:
     assert len(cube.symmetries) == 24 and len(square.symmetries) == 8
     assert len(ObjectModel.from_config(BOX).symmetries) == 4 and square.yaw_period_rad == np.pi / 2
     assert symmetric_rotation_error_rad(square, rot_z(np.pi / 2 + 0.1), rot_z(0.0)) == pytest.approx(0.1)
+
+
+def test_fpfh_global_registration_also_finds_the_box() -> None:
+    import open3d as o3d
+
+    o3d.utility.random.seed(0)
+    rng = np.random.default_rng(5)
+    T_true = pose(0.55, -0.05, 0.04, 0.7)
+    estimator = ObjectStateEstimator([BOX], EstimatorParams(global_registration="fpfh"))
+    est = estimator.update(*scene(BOX, T_true, rng))["peg"]
+    assert est.state is TrackState.tracking and est.method == "detected"
+    position_m, angle_deg = errors(estimator.models["peg"].model, est.T_base_object, T_true)
+    assert position_m < 0.003 and angle_deg < 3.0
