@@ -8,10 +8,12 @@ cell's cameras (colour + depth; the wrist camera through the flange pose), fuses
 modulo the shape's symmetries [deg], over the frames where the object is not lost; "lost" is the share of
 frames reported lost. Updates/s time fusion + estimator only (not rendering), one thread.
 
-``--noise-k`` adds a stand-in depth error, Gaussian with sigma = k z^2 (k = 0.004/m: 1.4 mm at 0.6 m), until the
-twin's RealSense-like depth model is used here.
+``--depth-model`` renders depth through the twin's D435-like model (:mod:`perception.depth_model`: z^2 noise,
+stereo-shadow and edge holes, dark dropout, quantisation, per-camera extrinsic error); ``--noise-k`` adds plain
+Gaussian depth noise with sigma = k z^2 (k = 0.004/m: 1.4 mm at 0.6 m) instead or on top.
 
-Run: ``python benchmarks/object_state.py [--scenes 8] [--episodes 1] [--size 640x480] [--voxel-m 0.004]``
+Run: ``python benchmarks/object_state.py [--scenes 8] [--episodes 1] [--size 640x480] [--voxel-m 0.004]
+[--depth-model]``
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this folder's na
 import numpy as np
 
 from geometry.transforms import pose_to_matrix
+from perception.depth_model import DepthModel
 from perception.object_models import symmetric_rotation_error_rad
 from perception.object_state import EstimatorParams, ObjectStateEstimator, TrackState
 from perception.pointcloud import PointCloudFuser
@@ -39,11 +42,12 @@ from sim.render import TwinRenderer
 
 class Bench:
     def __init__(self, task: str, width: int, height: int, voxel_m: float, noise_k: float, stride: int,
-                 global_registration: str = "shape"):
+                 global_registration: str = "shape", depth_model: bool = False):
         self.env = TwinEnv(task=task, image_size=(width, height))
         self.env.cameras.close()
         self.env.cameras = None  # the benchmark renders depth itself; the policy's images are not needed
-        self.renderer = TwinRenderer(self.env.model, width, height, self.env.cell)
+        self.renderer = TwinRenderer(self.env.model, width, height, self.env.cell,
+                                     depth_model=DepthModel(rng=0) if depth_model else None)
         names = [c.name for c in self.env.cell.cameras]
         self.fuser = PointCloudFuser(self.env.cell, {n: self.renderer.intrinsics(n) for n in names},
                                      voxel_m=voxel_m, stride=stride)
@@ -122,14 +126,18 @@ def main() -> int:
     parser.add_argument("--noise-k", type=float, default=0.0, help="stand-in depth noise sigma = k z^2 [1/m]")
     parser.add_argument("--global-registration", choices=["shape", "fpfh"], default="shape",
                         help="detection's initial guesses: the cluster's shape, or FPFH + RANSAC")
+    parser.add_argument("--depth-model", action="store_true",
+                        help="the twin's D435-like depth model (noise, holes, quantisation, extrinsic error)")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     print(f"{args.size}, 3 cameras, stride {args.stride}, voxel {1e3 * args.voxel_m:.0f} mm, depth noise k "
-          f"{args.noise_k}/m, detection {args.global_registration}; load average {os.getloadavg()[0]:.1f}")
+          f"{args.noise_k}/m, D435 depth model {'on' if args.depth_model else 'off'}, "
+          f"detection {args.global_registration}; load average {os.getloadavg()[0]:.1f}")
     print(f"{'task':<11}{'phase':<24}{'frames':>7}{'pos mm':>9}{'p95':>9}{'rot deg':>9}{'p95':>9}{'lost':>9}")
     update_s = []
     for task in args.tasks:
-        bench = Bench(task, width, height, args.voxel_m, args.noise_k, args.stride, args.global_registration)
+        bench = Bench(task, width, height, args.voxel_m, args.noise_k, args.stride, args.global_registration,
+                      args.depth_model)
         bench.at_rest(args.scenes)
         bench.grasp(args.episodes)
         for phase, lost in bench.lost.items():
