@@ -80,6 +80,7 @@ class EstimatorParams:
     min_brightness: float = 0.08  # darker points have no reliable colour
     cluster_eps_m: float = 0.012
     cluster_min_points: int = 6
+    size_margin_m: float = 0.04  # a cluster's bounding-box diagonal may exceed the object's by this (noise, edges)
     model_spacing_m: float = 0.002
     icp_coarse_m: float = 0.012  # correspondence distances of the coarse and fine ICP passes
     icp_fine_m: float = 0.004
@@ -300,7 +301,7 @@ class ObjectStateEstimator:
             if len(cluster) < p.min_visible_points:
                 break
             span = float(np.linalg.norm(cluster.max(axis=0) - cluster.min(axis=0)))
-            if span > 2.0 * model.radius_m + 2 * p.cluster_eps_m:
+            if span > 2.0 * model.radius_m + p.size_margin_m:
                 continue  # bigger than the object could be
             guesses = (self.fpfh_guesses(mc, cluster) if p.global_registration == "fpfh"
                        else self.initial_guesses(model, cluster))
