@@ -43,10 +43,15 @@ def save_combined(path: Path, base_checkpoint: Path, residual: ResidualPolicy, c
     return path
 
 
-def _with_registered_reward(stored: dict[str, Any]) -> dict[str, Any]:
-    """The stored fine-tuning config, a reward named before the registry (``kagi_pbrs``) spelt as it is now
-    (``reward: kagi, reward_shaping: potential``): a file a program wrote keeps loading, while a config a person
-    writes that way is refused with the new spelling."""
+def _as_current_config(stored: dict[str, Any]) -> dict[str, Any]:
+    """The stored fine-tuning config as this code spells it: a reward named before the registry (``kagi_pbrs``)
+    as ``reward: kagi, reward_shaping: potential``, and ``sim_only`` (absent before) true when the residual read
+    privileged keys. A file a program wrote keeps loading; a config a person writes the old way is refused."""
+    from controllers.observations import SIM_ONLY_KEYS
+
+    if "sim_only" not in stored:  # written before sim_only existed: a residual on privileged keys was twin-only
+        keys = (stored.get("residual") or {}).get("obs_keys", ["privileged"])
+        stored = {**stored, "sim_only": any(k in SIM_ONLY_KEYS for k in keys)}
     old = stored.get("reward")
     if old not in OLD_REWARD_NAMES:
         return stored
@@ -73,7 +78,7 @@ class ResidualDiffusionPolicy(Policy):
             raise ValueError(f"{source} is not a {COMBINED_FORMAT} checkpoint")
         if ckpt.get("version") != COMBINED_VERSION:
             raise ValueError(f"{source} has version {ckpt.get('version')}, this code reads {COMBINED_VERSION}")
-        config = FinetuneConfig.model_validate(_with_registered_reward(ckpt["config"]))
+        config = FinetuneConfig.model_validate(_as_current_config(ckpt["config"]))
         base_kwargs.setdefault("zero_noise", config.base_zero_noise)  # the base as the residual learned on it
         base = DiffusionPolicy.from_checkpoint_dict(
             validate_checkpoint(ckpt["base"], f"{source} (embedded base)"), f"{source} (base {ckpt['base_source']})",

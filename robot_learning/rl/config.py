@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from controllers.observations import SIM_ONLY_KEYS
 from hardware_configs.loader import load_cell, load_task
 from robot_learning.rl.rewards import REWARDS, Shaping, check_shaping, registered_reward
 
@@ -31,8 +32,9 @@ class ResidualConfig(_Strict):
         "with noise of its full range drops what it holds)")
     learn_log_std: bool = False
     obs_keys: list[str] = Field(
-        default_factory=lambda: ["tcp_position", "tcp_rot6d", "gripper_width", "privileged", "privileged_relative"],
-        description="low-dimensional observation keys the residual and critic see (privileged* are sim only); "
+        default_factory=lambda: ["tcp_position", "tcp_rot6d", "gripper_width"],
+        description="low-dimensional observation keys the residual and critic see; privileged* are the twin's "
+        "simulator state, which the robot cannot observe, allowed only with the run's sim_only: true; "
         "privileged_relative gives the task's errors in millimetres, which the residual would otherwise have to "
         "find by differencing absolute poses (docs/config_history.md: what it changed)",
     )
@@ -105,6 +107,9 @@ class FinetuneConfig(_Strict):
                                       "a base_plus_residual.pt, an online session's online_state.pt): its weights and "
                                       "observation statistics; exploration std and optimisers come from this config. "
                                       "A sim-trained residual continued online, or a run continued with another batch")
+    sim_only: bool = Field(False, description="the residual may read the twin's privileged (simulator) state; such a "
+                           "run, its checkpoints and an online session from them work in the twin only. Say so "
+                           "explicitly: a config that reads privileged keys without it is refused")
     iterations: PosInt = 100
     eval_every: PosInt = 5
     eval_episodes: PosInt = 32
@@ -120,6 +125,17 @@ class FinetuneConfig(_Strict):
     @model_validator(mode="after")
     def _reward_takes_the_shaping(self) -> FinetuneConfig:
         check_shaping(self.reward, self.reward_shaping)
+        return self
+
+    @model_validator(mode="after")
+    def _privileged_keys_only_when_said(self) -> FinetuneConfig:
+        privileged = [k for k in self.residual.obs_keys if k in SIM_ONLY_KEYS]
+        if privileged and not self.sim_only:
+            raise ValueError(
+                f"residual.obs_keys {privileged} are the twin's simulator state, which the robot cannot observe: "
+                "set sim_only: true for a twin-only run, or give the residual keys the robot has "
+                "(proprioception and the base's action)"
+            )
         return self
 
     @model_validator(mode="after")
