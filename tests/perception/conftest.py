@@ -62,9 +62,9 @@ def pytest_collection_modifyitems(config, items):
     """librealsense's playback pipeline has, rarely and only on a loaded CI machine, not started within 10 s
     (the camera then raises ``CameraError``, as it should; not reproduced in 15 loaded reruns here). Tests
     that start playbacks get one rerun; a real fault fails both runs, and reruns show in the summary.
-    Known open: ``PlaybackSync`` resumes the files one after another and each ``resume()`` can take ~100 ms, so
-    three recordings now and then start 100-300 ms apart and a 10 ms frameset never forms (seen twice in a row
-    in one CI run); the paused-camera test gets two reruns until the sync is fixed at its cause."""
+    Known open: after ``PlaybackSync``'s pause, rewind and resume, three recordings now and then play 100-300 ms
+    apart (their positions say so, whether resumed one after another or in parallel), and a 10 ms frameset never
+    forms (seen twice in a row in one CI run); the paused-camera test gets two reruns until that is fixed."""
     if not config.pluginmanager.hasplugin("rerunfailures"):
         return
     for item in items:
