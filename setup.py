@@ -31,6 +31,7 @@ EXTRAS = {
     "camera": [
         "pyrealsense2==2.59.1.11053",
         "open3d-cpu==0.20.0",
+        "numba==0.68.1",  # perception/pointcloud.py's voxel downsampler (3x open3d's on the fused cloud)
         "opencv-python-headless==4.14.0.94",
         "scipy==1.17.1",
         "ruamel.yaml==0.19.1",

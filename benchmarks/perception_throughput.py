@@ -10,8 +10,10 @@ Capture is librealsense playing back recordings of the twin (written here first)
 - *runtime*: as deployed: a reader thread per camera (``RealSensePlaybackCamera`` in a ``CameraGroup``,
   recordings offered at 30 fps in real time) and fusion of each new matched frameset; framesets per second.
 
-Run: ``python benchmarks/perception_throughput.py [--frames 60] [--seconds 6] [--voxel-m 0.005]``. Other processes
-on the machine share its cores; the load average is printed with the results.
+Run: ``python benchmarks/perception_throughput.py [--frames 60] [--seconds 6] [--voxel-m 0.005] [--strides 1 2]
+[--downsamplers compiled open3d]``. ``open3d`` runs the fusion with open3d's ``voxel_down_sample`` (what
+``perception.pointcloud`` used before issue #21) for a before/after in one run. Other processes on the machine
+share its cores; the load average is printed with the results.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import mujoco
 import numpy as np
+import open3d as o3d
 
+import perception.pointcloud
 from hardware_configs import load_cell, load_task
 from perception.cameras import CameraGroup, Frame, playback_cameras, recording_path
 from perception.cameras.realsense import open_recording
@@ -42,6 +46,20 @@ from sim.scene import ImageSize, build_model
 from sim.tasks import TwinTask
 
 WIDTH, HEIGHT = 640, 480
+
+
+def open3d_voxel_downsample(points_m: np.ndarray, colors_u8: np.ndarray, voxel_m: float) -> tuple[np.ndarray,
+                                                                                             np.ndarray]:
+    """The downsampler before issue #21: open3d's legacy ``voxel_down_sample`` on float64 copies."""
+    if len(points_m) == 0:
+        return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points_m, dtype=np.float64)))
+    cloud.colors = o3d.utility.Vector3dVector(np.asarray(colors_u8, dtype=np.float64) / 255.0)
+    down = cloud.voxel_down_sample(voxel_m)
+    return np.asarray(down.points, dtype=np.float32), np.asarray(down.colors, dtype=np.float32)
+
+
+DOWNSAMPLERS = {"compiled": perception.pointcloud.voxel_downsample, "open3d": open3d_voxel_downsample}
 
 
 def write_recordings(directory: Path, n_frames: int, fps: float) -> tuple[np.ndarray, dict]:
@@ -187,6 +205,9 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=60, help="frames per camera recording (and per measurement)")
     parser.add_argument("--seconds", type=float, default=6.0, help="duration of the pipelined run")
     parser.add_argument("--voxel-m", type=float, default=0.005)
+    parser.add_argument("--strides", type=int, nargs="+", default=[1, 2], help="pixel strides to measure")
+    parser.add_argument("--downsamplers", nargs="+", choices=sorted(DOWNSAMPLERS), default=["compiled"],
+                        help="voxel downsamplers to compare (open3d: the one before issue #21)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="perception_bench_") as tmp:
         directory = Path(tmp)
@@ -197,14 +218,18 @@ def main() -> int:
               f"{time.monotonic() - t0:.1f} s to render and write)")
         print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
               f"threads: {threading.active_count()}")
-        for stride in (1, 2):
-            print(f"\n== full pixels, stride {stride} (every {stride}. pixel each way), voxel {args.voxel_m} m ==")
-            print(table(stages(directory, cell, T_base_flange, args.frames, args.voxel_m, stride)))
-            fps, cores = threaded(directory, cell, T_base_flange, args.frames, args.voxel_m, stride)
-            print(f"-> thread per camera + fusion thread (capacity): {fps:.1f} framesets/s, {cores:.2f} cores busy")
-            fps, skew_ms, fused, cores = pipelined(directory, cell, T_base_flange, args.seconds, args.voxel_m, stride)
-            print(f"-> CameraGroup on real-time playback (30 fps offered): {fps:.1f} framesets/s fused ({fused} in "
-                  f"{args.seconds:.0f} s), mean skew {skew_ms:.1f} ms, {cores:.2f} cores busy")
+        for stride in args.strides:
+            for downsampler in args.downsamplers:
+                perception.pointcloud.voxel_downsample = DOWNSAMPLERS[downsampler]  # what fuse() calls
+                print(f"\n== full pixels, stride {stride} (every {stride}. pixel each way), voxel {args.voxel_m} m, "
+                      f"{downsampler} downsampler ==")
+                print(table(stages(directory, cell, T_base_flange, args.frames, args.voxel_m, stride)))
+                fps, cores = threaded(directory, cell, T_base_flange, args.frames, args.voxel_m, stride)
+                print(f"-> thread per camera + fusion thread (capacity): {fps:.1f} framesets/s, {cores:.2f} cores busy")
+                fps, skew_ms, fused, cores = pipelined(directory, cell, T_base_flange, args.seconds, args.voxel_m,
+                                                       stride)
+                print(f"-> CameraGroup on real-time playback (30 fps offered): {fps:.1f} framesets/s fused ({fused} "
+                      f"in {args.seconds:.0f} s), mean skew {skew_ms:.1f} ms, {cores:.2f} cores busy")
         print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -1,11 +1,19 @@
 """Fused clouds from recordings of the twin, played back and aligned by librealsense, match the scene geometry."""
 
 import numpy as np
+import open3d as o3d
 import pytest
+from scipy.spatial import cKDTree
 
 from perception.cameras import recording_path
 from perception.cameras.realsense import RealSensePlaybackCamera
-from perception.pointcloud import CropBox, MissingFlangePoseError, PointCloudFuser, camera_pose_in_base
+from perception.pointcloud import (
+    CropBox,
+    MissingFlangePoseError,
+    PointCloudFuser,
+    camera_pose_in_base,
+    voxel_downsample,
+)
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +90,58 @@ def test_the_cloud_is_cropped_to_the_workspace_and_voxel_downsampled(cell, scene
     spacing = np.asarray(cloud.compute_nearest_neighbor_distance())
     assert 0.005 < np.median(spacing) < 0.015  # about one voxel apart
     assert sparse.colors.min() >= 0.0 and sparse.colors.max() <= 1.0
+
+
+def open3d_voxel_downsample(points, colors_u8, voxel_m):
+    """What the fused cloud was made with before issue #21: open3d's legacy voxel_down_sample."""
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, np.float64)))
+    cloud.colors = o3d.utility.Vector3dVector(np.asarray(colors_u8, np.float64) / 255.0)
+    down = cloud.voxel_down_sample(voxel_m)
+    return np.asarray(down.points), np.asarray(down.colors)
+
+
+def assert_same_voxels(points, colors_u8, voxel_m):
+    """Same number of voxels, each centroid within 1 um of one of open3d's (one to one), colours within 1e-6."""
+    ours, our_colors = voxel_downsample(points, colors_u8, voxel_m)
+    theirs, their_colors = open3d_voxel_downsample(points, colors_u8, voxel_m)
+    assert ours.dtype == our_colors.dtype == np.float32
+    assert len(ours) == len(theirs)
+    distance, match = cKDTree(theirs).query(ours)
+    assert distance.max() < 1e-6
+    assert len(np.unique(match)) == len(theirs)
+    np.testing.assert_allclose(our_colors, their_colors[match], atol=1e-6)
+
+
+@pytest.mark.parametrize("voxel_m", [0.003, 0.005, 0.01])
+def test_the_compiled_downsampler_gives_open3ds_voxels_on_a_fused_cloud(cell, scene_recordings, played_back, voxel_m):
+    frames, intrinsics = played_back
+    fuser = PointCloudFuser(cell, intrinsics, voxel_m=0.0, stride=1)
+    parts = [fuser.camera_points(frame, scene_recordings.T_base_flange) for frame in frames.values()]
+    points, colors = np.concatenate([p for p, _ in parts]), np.concatenate([c for _, c in parts])
+    assert len(points) > 100_000
+    assert_same_voxels(points, colors, voxel_m)
+
+
+def test_the_compiled_downsampler_gives_open3ds_voxels_on_points_at_voxel_faces():
+    rng = np.random.default_rng(0)
+    voxel_m = 0.01
+    faces = rng.integers(-50, 50, (2000, 3)) * voxel_m  # on the grid's planes, and a hair either side
+    points = np.concatenate([faces, faces + 1e-7, faces - 1e-7, rng.uniform(-0.5, 0.5, (20_000, 3))])
+    colors = rng.integers(0, 256, points.shape, dtype=np.uint8)
+    assert_same_voxels(points, colors, voxel_m)
+    assert_same_voxels(points.astype(np.float32), colors, voxel_m)
+
+
+def test_the_downsampler_refuses_what_it_cannot_voxelise():
+    points, colors = np.zeros((4, 3), np.float32), np.zeros((4, 3), np.uint8)
+    points[2, 1] = np.nan
+    with pytest.raises(ValueError, match="point 2 is not finite"):
+        voxel_downsample(points, colors, 0.005)
+    with pytest.raises(ValueError, match="voxel_m must be a positive"):
+        voxel_downsample(np.zeros((4, 3)), colors, 0.0)
+    with pytest.raises(ValueError, match=r"\(N, 3\)"):
+        voxel_downsample(np.zeros((4, 2)), colors, 0.005)
+    with pytest.raises(ValueError, match="too far"):
+        voxel_downsample(np.array([[0.0, 0, 0], [1e7, 1e7, 1e7]]), np.zeros((2, 3), np.uint8), 1e-6)
+    empty_points, empty_colors = voxel_downsample(np.zeros((0, 3)), np.zeros((0, 3), np.uint8), 0.005)
+    assert empty_points.shape == empty_colors.shape == (0, 3)
