@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "robot_learning.cli.ros_commands",
     "robot_learning.cli.rl_commands",
     "robot_learning.cli.teleop_commands",
+    "robot_learning.cli.view_commands",
 )
 
 

@@ -1,4 +1,4 @@
-"""Verbs over cameras and calibration: cameras, record-cameras, calibrate.
+"""Verbs over cameras and calibration: cameras, record-cameras, replay-perception, calibrate.
 
 Thin wrappers over ROS-free cores in :mod:`perception` and :mod:`calibration`; heavy imports happen when a
 verb runs.
@@ -93,6 +93,40 @@ def cmd_record_cameras(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pose_arg(text: str):
+    """``x,y,z,qx,qy,qz,qw`` (metres, unit quaternion) as a 4x4 matrix."""
+    import numpy as np
+
+    from geometry.transforms import pose_to_matrix
+
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 7 or not np.all(np.isfinite(values)) or abs(np.linalg.norm(values[3:]) - 1.0) > 0.01:
+        raise argparse.ArgumentTypeError(f"a pose is x,y,z,qx,qy,qz,qw in metres with a unit quaternion; got {text!r}")
+    return pose_to_matrix(np.array(values[:3]), np.array(values[3:]))
+
+
+def cmd_replay_perception(args: argparse.Namespace) -> int:
+    """RealSense recordings through capture, alignment, fusion and object state, as live cameras go."""
+    from perception.replay import cloud_picture, replay_recordings
+
+    report = replay_recordings(args.cell, args.task, args.recordings, real_time=not args.every_frame,
+                               tolerance_ms=args.tolerance_ms, T_base_flange=args.flange_pose,
+                               max_framesets=args.max_framesets)
+    print(report.table())
+    if report.framesets == 0 or report.last_cloud is None:
+        print(f"manip-stack replay-perception: error: no frameset was matched ({report.ended})", file=sys.stderr)
+        return 1
+    out = Path(args.out) if args.out else Path(args.recordings) / "fused_cloud.png"
+    cloud_picture(report.last_cloud, out, report.estimates,
+                  title=f"{args.recordings}: fused cloud of frameset {report.framesets - 1} "
+                        f"({len(report.last_cloud.points_m)} points, cameras {', '.join(report.fused_cameras)})")
+    print(f"fused cloud picture: {out}")
+    return 0
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Calibrate every camera of the cell; in the twin, from a perturbed copy of the cell file."""
     if not args.sim:
@@ -154,6 +188,19 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--tolerance-ms", type=float, default=17.0, help="largest skew of a recorded frameset")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_record_cameras)
+
+    p = verbs.add_parser("replay-perception", help="play <camera>.db3 recordings through capture, sync, fusion and "
+                                                   "object state; report framesets, skew, drops, cloud, poses")
+    p.add_argument("recordings", help="directory of <camera>.db3 recordings (as record-cameras writes them)")
+    add_cell_task(p)
+    p.add_argument("--every-frame", action="store_true",
+                   help="play every frame, waiting for processing (default: real time, as cameras deliver)")
+    p.add_argument("--tolerance-ms", type=float, default=17.0, help="largest skew of a matched frameset")
+    p.add_argument("--flange-pose", type=_pose_arg, default=None, metavar="X,Y,Z,QX,QY,QZ,QW",
+                   help="T_base_flange while recording [m]: fuses the wrist camera too (else it is left out)")
+    p.add_argument("--max-framesets", type=int, default=None, help="stop after this many framesets")
+    p.add_argument("--out", default=None, help="PNG of the fused cloud (default <recordings>/fused_cloud.png)")
+    p.set_defaults(func=cmd_replay_perception)
 
     p = verbs.add_parser("calibrate", help="hand-eye and multi-camera calibration; writes the cell file if it passes")
     p.add_argument("--cell", default="franka_3cam", help="cell name in hardware_configs/cells or a .yaml path")
