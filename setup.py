@@ -53,6 +53,8 @@ EXTRAS = {
     ],
     # Reading and writing ROS 2 bags needs no ROS (manip-stack import-bag).
     "bags": ["rosbags==0.11.9"],
+    # manip-stack view and --view on sessions: rerun's logging SDK (writes .rrd files; reads them back).
+    "view": ["rerun-sdk==0.41.0"],
     "dev": [
         "pytest==9.2.0",
         "pytest-timeout==2.4.0",
@@ -63,7 +65,7 @@ EXTRAS = {
     ],
 }
 EXTRAS["all"] = sorted(
-    {req for name in ("sim", "ik", "learning", "camera", "fm", "teleop", "bags") for req in EXTRAS[name]})
+    {req for name in ("sim", "ik", "learning", "camera", "fm", "teleop", "bags", "view") for req in EXTRAS[name]})
 
 setup(
     name=PACKAGE,
