@@ -1,4 +1,4 @@
-"""Verbs over demonstrations and episode stores: collect, show, verify, render, demo."""
+"""Verbs over demonstrations and episode stores: collect, show, verify, render, export-lerobot, import-lerobot, demo."""
 
 from __future__ import annotations
 
@@ -83,6 +83,23 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_lerobot(args: argparse.Namespace) -> int:
+    """A store as a LeRobotDataset v3.0 folder (videos, parquet, meta/)."""
+    from robot_learning.data.lerobot_format import export_lerobot
+
+    episodes = [int(e) for e in args.episodes.split(",")] if args.episodes else None
+    print(export_lerobot(args.store, args.out, codec=args.video_codec, episodes=episodes))
+    return 0
+
+
+def cmd_import_lerobot(args: argparse.Namespace) -> int:
+    """A LeRobotDataset v3.0 folder as a new episode store."""
+    from robot_learning.data.lerobot_format import import_lerobot
+
+    print(import_lerobot(args.dataset, args.out))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The embedded main job: everything the stack does, end to end, on the twin cell."""
     from robot_learning.sessions.demo import run_demo
@@ -122,6 +139,19 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="mp4 path (default next to the store)")
     p.add_argument("--fps", type=float, default=10.0)
     p.set_defaults(func=cmd_render)
+
+    p = verbs.add_parser("export-lerobot", help="write a store as a LeRobotDataset v3.0 folder (LeRobot, the Hub)")
+    p.add_argument("store")
+    p.add_argument("--out", required=True, help="dataset folder to create (must not exist or be empty)")
+    p.add_argument("--video-codec", default="lossless", choices=["lossless", "h264", "av1"],
+                   help="lossless: H.264 RGB, bit-exact (default); h264/av1: smaller, lossy, browser-playable")
+    p.add_argument("--episodes", default=None, help="comma-separated episode indices (default: all)")
+    p.set_defaults(func=cmd_export_lerobot)
+
+    p = verbs.add_parser("import-lerobot", help="read a LeRobotDataset v3.0 folder into a new episode store")
+    p.add_argument("dataset")
+    p.add_argument("--out", required=True, help="episode store to create")
+    p.set_defaults(func=cmd_import_lerobot)
 
     p = verbs.add_parser("demo", help="the main job on the twin: collect expert demos, render, summarise")
     add_cell_task(p)
