@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,13 +94,15 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
                     n_envs: int = 2, seed: int = EVAL_SEED, out: str | Path | None = None, n_videos: int = 2,
                     device: str = "auto", progress: bool = True, half: bool = False, compile_unet: bool = False,
                     cpu_threads: int | None = 1, n_action_steps: int | None = None,
-                    num_inference_steps: int | None = None, zero_noise: bool | None = None) -> EvalReport:
+                    num_inference_steps: int | None = None, zero_noise: bool | None = None,
+                    env_wrapper: Callable[[Any], Any] | None = None) -> EvalReport:
     """Evaluate ``checkpoint`` on ``task`` (default: the task it was trained on); write into ``out`` if given.
 
     ``cpu_threads``: torch threads for inference on a CPU. One by default: the twin processes use the other
     cores, and a second OpenMP thread fighting them makes small-batch inference several times slower.
     ``zero_noise``: DDIM from zero noise (a deterministic base); None keeps the checkpoint's own way (a fine-tuned
     checkpoint runs its base as it was fine-tuned).
+    ``env_wrapper``: wraps each twin in its worker (picklable), e.g. ``sim.randomisation.randomised_wrapper``.
     """
     import torch
 
@@ -117,7 +119,8 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
     cell, task = _cell_and_task(policy, checkpoint, task, cell)
     n_envs = max(1, min(n_envs, n_episodes))
     out = Path(out) if out is not None else None
-    envs = make_vector_env(n_envs, cell=cell, task=task, image_size=policy.image_size, asynchronous=n_envs > 1)
+    envs = make_vector_env(n_envs, cell=cell, task=task, image_size=policy.image_size, asynchronous=n_envs > 1,
+                           wrapper=env_wrapper)
     runners: list[PolicyRunner] = []
     try:
         policy.check_observation(envs.single_observation_space)
