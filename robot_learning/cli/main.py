@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "robot_learning.cli.rl_commands",
     "robot_learning.cli.teleop_commands",
     "robot_learning.cli.view_commands",
+    "robot_learning.cli.distill_commands",
 )
 
 
