@@ -46,9 +46,11 @@ def _dist(name: str) -> md.Distribution | None:
         return None
 
 
-def requirement_closure(roots: Iterable[str], skip: set[str] = frozenset()) -> set[str]:
+def requirement_closure(roots: Iterable[str], skip: set[str] = frozenset(), follow: bool = True) -> set[str]:
     """Canonical names of the installed distributions that ``roots`` (requirement strings with extras) pull in,
-    following markers as pip would on this interpreter; names in ``skip`` are neither kept nor followed."""
+    following markers as pip would on this interpreter; names in ``skip`` are neither kept nor followed.
+    ``follow=False`` is ``pip install --no-deps``: the roots only. Each must be installed at a version its
+    requirement allows, else LookupError (this environment is older than setup.py)."""
     seen: set[str] = set()
     todo = [(Requirement(r), None) for r in roots]
     while todo:
@@ -61,11 +63,13 @@ def requirement_closure(roots: Iterable[str], skip: set[str] = frozenset()) -> s
         dist = _dist(name)
         if dist is None:
             raise LookupError(f"{req} is needed but not installed in {sys.prefix}")
+        if not req.specifier.contains(dist.version, prereleases=True):
+            raise LookupError(f"{req} is needed but {name} {dist.version} is installed in {sys.prefix}")
         key = name + "[" + ",".join(sorted(req.extras)) + "]"
         if key in seen:
             continue
         seen.add(key)
-        for sub in dist.requires or []:
+        for sub in (dist.requires or []) if follow else []:
             sub_req = Requirement(sub)
             if sub_req.marker is None:
                 todo.append((sub_req, None))
@@ -75,6 +79,26 @@ def requirement_closure(roots: Iterable[str], skip: set[str] = frozenset()) -> s
                         todo.append((Requirement(str(sub_req).split(";")[0]), None))
                         break
     return {k.split("[")[0] for k in seen}
+
+
+def setup_py_requirements(setup_py: Path, extras: Iterable[str]) -> list[str]:
+    """``install_requires`` plus the named extras, read from ``setup.py`` as it is now (the installed metadata of
+    an editable install is only as new as its last ``pip install``)."""
+    import runpy
+
+    import setuptools
+
+    captured: dict = {}
+    real_setup = setuptools.setup
+    setuptools.setup = lambda **kwargs: captured.update(kwargs)
+    try:
+        runpy.run_path(str(setup_py), run_name="__main__")
+    finally:
+        setuptools.setup = real_setup
+    out = list(captured["install_requires"])
+    for extra in extras:
+        out += captured["extras_require"][extra]
+    return out
 
 
 def ros_distributions() -> set[str]:
@@ -181,5 +205,6 @@ __all__ = [
     "make_system_python",
     "requirement_closure",
     "ros_distributions",
+    "setup_py_requirements",
     "system_site_dir",
 ]

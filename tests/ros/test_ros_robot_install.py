@@ -49,11 +49,14 @@ class RobotMachine:
                               timeout=kwargs.get("timeout", 120))
 
 
-def doc_pip_extras() -> str:
-    """The extras of the doc's ``pip install -e ".[...]"`` line (the test installs what the doc says)."""
-    found = re.findall(r'^pip install -e "\.\[([a-z,]+)\]"', DOC.read_text(), flags=re.MULTILINE)
-    assert len(found) == 1, f"{DOC}: expected one `pip install -e \".[extras]\"` line, found {found}"
-    return found[0]
+def doc_pip_installs() -> tuple[list[str], list[str]]:
+    """What the doc tells pip to install: the extras of its ``pip install -e ".[...]"`` line and the
+    ``name==version`` of its ``pip install --no-deps`` lines (the test installs what the doc says)."""
+    text = DOC.read_text()
+    editable = re.findall(r'^pip install -e "\.\[([a-z,]+)\]"', text, flags=re.MULTILINE)
+    assert len(editable) == 1, f"{DOC}: expected one `pip install -e \".[extras]\"` line, found {editable}"
+    no_deps = re.findall(r"^pip install --no-deps ([A-Za-z0-9_.-]+==[A-Za-z0-9_.]+)", text, flags=re.MULTILINE)
+    return editable[0].split(","), no_deps
 
 
 def _ignore(directory: str, names: list[str]) -> set[str]:
@@ -72,6 +75,7 @@ def robot(tmp_path_factory) -> RobotMachine:
         make_system_python,
         requirement_closure,
         ros_distributions,
+        setup_py_requirements,
         system_site_dir,
     )
 
@@ -87,10 +91,13 @@ def robot(tmp_path_factory) -> RobotMachine:
     venv = root / "home" / "manip_venv"  # python3 -m venv --system-site-packages ~/manip_venv
     subprocess.run([str(system_python), "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
                    check=True, env={"PATH": "/usr/bin:/bin"}, timeout=60)
-    # pip install -e ".[all]": what pip would add on top of the system (the project itself comes from colcon)
-    pip_side = requirement_closure([f"manip_stack[{doc_pip_extras()}]"], skip=ros | apt | {BOOTSTRAPPER})
+    # pip install -e ".[all]" and the --no-deps lines: what pip adds on top of the system (the project itself
+    # comes from colcon's install space)
+    extras, no_deps = doc_pip_installs()
+    roots = setup_py_requirements(REPO / "setup.py", extras)
+    pip_side = requirement_closure(roots, skip=ros | apt | {BOOTSTRAPPER}) | requirement_closure(no_deps, follow=False)
     py = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    link_distributions(pip_side - {"manip-stack"}, site, venv / "lib" / py / "site-packages")
+    link_distributions(pip_side, site, venv / "lib" / py / "site-packages")
 
     checkout = root / "home" / "manip_stack"
     shutil.copytree(REPO, checkout, symlinks=True, ignore=_ignore)
