@@ -103,6 +103,10 @@ setup(
             "camera_node = perception.ros.camera_node:main",
             "perception_node = perception.ros.perception_node:main",
             "policy_node = robot_learning.ros.policy_node:main",
+            "finetune_policy_node = robot_learning.ros.finetune_policy_node:main",
+            "learner_node = robot_learning.ros.learner_node:main",
+            "finetune_session_node = robot_learning.ros.finetune_session_node:main",
+            "live_view_node = robot_learning.ros.live_view_node:main",
         ],
     },
 )

@@ -45,6 +45,11 @@ class SimNodeParams(NodeParams):
     real_time_factor: float = Field(1.0, ge=0.0, le=100.0,
                                     description="sim seconds per wall second; 0 = as fast as possible")
     publish_clock: bool = Field(True, description="publish /clock (the graph then runs with use_sim_time:=true)")
+    publish_task_state: bool = Field(False, description=(
+        "also publish the twin's task success (~/task_success, std_msgs/Bool) and its sim-only observation keys "
+        "(<obs_topic_prefix>privileged, ...privileged_relative; Float64MultiArray) every tick: what a twin-only "
+        "fine-tuning session reads (finetune.launch.py use_sim:=true); the robot has neither"))
+    obs_topic_prefix: str = Field("/manip/obs/", description="prefix of the sim-only observation topics")
     joint_prefix: str = Field("", description="prefix of joint names in /joint_states (fr3_ on an FR3)")
     gripper_joint: str = Field("gripper_width", description="joint_states entry for the gripper (opening [m])")
     joint_states_topic: str = Field("/joint_states", description="sensor_msgs/JointState out")

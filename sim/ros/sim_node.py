@@ -23,7 +23,7 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
@@ -79,6 +79,12 @@ class SimNode(Node):
         self._pub_joints = self.create_publisher(JointState, p.joint_states_topic, STATE_QOS)
         self._pub_tcp = self.create_publisher(PoseStamped, p.tcp_pose_topic, STATE_QOS)
         self._pub_clock = self.create_publisher(Clock, "/clock", CLOCK_QOS) if p.publish_clock else None
+        self._pub_task = None
+        if p.publish_task_state:  # sim-only inputs and the twin's success, for twin-only fine-tuning sessions
+            self._pub_task = (self.create_publisher(Bool, "~/task_success", STATE_QOS),
+                              self.create_publisher(Float64MultiArray, p.obs_topic_prefix + "privileged", STATE_QOS),
+                              self.create_publisher(Float64MultiArray, p.obs_topic_prefix + "privileged_relative",
+                                                    STATE_QOS))
         self._cameras = []
         for name in self.sim.camera_names:
             cam = cell.camera(name)
@@ -208,6 +214,13 @@ class SimNode(Node):
         velocities = [*state.joint_velocities_rad_s, 0.0]
         self._pub_joints.publish(conv.joint_state_msg(f, names, positions, now, velocities=velocities))
         self._pub_tcp.publish(conv.pose_msg(f, state.tcp_position_m, state.tcp_quaternion_xyzw, now, self.base_frame))
+        if self._pub_task is not None:
+            task = self.sim.task
+            privileged = task.privileged_state()
+            relative = task.relative_state(state.tcp_position_m, state.tcp_quaternion_xyzw, privileged=privileged)
+            self._pub_task[0].publish(Bool(data=bool(self.sim.is_success())))
+            self._pub_task[1].publish(Float64MultiArray(data=[float(v) for v in privileged]))
+            self._pub_task[2].publish(Float64MultiArray(data=[float(v) for v in relative]))
 
     def _publish_camera(self, cam: dict) -> None:
         frame = self.sim.render(cam["name"], depth=cam["pubs"]["depth"] is not None)
