@@ -56,6 +56,7 @@ from robot_learning.data.lerobot_schema import (
     task_texts,
     tasks_table,
 )
+from robot_learning.data.lerobot_validate import check_dataset
 from robot_learning.data.lerobot_video import VIDEO_CODECS, VideoReader, VideoWriter
 
 log = logging.getLogger(__name__)
@@ -334,6 +335,8 @@ def _foreign_features(info: dict[str, Any]) -> dict[str, Feature]:
             continue
         shape = tuple(ft["shape"])
         short = name.removeprefix("observation.").removeprefix("images.").replace(".", "_").replace("-", "_")
+        if name.startswith("observation.depth."):
+            short = f"{name.removeprefix('observation.depth.')}_depth".replace(".", "_").replace("-", "_")
         if ft["dtype"] == "video":
             key = f"{short}_rgb"
             out[name] = Feature(name, "video", np.dtype(np.uint8), shape, [(key, ArraySpec(shape, np.uint8, "rgb8"))])
@@ -355,6 +358,10 @@ def import_lerobot(dataset: str | Path, out: str | Path) -> TransferReport:
     info = _read_info(root)
     if out.exists():
         raise FileExistsError(f"{out} already exists; import into a new store")
+    problems = check_dataset(root)
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise ValueError(f"{root} is not a valid LeRobotDataset {CODEBASE_VERSION}: {'; '.join(problems[:5])}{more}")
     ours = META in info
     features = features_from_info(info["features"]) if ours else _foreign_features(info)
     if not features:

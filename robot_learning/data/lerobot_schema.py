@@ -58,7 +58,6 @@ _COMPONENTS = {
     "tcp_position": ("x", "y", "z"),
     "tcp_rot6d": ("r00", "r10", "r20", "r01", "r11", "r21"),  # first two columns of the rotation matrix
     "tcp_quaternion": ("x", "y", "z", "w"),
-    "gripper_width": ("width",),
     "action": ACTION_NAMES,
 }
 
@@ -99,7 +98,12 @@ class Feature:
             n = int(np.prod(spec.shape, dtype=np.int64))
             comps = _COMPONENTS.get(key) or (tuple(str(i + 1) for i in range(n)) if key == "joint_pos" else None)
             prefix = "" if self.name == "action" else f"{key}."
-            names += [f"{prefix}{c}" for c in comps] if comps and len(comps) == n else [f"{key}.{i}" for i in range(n)]
+            if n == 1 and not comps:
+                names.append(key)
+            elif comps and len(comps) == n:
+                names += [f"{prefix}{c}" for c in comps]
+            else:
+                names += [f"{key}.{i}" for i in range(n)]
         return names if self.kind == "list" else None
 
     def to_json(self) -> dict[str, Any]:

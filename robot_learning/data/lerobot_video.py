@@ -17,6 +17,7 @@ episode's frames (``from_timestamp + frame_index / fps``).
 
 from __future__ import annotations
 
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -150,10 +151,11 @@ class VideoReader:
             self._log = None
 
 
-def video_frame_count(path: Path, width: int, height: int) -> int:
-    """How many frames ``path`` decodes to (decodes the whole file: for checks, not for loading)."""
-    proc = subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode",
-                           "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True)
-    if proc.returncode != 0:
-        raise VideoError(f"ffmpeg could not decode {path}: {proc.stderr.decode(errors='replace')[-300:]}")
-    return len(proc.stdout) // (width * height * 3)
+def video_frame_count(path: Path) -> int:
+    """How many video frames ``path`` holds, counted by ffmpeg from the packets (nothing decoded)."""
+    proc = subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", "-stats", "-i", str(path), "-map", "0:v:0",
+                           "-c", "copy", "-f", "null", "-"], capture_output=True)
+    counts = re.findall(rb"frame=\s*(\d+)", proc.stderr)
+    if proc.returncode != 0 or not counts:
+        raise VideoError(f"ffmpeg could not read {path}: {proc.stderr.decode(errors='replace')[-300:]}")
+    return int(counts[-1])
