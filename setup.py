@@ -55,6 +55,8 @@ EXTRAS = {
     "bags": ["rosbags==0.11.9"],
     # manip-stack view and --view on sessions: rerun's logging SDK (writes .rrd files; reads them back).
     "view": ["rerun-sdk==0.41.0"],
+    # LeRobotDataset v3.0 both ways (manip-stack export-lerobot / import-lerobot): parquet, ffmpeg for the videos.
+    "lerobot": ["pyarrow==26.0.1", "imageio-ffmpeg==0.8.1"],
     "dev": [
         "pytest==9.2.0",
         "pytest-timeout==2.4.0",
@@ -65,7 +67,8 @@ EXTRAS = {
     ],
 }
 EXTRAS["all"] = sorted(
-    {req for name in ("sim", "ik", "learning", "camera", "fm", "teleop", "bags", "view") for req in EXTRAS[name]})
+    {req for name in ("sim", "ik", "learning", "camera", "fm", "teleop", "bags", "view", "lerobot")
+     for req in EXTRAS[name]})
 
 setup(
     name=PACKAGE,
