@@ -27,7 +27,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                              n_envs=args.envs, seed=args.seed, out=out, n_videos=args.videos, device=args.device,
                              progress=not args.no_progress, half=args.half, compile_unet=args.compile,
                              n_action_steps=args.action_steps, num_inference_steps=args.ddim_steps,
-                             zero_noise=True if args.zero_noise else None)
+                             zero_noise=True if args.zero_noise else None, runtime=args.runtime,
+                             precision=args.precision)
     plot_eval_summary(report, out / "eval_summary.png")
     print(report)
     print(f"report: {out / 'eval_report.json'}  videos: {', '.join(report.videos) or 'none'}")
@@ -63,5 +64,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         "fine-tuned checkpoint's base ran with)")
     p.add_argument("--half", action="store_true", help="float16 inference (CUDA only)")
     p.add_argument("--compile", action="store_true", help="torch.compile the U-Net (CUDA; slow first chunk)")
+    p.add_argument("--runtime", default="auto", choices=["auto", "fast", "eager"],
+                   help="diffusion sampling: auto (the fast sampler of robot_learning.runtime.fast_inference where it "
+                        "supports the model, else eager), fast, or eager (the fallback)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="the fast sampler's U-Net precision (bf16: about half the weight traffic, looser match)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_eval)

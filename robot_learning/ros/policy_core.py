@@ -9,7 +9,7 @@ wrong inputs. Each problem is named, with what the cell has.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -29,6 +29,8 @@ class PolicyParams(NodeParams):
     checkpoint: str = Field(description="policy checkpoint (.pt) written by manip-stack train")
     device: str = Field("auto", description="cpu, cuda[:N] or auto")
     seed: int = Field(0, ge=0, description="sampling seed of the diffusion policy")
+    runtime: Literal["auto", "fast", "eager"] = Field(
+        "auto", description="diffusion sampling: auto (fast where supported, else eager), fast or eager")
     latency_margin_s: float = Field(0.0, ge=0.0, le=1.0,
                                     description="actions due before now + margin are dropped as late [s]")
     replan_remaining: int = Field(0, ge=0, description="ask for the next chunk when this many actions remain")

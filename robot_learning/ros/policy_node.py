@@ -43,7 +43,8 @@ class PolicyNode(Node):
 
         p = self.params
         self.cell = load_cell(p.cell)
-        policy = load_policy(p.checkpoint, device=p.device, seed=p.seed)  # plain or base+residual
+        policy = load_policy(p.checkpoint, device=p.device, seed=p.seed,  # plain or base+residual
+                             runtime=p.runtime)
         self.loop = PolicyLoop(policy, self.cell, p, clock=self._now)
         self.arm_joints = [p.joint_prefix + j.name for j in self.cell.robot.joints]
         self.msgs = conv.RclpyFactory()

@@ -14,7 +14,8 @@ def load_policy(path: str | Path, device: str = "auto", seed: int = 0, num_infer
                 observation_space: Any = None, **kwargs: Any) -> Policy:
     """A :class:`DiffusionPolicy` or a :class:`~robot_learning.rl.combined.ResidualDiffusionPolicy`, by the
     file's format, read once; anything else is refused naming both formats. ``kwargs``: ``half``,
-    ``compile_unet``, ``n_action_steps``; ``observation_space`` is checked before returning."""
+    ``compile_unet``, ``n_action_steps``, ``runtime``, ``precision`` (:mod:`.fast_inference`);
+    ``observation_space`` is checked before returning."""
     from robot_learning.rl.combined import COMBINED_FORMAT, ResidualDiffusionPolicy
 
     path = Path(path)

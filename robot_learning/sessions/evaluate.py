@@ -95,7 +95,8 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
                     device: str = "auto", progress: bool = True, half: bool = False, compile_unet: bool = False,
                     cpu_threads: int | None = 1, n_action_steps: int | None = None,
                     num_inference_steps: int | None = None, zero_noise: bool | None = None,
-                    env_wrapper: Callable[[Any], Any] | None = None) -> EvalReport:
+                    env_wrapper: Callable[[Any], Any] | None = None, runtime: str = "auto",
+                    precision: str = "fp32") -> EvalReport:
     """Evaluate ``checkpoint`` on ``task`` (default: the task it was trained on); write into ``out`` if given.
 
     ``cpu_threads``: torch threads for inference on a CPU. One by default: the twin processes use the other
@@ -103,12 +104,15 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
     ``zero_noise``: DDIM from zero noise (a deterministic base); None keeps the checkpoint's own way (a fine-tuned
     checkpoint runs its base as it was fine-tuned).
     ``env_wrapper``: wraps each twin in its worker (picklable), e.g. ``sim.randomisation.randomised_wrapper``.
+    ``runtime``/``precision``: how chunks are sampled (:mod:`robot_learning.runtime.fast_inference`; ``auto``: the
+    fast sampler where it supports the model, ``eager`` to fall back).
     """
     import torch
 
     from sim.vector import make_vector_env
 
-    policy = load_policy(checkpoint, device=device, half=half, compile_unet=compile_unet,
+    policy = load_policy(checkpoint, device=device, half=half, compile_unet=compile_unet, runtime=runtime,
+                         precision=precision,
                          n_action_steps=n_action_steps, num_inference_steps=num_inference_steps,
                          **({} if zero_noise is None else {"zero_noise": zero_noise}))
     if policy.device.type == "cpu" and cpu_threads:

@@ -19,6 +19,7 @@ from robot_learning.policies.diffusion.configuration import DiffusionConfig, Pol
 from robot_learning.policies.diffusion.modeling import DiffusionModel
 from robot_learning.policies.diffusion.processor import MinMaxNormalizer, ObservationProcessor
 from robot_learning.policies.policy import ObservationMismatchError, Policy, observation_shapes
+from robot_learning.runtime.fast_inference import Precision, Runtime, make_sampler, runtime_name
 from robot_learning.runtime.safe_load import load_plain, save_plain
 
 CHECKPOINT_FORMAT = "manip_stack.diffusion_policy"
@@ -72,8 +73,11 @@ class DiffusionPolicy(Policy):
 
     def __init__(self, model: DiffusionModel, processor: ObservationProcessor, obs_spec: Mapping[str, Any],
                  dataset: Mapping[str, Any], source: str = "<memory>", seed: int = 0,
-                 n_action_steps: int | None = None, num_inference_steps: int | None = None, zero_noise: bool = False):
+                 n_action_steps: int | None = None, num_inference_steps: int | None = None, zero_noise: bool = False,
+                 runtime: Runtime = "auto", precision: Precision = "fp32"):
         self.model, self.processor, self.config = model.eval(), processor, model.config
+        # how chunks are sampled: robot_learning.runtime.fast_inference (auto: fast where supported, else eager)
+        self.sampler = make_sampler(self.model, runtime, precision)
         self.zero_noise = zero_noise  # DDIM from x_T = 0: a deterministic base (e.g. under a residual)
         cfg = self.config
         self.n_action_steps = n_action_steps or cfg.n_action_steps
@@ -91,20 +95,25 @@ class DiffusionPolicy(Policy):
     def from_checkpoint(cls, path: str | Path, device: str = "auto", observation_space: Mapping[str, Any] | None = None,
                         half: bool = False, compile_unet: bool = False, seed: int = 0,
                         n_action_steps: int | None = None, num_inference_steps: int | None = None,
-                        zero_noise: bool = False) -> DiffusionPolicy:
+                        zero_noise: bool = False, runtime: Runtime = "auto",
+                        precision: Precision = "fp32") -> DiffusionPolicy:
         """Load for inference (EMA weights). ``observation_space`` (gym Dict or {key: array}) is checked now.
 
         ``n_action_steps``/``num_inference_steps`` override the trained config (e.g. 4 DDIM steps inside RL);
         ``zero_noise`` starts DDIM from zero instead of a Gaussian sample (a deterministic policy).
+        ``runtime``: ``auto`` (the fast sampler of :mod:`robot_learning.runtime.fast_inference` where it supports the
+        model, else eager), ``fast`` or ``eager``; ``precision``: the fast path's ``fp32`` (default) or ``bf16``.
         """
         return cls.from_checkpoint_dict(load_checkpoint(path), str(path), device, observation_space, half,
-                                        compile_unet, seed, n_action_steps, num_inference_steps, zero_noise)
+                                        compile_unet, seed, n_action_steps, num_inference_steps, zero_noise, runtime,
+                                        precision)
 
     @classmethod
     def from_checkpoint_dict(cls, ckpt: Mapping[str, Any], source: str, device: str = "auto",
                              observation_space: Mapping[str, Any] | None = None, half: bool = False,
                              compile_unet: bool = False, seed: int = 0, n_action_steps: int | None = None,
-                             num_inference_steps: int | None = None, zero_noise: bool = False) -> DiffusionPolicy:
+                             num_inference_steps: int | None = None, zero_noise: bool = False,
+                             runtime: Runtime = "auto", precision: Precision = "fp32") -> DiffusionPolicy:
         """As :meth:`from_checkpoint`, from a loaded checkpoint dict (one embedded in a combined checkpoint)."""
         config = PolicyTrainingConfig.model_validate(ckpt["config"]).policy
         dev = resolve_device(device)
@@ -119,7 +128,8 @@ class DiffusionPolicy(Policy):
         processor = ObservationProcessor(config.camera_keys, config.low_dim_keys, config.action_key,
                                          MinMaxNormalizer(ckpt["normalizer"]), dev, dtype)
         policy = cls(model, processor, ckpt["obs_spec"], ckpt["dataset"], source=source, seed=seed,
-                     n_action_steps=n_action_steps, num_inference_steps=num_inference_steps, zero_noise=zero_noise)
+                     n_action_steps=n_action_steps, num_inference_steps=num_inference_steps, zero_noise=zero_noise,
+                     runtime=runtime, precision=precision)
         if observation_space is not None:
             policy.check_observation(observation_space)
         return policy
@@ -165,6 +175,11 @@ class DiffusionPolicy(Policy):
     def device(self) -> torch.device:
         return self.processor.device
 
+    @property
+    def runtime(self) -> str:
+        """``fast`` or ``eager``: how chunks are sampled (what ``runtime='auto'`` chose)."""
+        return runtime_name(self.sampler)
+
     # ------------------------------------------------------------------ checks
     def check_observation(self, obs: Mapping[str, Any]) -> None:
         """Raise :class:`ObservationMismatchError` naming missing keys, wrong shapes and a different camera set.
@@ -195,7 +210,7 @@ class DiffusionPolicy(Policy):
         self.check_observation({k: v.shape[2:] for k, v in histories.items()})
         obs = self.processor.observations({k: histories[k] for k in self.obs_keys})
         with torch.inference_mode():
-            action = self.model.sample(obs, generator=self.generator, num_inference_steps=self.num_inference_steps,
-                                       zero_noise=self.zero_noise)
+            action = self.sampler(obs, generator=self.generator, num_inference_steps=self.num_inference_steps,
+                                  zero_noise=self.zero_noise)
         start = self.n_obs_steps - 1  # the chunk starts at the current (latest observed) step
         return self.processor.unnormalize_actions(action[:, start : start + self.n_action_steps])
