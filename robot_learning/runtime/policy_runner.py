@@ -10,7 +10,12 @@ wrong shape) it degrades to a *hold* action (zero motion in the delta dimensions
 gripper), counts it, and keeps going: a failed chunk is discarded with whatever remained of the old
 one, and the next observation asks again. Time is whatever clock the caller uses (wall time on the
 robot, sim time in the twin); with ``asynchronous=False`` inference runs inline, which is how the twin's
-batch evaluation runs (sim time stops while the policy thinks).
+batch evaluation runs (sim time stops while the policy thinks), and ``simulated_delay_s`` then installs each chunk
+that long after its observation, in the caller's time, as a real inference delay would.
+
+With a :class:`~robot_learning.runtime.chunking.ChunkJoiner`, a new chunk is joined to the one still executing
+(real-time chunking) instead of replacing it as it is: the actions still queued when a chunk is requested are
+the committed prefix it must continue.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 
 from robot_learning.policies.diffusion.processor import ObservationHistory
 from robot_learning.policies.policy import Policy
+from robot_learning.runtime.chunking import ChunkJoiner
 
 LATENCY_WINDOW = 10_000  # chunks (about 2 h at 10 Hz with 8-action chunks)
 
@@ -39,12 +45,18 @@ class RunnerConfig:
     latency_margin_s: float = 0.0  # actions due before now + margin count as late
     replan_remaining: int = 0  # ask for the next chunk when at most this many actions remain queued
     asynchronous: bool = True  # inference in a worker thread (False: inline, for sim-time loops)
+    simulated_delay_s: float = 0.0  # inline inference only: a chunk is installed this long after its observation
 
     def __post_init__(self) -> None:
         if not self.period_s > 0:
             raise ValueError(f"period_s must be positive, got {self.period_s}")
         if self.latency_margin_s < 0 or self.replan_remaining < 0:
             raise ValueError("latency_margin_s and replan_remaining must be >= 0")
+        if not 0.0 <= self.simulated_delay_s <= 10.0:
+            raise ValueError(f"simulated_delay_s must be in [0, 10] s, got {self.simulated_delay_s}")
+        if self.simulated_delay_s and self.asynchronous:
+            raise ValueError("simulated_delay_s is for inline inference on sim time (asynchronous=False); "
+                             "asynchronous inference has its real delay")
 
 
 @dataclass(frozen=True)
@@ -92,13 +104,15 @@ class PolicyRunner:
     """Observation history + asynchronous chunk inference + due-time scheduling + safe holds."""
 
     def __init__(self, policy: Policy, hold: DeltaHold, config: RunnerConfig | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, joiner: ChunkJoiner | None = None):
         self.policy, self.hold, self.config, self.clock = policy, hold, config or RunnerConfig(), clock
+        self.joiner = joiner
+        self._pending: tuple[float, np.ndarray, float, float] | None = None  # (install at, chunk, stamp, latency)
         self.history = ObservationHistory(policy.n_obs_steps, policy.obs_keys)
         self.stats = RunnerStats()
         self._queue: deque[TimedAction] = deque()
         self._lock = threading.Lock()
-        self._request: tuple[dict[str, np.ndarray], float, float, int] | None = None
+        self._request: tuple[dict[str, np.ndarray], float, float, int, int] | None = None
         self._in_flight = False
         self._wake = threading.Condition(self._lock)
         self._closed = False
@@ -116,19 +130,22 @@ class PolicyRunner:
             self.history.reset()
             self._queue.clear()
             self._generation += 1
-            if self._request is not None:  # queued but not started: forget it
-                self._request, self._in_flight = None, False
+            if self._request is not None or self._pending is not None:  # not started, or not landed: forget it
+                self._request, self._pending, self._in_flight = None, None, False
             self.hold.reset()
             self.policy.reset()
+            if self.joiner is not None:
+                self.joiner.reset()
 
     def observe(self, obs: Mapping[str, np.ndarray], now_s: float) -> None:
         """Add the observation taken at ``now_s``; request a chunk if the queue is running out."""
         with self._lock:
             self.history.push(obs)
+            self._land_pending(now_s)
             self._drop_late(now_s)
             if self._in_flight or len(self._queue) > self.config.replan_remaining:
                 return
-            request = (self.history.stacked(), now_s, self.clock(), self._generation)
+            request = (self.history.stacked(), now_s, self.clock(), self._generation, len(self._queue))
             self._in_flight = True
             if self.config.asynchronous:
                 self._request = request
@@ -139,6 +156,7 @@ class PolicyRunner:
     def next_action(self, now_s: float) -> TimedAction:
         """The action for the slot at ``now_s`` (late ones dropped); a hold if there is none."""
         with self._lock:
+            self._land_pending(now_s)
             self._drop_late(now_s)
             if self._queue and self._queue[0].due_s < now_s + self.config.latency_margin_s + self.config.period_s / 2:
                 item = self._corrected(self._queue.popleft())
@@ -189,6 +207,13 @@ class PolicyRunner:
             return item
         return TimedAction(action, item.due_s, item.source, item.chunk_id)
 
+    def _land_pending(self, now_s: float) -> None:
+        """Install the chunk of a simulated delay once its time has come (caller holds the lock)."""
+        if self._pending is not None and now_s >= self._pending[0] - 1e-9:
+            _, chunk, obs_stamp_s, latency_s = self._pending
+            self._pending, self._in_flight = None, False
+            self._install(chunk, obs_stamp_s, latency_s)
+
     def _drop_late(self, now_s: float) -> None:
         """Pop actions due before the current slot (caller holds the lock)."""
         cutoff = now_s + self.config.latency_margin_s - self.config.period_s / 2
@@ -206,10 +231,14 @@ class PolicyRunner:
                 request, self._request = self._request, None
             self._infer(*request)
 
-    def _infer(self, history: dict[str, np.ndarray], obs_stamp_s: float, requested_s: float, generation: int) -> None:
+    def _infer(self, history: dict[str, np.ndarray], obs_stamp_s: float, requested_s: float, generation: int,
+               committed: int) -> None:
         chunk, error = None, None
         try:
-            chunk = np.asarray(self.policy.predict_chunk(history), dtype=np.float32)
+            if self.joiner is not None:
+                chunk = np.asarray(self.joiner.predict(history, obs_stamp_s, committed), dtype=np.float32)
+            else:
+                chunk = np.asarray(self.policy.predict_chunk(history), dtype=np.float32)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
         with self._lock:
@@ -222,12 +251,19 @@ class PolicyRunner:
             elif chunk.ndim != 2 or chunk.shape[1] != self.hold.delta_mask.size or not np.all(np.isfinite(chunk)):
                 self.stats.invalid_chunks += 1
                 self._fail(f"invalid chunk: shape {chunk.shape}, finite={bool(np.all(np.isfinite(chunk)))}")
+            elif self.config.simulated_delay_s:
+                self._pending = (obs_stamp_s + self.config.simulated_delay_s, chunk, obs_stamp_s,
+                                 self.config.simulated_delay_s)
+                self._in_flight = True  # until it lands
             else:
-                self.stats.chunks += 1
-                self.stats.latencies_s.append(self.clock() - requested_s)
-                period, chunk_id = self.config.period_s, self.stats.chunks
-                self._queue = deque(TimedAction(a, obs_stamp_s + i * period, "policy", chunk_id)
-                                    for i, a in enumerate(chunk))
+                self._install(chunk, obs_stamp_s, self.clock() - requested_s)
+
+    def _install(self, chunk: np.ndarray, obs_stamp_s: float, latency_s: float) -> None:
+        """Replace the queue by ``chunk``, action ``i`` due at ``obs_stamp_s + i * period`` (caller holds the lock)."""
+        self.stats.chunks += 1
+        self.stats.latencies_s.append(latency_s)
+        period, chunk_id = self.config.period_s, self.stats.chunks
+        self._queue = deque(TimedAction(a, obs_stamp_s + i * period, "policy", chunk_id) for i, a in enumerate(chunk))
 
     def _fail(self, error: str) -> None:
         """Discard everything queued (caller holds the lock): after a failure the arm holds, not coasts."""
