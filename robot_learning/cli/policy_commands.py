@@ -11,9 +11,29 @@ DEFAULT_CONFIG = "lift_cpu"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from robot_learning.scale.ddp import Partition, in_launched_group, launch_local
     from robot_learning.sessions.train import train_policy
 
-    result = train_policy(args.dataset, args.config, args.out, device=args.device, progress=not args.no_progress)
+    if args.processes < 1:
+        raise ValueError(f"--processes must be at least 1, got {args.processes}")
+    if args.processes > 1 and not in_launched_group():  # start the group; each process runs this verb again
+        from robot_learning.policies.diffusion.configuration import load_training_config
+
+        batch = load_training_config(args.config).train.batch_size  # a bad config fails here, before any launch
+        if batch % args.processes:
+            raise ValueError(f"{args.config}: batch_size {batch} (the global batch) does not split over "
+                             f"{args.processes} processes; give a multiple of {args.processes}")
+        argv = ["train", "--dataset", str(args.dataset), "--config", str(args.config), "--out", str(args.out),
+                "--device", args.device, *(["--no-progress"] if args.no_progress else [])]
+        return launch_local(args.processes, argv)
+    partition = Partition.from_environment(args.device)
+    try:
+        result = train_policy(args.dataset, args.config, args.out, device=args.device, progress=not args.no_progress,
+                              partition=partition)
+    finally:
+        partition.close()
+    if not partition.is_main:
+        return 0
     print(result)
     print(f"loss curve: {Path(args.out) / 'loss.png'}  log: {Path(args.out) / 'train_log.csv'}")
     return 0
@@ -27,8 +47,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                              n_envs=args.envs, seed=args.seed, out=out, n_videos=args.videos, device=args.device,
                              progress=not args.no_progress, half=args.half, compile_unet=args.compile,
                              n_action_steps=args.action_steps, num_inference_steps=args.ddim_steps,
-                             zero_noise=True if args.zero_noise else None, runtime=args.runtime,
-                             precision=args.precision)
+                             zero_noise=True if args.zero_noise else None)
     plot_eval_summary(report, out / "eval_summary.png")
     print(report)
     print(f"report: {out / 'eval_report.json'}  videos: {', '.join(report.videos) or 'none'}")
@@ -42,6 +61,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
                    help=f"YAML path, or a name in configs/policy/ (default {DEFAULT_CONFIG})")
     p.add_argument("--out", required=True, help="run directory; an existing run there is resumed")
     p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
+    p.add_argument("--processes", type=int, default=1,
+                   help="training processes on this machine (DDP through accelerate: one per GPU, or CPU processes "
+                        "with gloo); the config's batch_size stays the global batch. Under accelerate launch or "
+                        "torchrun (several machines) leave it out: the launched group is joined")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     p.set_defaults(func=cmd_train)
 
@@ -64,10 +87,5 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         "fine-tuned checkpoint's base ran with)")
     p.add_argument("--half", action="store_true", help="float16 inference (CUDA only)")
     p.add_argument("--compile", action="store_true", help="torch.compile the U-Net (CUDA; slow first chunk)")
-    p.add_argument("--runtime", default="auto", choices=["auto", "fast", "eager"],
-                   help="diffusion sampling: auto (the fast sampler of robot_learning.runtime.fast_inference where it "
-                        "supports the model, else eager), fast, or eager (the fallback)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
-                   help="the fast sampler's U-Net precision (bf16: about half the weight traffic, looser match)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_eval)

@@ -17,18 +17,41 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     except UnsafeYamlError as exc:
         raise ConfigError(str(exc)) from None
     if args.online:
+        if args.backend != "process":
+            raise ValueError("--online runs one episode at a time through the robot interface: no --backend ray")
         return _online(args, raw, args.config or "finetune defaults")
     overrides = {k: v for k, v in {"task": args.task, "iterations": args.iterations, "seed": args.seed,
                                    "init_residual": args.init_residual}.items() if v is not None}
     if args.envs is not None:
         raw.setdefault("ppo", {})["n_envs"] = args.envs
     config = validate_model({**raw, **overrides}, FinetuneConfig, args.config or "finetune defaults")
-    result = finetune(Path(args.checkpoint), Path(args.out), config)
+    result = finetune(Path(args.checkpoint), Path(args.out), config, backend=twin_backend(args))
     last = ("no evaluation in this run" if result.last_eval_success is None
             else f"last evaluation success {result.last_eval_success:.0%}")
     print(f"combined checkpoint: {result.checkpoint}\n{result.env_steps} env steps in {result.wall_s / 60:.1f} min; "
           f"{last}\nevaluate it: manip-stack eval --checkpoint {result.checkpoint} --task {config.task}")
     return 0
+
+
+def twin_backend(args: argparse.Namespace):
+    """The ``--backend`` flags as a :class:`~robot_learning.scale.twins.TwinBackend` (refused when inconsistent)."""
+    from robot_learning.scale.twins import TwinBackend
+
+    if args.backend != "ray" and (args.ray_workers or args.ray_address):
+        raise ValueError("--ray-workers and --ray-address need --backend ray")
+    return TwinBackend(kind=args.backend, ray_workers=args.ray_workers, ray_address=args.ray_address)
+
+
+def add_backend_args(p: argparse.ArgumentParser) -> None:
+    """``--backend``, ``--ray-workers``, ``--ray-address``: where a session's twins run."""
+    p.add_argument("--backend", default="process", choices=["process", "ray"],
+                   help="where the twins run: process (subprocesses on this machine, the default) or ray (Ray actors: "
+                        "a local Ray, or the cluster at --ray-address / RAY_ADDRESS)")
+    p.add_argument("--ray-workers", type=int, default=None,
+                   help="--backend ray: actors to spread the twins over (default: one per twin)")
+    p.add_argument("--ray-address", default=None,
+                   help="--backend ray: the cluster to join (e.g. auto, or <head>:6379; default RAY_ADDRESS, else a "
+                        "local Ray)")
 
 
 def _online(args: argparse.Namespace, raw: dict, source: str) -> int:
@@ -90,4 +113,5 @@ def register(verbs: argparse._SubParsersAction) -> None:
                    help="one episode at a time through the robot interface, every rollout stored; resumable")
     p.add_argument("--episodes", type=int, default=20, help="--online: episodes the store should hold at the end")
     p.add_argument("--episodes-per-update", type=int, default=4, help="--online: episodes per PPO update")
+    add_backend_args(p)
     p.set_defaults(func=cmd_finetune)

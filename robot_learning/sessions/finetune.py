@@ -31,8 +31,8 @@ from robot_learning.rl.rewards import finetune_reward
 from robot_learning.rl.rollout import EpisodeStats, ResidualRolloutCollector
 from robot_learning.rl.warm_start import load_trained_residual
 from robot_learning.runtime.safe_load import load_plain, save_plain
+from robot_learning.scale.twins import TwinBackend, make_twins
 from robot_learning.sessions.evaluate import describe_failures, episode_quotas, failures_by_outcome, wilson_interval
-from sim.vector import make_vector_env
 
 log = logging.getLogger(__name__)
 EVAL_SEED = 10_000  # every evaluation sees the same scenes, so points of one curve differ by the policy only
@@ -121,7 +121,10 @@ def plot_curves(csv_path: Path, png_path: Path, title: str) -> Path:
     return png_path
 
 
-def finetune(base_checkpoint: Path, out: Path, config: FinetuneConfig, progress: bool = True) -> FinetuneResult:
+def finetune(base_checkpoint: Path, out: Path, config: FinetuneConfig, progress: bool = True,
+             backend: TwinBackend | None = None) -> FinetuneResult:
+    """``backend``: where the twins run (default: subprocesses here; ``TwinBackend(kind="ray")``: Ray actors, here
+    or on a cluster); the learner stays in this process either way."""
     out.mkdir(parents=True, exist_ok=True)
     resume_path = out / RESUME_FILE  # read before the base and the twins start: a refused file costs nothing
     resume = load_plain(resume_path, "fine-tuning resume state") if resume_path.exists() else None
@@ -131,8 +134,8 @@ def finetune(base_checkpoint: Path, out: Path, config: FinetuneConfig, progress:
     policy_base = load_frozen_base(base_checkpoint, config)
     with finetune_reward(config) as wrapper:  # a model endpoint, for KAGI, lives as long as the twins
         cell, task = load_cell(config.cell), load_task(config.task)  # loaded once; the twins get the typed models
-        envs = make_vector_env(ppo.n_envs, cell=cell, task=task, image_size=policy_base.image_size,
-                               asynchronous=ppo.n_envs > 1, wrapper=wrapper)
+        envs = make_twins(ppo.n_envs, backend, cell=cell, task=task, image_size=policy_base.image_size,
+                          wrapper=wrapper)
         try:  # the twins are subprocesses: closed on every exit, a refused config included
             return _run(envs, policy_base, base_checkpoint, out, config, progress, resume)
         finally:

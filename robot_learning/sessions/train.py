@@ -14,10 +14,11 @@ import copy
 import csv
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,6 +43,9 @@ from robot_learning.policies.diffusion.configuration import (
     resolve_input_keys,
 )
 from robot_learning.policies.diffusion.processor import MinMaxNormalizer, ObservationProcessor
+
+if TYPE_CHECKING:
+    from robot_learning.scale.ddp import Partition
 
 log = logging.getLogger(__name__)
 LOG_FIELDS = ("epoch", "step", "loss", "lr", "samples_per_s", "wall_s")
@@ -122,10 +126,18 @@ class Optimisation:
 
 
 def train_policy(dataset: str | Path, config: PolicyTrainingConfig | str | Path, out: str | Path,
-                 device: str = "auto", progress: bool = True, stop_after_epoch: int | None = None) -> TrainResult:
-    """Train (or resume) into ``out``; ``stop_after_epoch`` ends early as a kill would (for tests)."""
+                 device: str = "auto", progress: bool = True, stop_after_epoch: int | None = None,
+                 partition: Partition | None = None) -> TrainResult:
+    """Train (or resume) into ``out``; ``stop_after_epoch`` ends early as a kill would (for tests).
+
+    ``partition``: this process's place in a group of training processes (:mod:`robot_learning.scale.ddp`): the
+    config's batch stays the global batch, each process trains on its block, only rank 0 writes ``out``."""
+    from robot_learning.scale.ddp import Partition
+
+    part = partition or Partition()
     cfg = config if isinstance(config, PolicyTrainingConfig) else load_training_config(config)
-    out, dev = Path(out), resolve_device(device)
+    out, dev = Path(out), part.device or resolve_device(device)
+    progress = progress and part.is_main
     tc = cfg.train
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
@@ -139,17 +151,20 @@ def train_policy(dataset: str | Path, config: PolicyTrainingConfig | str | Path,
     action_dim = int(data.arrays[pc.action_key].shape[-1])
     steps_per_epoch = len(windows.epoch_batches(tc.batch_size, np.random.default_rng(0)))
     opt = build_optimisation(cfg, data.obs_spec, action_dim, steps_per_epoch, dev)
+    part.check(tc.batch_size, opt.model)
+    loss_fn = part.loss_function(opt.model)
     start_epoch, step, elapsed_before_s = 0, 0, 0.0
     if resume is not None:
         start_epoch, step, elapsed_before_s = opt.restore(resume["training"])
         log.info("resuming %s after epoch %d (step %d)", out, start_epoch, step)
-    log_path = _prepare_run_dir(out, cfg, step)
+    log_path = _prepare_run_dir(out, cfg, step) if part.is_main else Path(os.devnull)
     meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": cfg.model_dump(mode="json"),
             "normalizer": normalizer.state_dict(), "dataset": data.info, "obs_spec": data.obs_spec,
             "action_dim": action_dim}
-    log.info("training on %s: %d windows, %d steps/epoch, %d epochs, device %s, %.2f M parameters",
+    log.info("training on %s: %d windows, %d steps/epoch, %d epochs, device %s, %.2f M parameters%s",
              dataset, len(windows), steps_per_epoch, tc.num_epochs, dev,
-             sum(p.numel() for p in opt.model.parameters()) / 1e6)
+             sum(p.numel() for p in opt.model.parameters()) / 1e6,
+             f", process {part.rank} of {part.world_size}" if part.world_size > 1 else "")
     start_wall = time.monotonic() - elapsed_before_s  # wall_s counts the run's training time across resumes
     session_start, epoch_loss, samples, last_epoch = time.monotonic(), float("nan"), 0, start_epoch
     end_epoch = tc.num_epochs if stop_after_epoch is None else min(tc.num_epochs, stop_after_epoch)
@@ -161,21 +176,23 @@ def train_policy(dataset: str | Path, config: PolicyTrainingConfig | str | Path,
                    initial=start_epoch, total=tc.num_epochs)
         for epoch in bar:
             losses, epoch_samples = _train_epoch(opt, windows, processor, cfg, epoch, step, writer, start_wall,
-                                                 progress)
+                                                 progress, loss_fn, part)
             step, samples = step + len(losses), samples + epoch_samples
             epoch_loss, last_epoch = float(np.mean(losses)), epoch + 1
             bar.set_postfix(loss=f"{epoch_loss:.4f}")
-            if last_epoch % tc.checkpoint_every_epochs == 0 or last_epoch == end_epoch:
+            if part.is_main and (last_epoch % tc.checkpoint_every_epochs == 0 or last_epoch == end_epoch):
                 log_file.flush()
                 _save_last(out, meta, opt, last_epoch, step, time.monotonic() - start_wall)
         bar.close()
 
     wall_s, session_s = time.monotonic() - start_wall, time.monotonic() - session_start
     policy_path = out / "policy.pt"
-    if last_epoch == tc.num_epochs:
+    if last_epoch == tc.num_epochs and part.is_main:
         atomic_save({**meta, "model": opt.inference_weights()}, policy_path)
     result = TrainResult(out, policy_path, last_epoch, step, wall_s, epoch_loss, samples / max(session_s, 1e-9),
                          start_epoch)
+    if not part.is_main:
+        return result
     (out / "train_summary.json").write_text(json.dumps({k: str(v) if isinstance(v, Path) else v
                                                         for k, v in asdict(result).items()}, indent=2))
     return result
@@ -226,9 +243,9 @@ def _prepare_run_dir(out: Path, cfg: PolicyTrainingConfig, step: int) -> Path:
 
 def _train_epoch(opt: Optimisation, windows: WindowDataset, processor: ObservationProcessor,
                  cfg: PolicyTrainingConfig, epoch: int, step: int, writer: csv.DictWriter, start_wall: float,
-                 progress: bool) -> tuple[list[float], int]:
+                 progress: bool, loss_fn, part: Partition) -> tuple[list[float], int]:
     """One pass over the windows (0-based ``epoch``, ``step`` optimiser steps before it), a log row per batch;
-    returns the batch losses and the number of samples seen."""
+    returns the batch losses (of the global batch) and the number of samples seen (by the whole group)."""
     tc, action_key = cfg.train, cfg.policy.action_key
     rng = np.random.default_rng([tc.seed, epoch])
     torch.manual_seed(tc.seed * 1_000_003 + epoch)  # crops, noise, timesteps: a function of (seed, epoch)
@@ -237,11 +254,11 @@ def _train_epoch(opt: Optimisation, windows: WindowDataset, processor: Observati
     for indices in tqdm(windows.epoch_batches(tc.batch_size, rng), desc=f"epoch {epoch + 1}", leave=False,
                         disable=not progress):
         t0 = time.monotonic()
-        batch = windows.batch(indices)
-        loss = opt.model.compute_loss(processor.observations(batch), processor.actions(batch[action_key]))
+        batch = windows.batch(part.shard(indices))
+        loss = loss_fn(processor.observations(batch), processor.actions(batch[action_key]))
         opt.step(loss)
         samples += len(indices)
-        losses.append(loss.item())
+        losses.append(part.mean(loss.item()))
         writer.writerow({"epoch": epoch + 1, "step": step + len(losses), "loss": f"{losses[-1]:.6f}",
                          "lr": f"{opt.lr_schedule.get_last_lr()[0]:.3e}",
                          "samples_per_s": f"{len(indices) / max(time.monotonic() - t0, 1e-9):.1f}",
