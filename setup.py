@@ -57,6 +57,10 @@ EXTRAS = {
     "view": ["rerun-sdk==0.41.0"],
     # LeRobotDataset v3.0 both ways (manip-stack export-lerobot / import-lerobot): parquet, ffmpeg for the videos.
     "lerobot": ["pyarrow==26.0.1", "imageio-ffmpeg==0.8.1"],
+    # Past one process (robot_learning/scale): train --processes N (DDP) and the twins as Ray actors (--backend ray).
+    "scale": ["accelerate==1.15.0", "ray==2.60.0"],
+    # GPU-batched twin physics for privileged-state rollouts (robot_learning/scale/warp_twin.py); ~400 MB, GPU use.
+    "warp": ["mujoco==4.0.0", "mujoco-warp==4.0.0", "warp-lang==1.19.0"],
     "dev": [
         "pytest==9.2.0",
         "pytest-timeout==2.4.0",
@@ -67,7 +71,7 @@ EXTRAS = {
     ],
 }
 EXTRAS["all"] = sorted(
-    {req for name in ("sim", "ik", "learning", "camera", "fm", "teleop", "bags", "view", "lerobot")
+    {req for name in ("sim", "ik", "learning", "camera", "fm", "teleop", "bags", "view", "lerobot", "scale")
      for req in EXTRAS[name]})
 
 setup(
