@@ -66,6 +66,11 @@ def evaluate_launch(file: str, **arguments: str) -> list[NodeSpec]:
         spec.loader.exec_module(module)
         description = module.generate_launch_description()
         declared = {e.name: e for e in description.entities if isinstance(e, DeclareLaunchArgument)}
+        for name, value in arguments.items():  # as real launch checks them, before anything runs
+            choices = getattr(declared.get(name), "choices", None)
+            if choices and value not in choices:
+                raise ValueError(f"Argument '{name}' provided value '{value}' is not valid. Valid options are: "
+                                 f"{choices}")
         context = LaunchContext({**{n: d.default_value for n, d in declared.items()}, **arguments})
         nodes = [n for e in description.entities if isinstance(e, OpaqueFunction) for n in e.execute(context)]
     out = []
