@@ -273,6 +273,7 @@ def distill(teacher: str | Path, student_config: PolicyTrainingConfig, out: str 
                     "store": str(out / STORE_NAME), "keep_failures": keep_failures},
         student={"checkpoint": str(trained.policy_path), "summary": str(trained), "epochs": trained.epochs,
                  "wall_s": trained.wall_s, "final_epoch_loss": trained.final_epoch_loss,
+                 "samples_per_s": trained.samples_per_s,
                  "obs_keys": list(student.obs_keys)},
         evaluation=evaluation)
     (out / REPORT_NAME).write_text(json.dumps(asdict(result), indent=2))
