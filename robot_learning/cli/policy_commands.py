@@ -40,6 +40,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from robot_learning.runtime.chunking import ChunkingConfig
     from robot_learning.sessions.evaluate import evaluate_policy, plot_eval_summary
 
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval"
@@ -47,7 +48,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
                              n_envs=args.envs, seed=args.seed, out=out, n_videos=args.videos, device=args.device,
                              progress=not args.no_progress, half=args.half, compile_unet=args.compile,
                              n_action_steps=args.action_steps, num_inference_steps=args.ddim_steps,
-                             zero_noise=True if args.zero_noise else None)
+                             zero_noise=True if args.zero_noise else None,
+                             chunking=ChunkingConfig(join=args.chunk_join,
+                                                     inference_delay_s=args.inference_delay_ms / 1000.0))
     plot_eval_summary(report, out / "eval_summary.png")
     print(report)
     print(f"report: {out / 'eval_report.json'}  videos: {', '.join(report.videos) or 'none'}")
@@ -85,6 +88,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--zero-noise", action="store_true",
                    help="start DDIM from zero noise: a deterministic policy (default: a Gaussian sample, or what a "
                         "fine-tuned checkpoint's base ran with)")
+    p.add_argument("--inference-delay-ms", type=float, default=0.0,
+                   help="simulate this inference delay on sim time: the next chunk is asked for that many policy "
+                        "steps early and lands that late, the previous chunk executing meanwhile (default 0)")
+    p.add_argument("--chunk-join", default="none", choices=["none", "blend", "rtc"],
+                   help="how a new chunk joins the executing one: rtc (inpainting towards the committed actions), "
+                        "blend (crossfade) or none (replace); see robot_learning/runtime/chunking.py")
     p.add_argument("--half", action="store_true", help="float16 inference (CUDA only)")
     p.add_argument("--compile", action="store_true", help="torch.compile the U-Net (CUDA; slow first chunk)")
     p.add_argument("--no-progress", action="store_true")

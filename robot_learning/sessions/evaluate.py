@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from hardware_configs.schema import CellConfig, TaskConfig
 from robot_learning.data.video import compose_frame
+from robot_learning.runtime.chunking import ChunkingConfig, ChunkJoin, ChunkJoiner, horizon_sampler
 from robot_learning.runtime.loading import load_policy
 from robot_learning.runtime.policy_runner import DeltaHold, PolicyRunner, RunnerConfig, RunnerStats
 
@@ -94,6 +95,7 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
                     n_envs: int = 2, seed: int = EVAL_SEED, out: str | Path | None = None, n_videos: int = 2,
                     device: str = "auto", progress: bool = True, half: bool = False, compile_unet: bool = False,
                     cpu_threads: int | None = 1, n_action_steps: int | None = None,
+                    chunking: ChunkingConfig | None = None,
                     num_inference_steps: int | None = None, zero_noise: bool | None = None,
                     env_wrapper: Callable[[Any], Any] | None = None, runtime: str = "auto",
                     precision: str = "fp32") -> EvalReport:
@@ -103,6 +105,9 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
     cores, and a second OpenMP thread fighting them makes small-batch inference several times slower.
     ``zero_noise``: DDIM from zero noise (a deterministic base); None keeps the checkpoint's own way (a fine-tuned
     checkpoint runs its base as it was fine-tuned).
+    ``chunking``: an inference delay to simulate on sim time (the next chunk is asked for that many policy steps
+    before the queue runs out, and lands that late) and how a new chunk joins the executing one
+    (:mod:`robot_learning.runtime.chunking`); None: no delay, chunks replace each other.
     ``env_wrapper``: wraps each twin in its worker (picklable), e.g. ``sim.randomisation.randomised_wrapper``.
     ``runtime``/``precision``: how chunks are sampled (:mod:`robot_learning.runtime.fast_inference`; ``auto``: the
     fast sampler where it supports the model, ``eager`` to fall back).
@@ -129,7 +134,7 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
     try:
         policy.check_observation(envs.single_observation_space)
         period_s = 1.0 / cell.rates.policy_hz
-        runners += _make_runners(policy, n_envs, int(envs.single_action_space.shape[0]), period_s)
+        runners += _make_runners(policy, n_envs, int(envs.single_action_space.shape[0]), period_s, chunking)
         videos = _VideoKeeper(None if out is None else out / "videos", n_videos, n_envs, policy.camera_keys, period_s)
         start = time.monotonic()
         results = _roll_out(envs, runners, policy, episode_quotas(n_episodes, n_envs), seed, period_s, videos,
@@ -167,10 +172,19 @@ def _cell_and_task(policy, checkpoint: str | Path, task: TaskConfig | str | None
     return load_cell(cell or policy.dataset.get("cell") or "franka_3cam"), load_task(task)
 
 
-def _make_runners(policy, n_envs: int, action_dim: int, period_s: float) -> list[PolicyRunner]:
-    """One synchronous runner per env, on sim time: the twin waits while the policy thinks."""
-    return [PolicyRunner(policy, DeltaHold(action_dim, policy.delta_action_dims),
-                         RunnerConfig(period_s=period_s, asynchronous=False)) for _ in range(n_envs)]
+def _make_runners(policy, n_envs: int, action_dim: int, period_s: float,
+                  chunking: ChunkingConfig | None = None) -> list[PolicyRunner]:
+    """One synchronous runner per env, on sim time: the twin waits while the policy thinks (or, with a simulated
+    delay, its chunk lands that much later in sim time while the previous chunk goes on)."""
+    chunking = chunking or ChunkingConfig()
+    delay_steps = chunking.delay_steps(period_s)
+    config = RunnerConfig(period_s=period_s, asynchronous=False, replan_remaining=delay_steps,
+                          simulated_delay_s=chunking.inference_delay_s)
+    joined = delay_steps > 0 or chunking.join is not ChunkJoin.NONE
+    return [PolicyRunner(policy, DeltaHold(action_dim, policy.delta_action_dims), config,
+                         joiner=ChunkJoiner(horizon_sampler(policy), chunking.join, period_s, delay_steps)
+                         if joined else None)
+            for _ in range(n_envs)]
 
 
 def _roll_out(envs, runners: list[PolicyRunner], policy, quota: list[int], seed: int, period_s: float,
