@@ -100,8 +100,9 @@ class HorizonSampler(Protocol):
 class DiffusionHorizonSampler:
     """DDIM over the diffusion policy's whole horizon, with soft inpainting of the clean-action estimate.
 
-    Uses the policy's model, normaliser, noise generator, step count and ``zero_noise`` as they are, and a
-    scheduler of its own (the policy's is not shared across threads). Raw actions in and out.
+    Uses the policy's model, normaliser, noise generator, step count and ``zero_noise`` as they are, its U-Net
+    through the policy's sampler (the fast path of :mod:`robot_learning.runtime.fast_inference` where the policy
+    runs it), and a scheduler of its own (the policy's is not shared across threads). Raw actions in and out.
     """
 
     def __init__(self, policy: DiffusionPolicy) -> None:
@@ -115,6 +116,8 @@ class DiffusionHorizonSampler:
     def __call__(self, history: Mapping[str, np.ndarray], target: np.ndarray | None = None,
                  weights: np.ndarray | None = None) -> np.ndarray:
         import torch
+
+        from robot_learning.runtime.fast_inference import denoiser
 
         policy, model = self.policy, self.policy.model
         policy.check_observation({k: np.asarray(history[k]).shape[1:] for k in policy.obs_keys})
@@ -131,10 +134,11 @@ class DiffusionHorizonSampler:
                 y = policy.processor.actions(np.asarray(target, np.float32)[None])
                 w = torch.as_tensor(np.asarray(weights, np.float32), device=cond.device, dtype=cond.dtype)
                 w = w[None, :, None]
-            alphas = self.scheduler.alphas_cumprod
+            alphas, timesteps = self.scheduler.alphas_cumprod, self.scheduler.timesteps
             sample_prediction = model.config.prediction_type == "sample"
-            for t in self.scheduler.timesteps:
-                out = model.unet(x, t.to(cond.device), cond)
+            unet = denoiser(getattr(policy, "sampler", model.sample), model, cond, timesteps)
+            for i, t in enumerate(timesteps):
+                out = unet(x, i)
                 if guide:
                     a = alphas[int(t)].to(cond.device, cond.dtype)
                     x0 = out if sample_prediction else (x - (1 - a).sqrt() * out) / a.sqrt()
