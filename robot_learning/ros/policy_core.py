@@ -34,6 +34,10 @@ class PolicyParams(NodeParams):
     latency_margin_s: float = Field(0.0, ge=0.0, le=1.0,
                                     description="actions due before now + margin are dropped as late [s]")
     replan_remaining: int = Field(0, ge=0, description="ask for the next chunk when this many actions remain")
+    chunk_join: Literal["none", "blend", "rtc"] = Field(
+        "none", description="how a new chunk joins the executing one (robot_learning/runtime/chunking.py): rtc "
+        "(inpainting towards the actions still queued; set replan_remaining to the inference delay in policy "
+        "steps), blend (crossfade) or none (replace)")
     sync_tolerance_s: float = Field(0.06, ge=0.0, le=1.0,
                                     description="largest stamp difference within an observation [s]")
     max_observation_age_s: float = Field(0.3, ge=0.001, description="an observation older than this is not acted "
@@ -88,7 +92,12 @@ class PolicyLoop:
         self.builder = StepBuilder(cell, self.cameras, size, depth=False, tolerance_s=params.sync_tolerance_s)
         config = RunnerConfig(period_s=1.0 / cell.rates.policy_hz, latency_margin_s=params.latency_margin_s,
                               replan_remaining=params.replan_remaining)
-        self.runner = PolicyRunner(policy, DeltaHold(ACTION_DIM, DELTA_DIMS), config, clock=clock)
+        joiner = None
+        if params.chunk_join != "none":
+            from robot_learning.runtime.chunking import ChunkJoiner, horizon_sampler
+
+            joiner = ChunkJoiner(horizon_sampler(policy), params.chunk_join, config.period_s, params.replan_remaining)
+        self.runner = PolicyRunner(policy, DeltaHold(ACTION_DIM, DELTA_DIMS), config, clock=clock, joiner=joiner)
         self.reference = self.cameras[0] if self.cameras else None
         self._last_obs_t: float | None = None
         self.skipped: dict[str, int] = {}
