@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from robot_learning.cli.common import cell_arg, task_arg
+from robot_learning.cli.rl_commands import add_backend_args, twin_backend
 
 DEFAULT_CONFIG = "lift_cpu"
 
@@ -20,6 +21,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         from robot_learning.policies.diffusion.configuration import load_training_config
 
         batch = load_training_config(args.config).train.batch_size  # a bad config fails here, before any launch
+        if not Path(args.dataset).exists():
+            raise FileNotFoundError(f"no episode store at {args.dataset}")
         if batch % args.processes:
             raise ValueError(f"{args.config}: batch_size {batch} (the global batch) does not split over "
                              f"{args.processes} processes; give a multiple of {args.processes}")
@@ -46,6 +49,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval"
     report = evaluate_policy(args.checkpoint, task=args.task, cell=args.cell, n_episodes=args.episodes,
                              n_envs=args.envs, seed=args.seed, out=out, n_videos=args.videos, device=args.device,
+                             backend=twin_backend(args),
                              progress=not args.no_progress, half=args.half, compile_unet=args.compile,
                              n_action_steps=args.action_steps, num_inference_steps=args.ddim_steps,
                              zero_noise=True if args.zero_noise else None,
@@ -97,4 +101,5 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--half", action="store_true", help="float16 inference (CUDA only)")
     p.add_argument("--compile", action="store_true", help="torch.compile the U-Net (CUDA; slow first chunk)")
     p.add_argument("--no-progress", action="store_true")
+    add_backend_args(p)
     p.set_defaults(func=cmd_eval)

@@ -29,6 +29,7 @@ from robot_learning.data.video import compose_frame
 from robot_learning.runtime.chunking import ChunkingConfig, ChunkJoin, ChunkJoiner, horizon_sampler
 from robot_learning.runtime.loading import load_policy
 from robot_learning.runtime.policy_runner import DeltaHold, PolicyRunner, RunnerConfig, RunnerStats
+from robot_learning.scale.twins import TwinBackend, make_twins
 
 log = logging.getLogger(__name__)
 EVAL_SEED = 100_000
@@ -98,7 +99,8 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
                     chunking: ChunkingConfig | None = None,
                     num_inference_steps: int | None = None, zero_noise: bool | None = None,
                     env_wrapper: Callable[[Any], Any] | None = None, runtime: str = "auto",
-                    precision: str = "fp32") -> EvalReport:
+                    precision: str = "fp32",
+                    backend: TwinBackend | None = None) -> EvalReport:
     """Evaluate ``checkpoint`` on ``task`` (default: the task it was trained on); write into ``out`` if given.
 
     ``cpu_threads``: torch threads for inference on a CPU. One by default: the twin processes use the other
@@ -109,12 +111,11 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
     before the queue runs out, and lands that late) and how a new chunk joins the executing one
     (:mod:`robot_learning.runtime.chunking`); None: no delay, chunks replace each other.
     ``env_wrapper``: wraps each twin in its worker (picklable), e.g. ``sim.randomisation.randomised_wrapper``.
+    ``backend``: where the twins run (default: subprocesses here; Ray actors with ``TwinBackend(kind="ray")``).
     ``runtime``/``precision``: how chunks are sampled (:mod:`robot_learning.runtime.fast_inference`; ``auto``: the
     fast sampler where it supports the model, ``eager`` to fall back).
     """
     import torch
-
-    from sim.vector import make_vector_env
 
     policy = load_policy(checkpoint, device=device, half=half, compile_unet=compile_unet, runtime=runtime,
                          precision=precision,
@@ -128,8 +129,7 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
     cell, task = _cell_and_task(policy, checkpoint, task, cell)
     n_envs = max(1, min(n_envs, n_episodes))
     out = Path(out) if out is not None else None
-    envs = make_vector_env(n_envs, cell=cell, task=task, image_size=policy.image_size, asynchronous=n_envs > 1,
-                           wrapper=env_wrapper)
+    envs = make_twins(n_envs, backend, cell=cell, task=task, image_size=policy.image_size, wrapper=env_wrapper)
     runners: list[PolicyRunner] = []
     try:
         policy.check_observation(envs.single_observation_space)

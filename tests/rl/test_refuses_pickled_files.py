@@ -99,7 +99,7 @@ def test_a_finetune_resume_state_with_a_pickled_object_is_refused_before_the_twi
     from robot_learning.sessions import finetune as session
     from robot_learning.sessions.finetune import finetune
 
-    monkeypatch.setattr(session, "make_vector_env", lambda *a, **k: pytest.fail("the twins started"))
+    monkeypatch.setattr(session, "make_twins", lambda *a, **k: pytest.fail("the twins started"))
     path = plant(tmp_path / "run" / "residual_last.pt", residual=Payload(marker), iteration=1)
     with pytest.raises(UnsafeFileError, match=REFUSED) as error:
         finetune(state_base, tmp_path / "run", tiny_finetune(2), progress=False)
