@@ -6,10 +6,12 @@ in device time, :class:`PointCloudFuser` (deprojection, workspace crop, voxel do
 extrinsics) and :class:`ObjectStateEstimator` (each task object's pose). Intrinsics are read from the recordings,
 as a live camera reads its factory calibration.
 
-``real_time=True`` plays the files at their frame rate, as cameras deliver: a frameset that arrives while the
-previous one is still being fused is skipped, as it would be live. ``real_time=False`` plays every frame as fast
-as it decodes into ring buffers that hold the whole (short) file, then matches every frameset in time order by
-the group's rule: nothing is skipped, whatever this machine's load (tests, and files from a slow machine).
+``real_time=False`` (the default) plays every frame as fast as it decodes into ring buffers that hold the whole
+(short) file, then matches every frameset in time order by the group's rule: nothing is skipped, whatever this
+machine's load. ``real_time=True`` plays the files at their frame rate through ``PlaybackSync``, as cameras
+deliver: a frameset that arrives while the previous one is still being fused is skipped and counted, as it would
+be live. On a loaded 2-core machine the synced start is the known weak spot (files playing ~100 ms apart, so no
+frameset within 17 ms forms; see tests/perception/conftest.py): the report then says so.
 
 A wrist camera is fused only with ``T_base_flange`` (a recording holds no arm pose); without it, it is matched
 into framesets and reported but left out of the cloud.
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware_configs.schema import CameraMount, CellConfig, TaskConfig
+from hardware_configs.schema import CameraMount, CellConfig, Intrinsics, TaskConfig
 from perception.cameras import CameraGroup, CameraStalledError, FramesetSkewError, SyncedFrameset, recording_path
 from perception.cameras.base import CameraFinishedError, Frame, StaleFrameError
 from perception.cameras.realsense import PlaybackSync, RealSensePlaybackCamera
@@ -105,6 +107,17 @@ class ReplayReport:
         return "\n".join(lines)
 
 
+class _PlaybackCamera(RealSensePlaybackCamera):
+    """The playback camera, keeping the recording's intrinsics once the file has ended (its stream closes then:
+    a short file can end before the consumer asks)."""
+
+    recorded_intrinsics: Intrinsics | None = None
+
+    def _open(self) -> None:
+        super()._open()
+        self.recorded_intrinsics = self._stream.intrinsics
+
+
 def frames_in_recording(path: str | Path) -> int | None:
     """Colour frames a RealSense ``.db3`` recording holds (counted in its sqlite index); None if unreadable."""
     try:
@@ -157,7 +170,7 @@ def _live_framesets(group: CameraGroup, report: ReplayReport, timeout_s: float):
         yield frameset
 
 
-def _every_frameset(group: CameraGroup, cameras: list[RealSensePlaybackCamera], report: ReplayReport,
+def _every_frameset(group: CameraGroup, cameras: list[_PlaybackCamera], report: ReplayReport,
                     timeout_s: float):
     """Every frameset of the files: the readers play each file to its end into their buffers, then framesets are
     matched in time order (as :meth:`CameraGroup.read` matches, but all of them rather than the newest)."""
@@ -172,7 +185,7 @@ def _every_frameset(group: CameraGroup, cameras: list[RealSensePlaybackCamera], 
     yield from framesets
 
 
-def replay_recordings(cell: CellConfig, task: TaskConfig | None, directory: str | Path, *, real_time: bool = True,
+def replay_recordings(cell: CellConfig, task: TaskConfig | None, directory: str | Path, *, real_time: bool = False,
                       tolerance_ms: float = 17.0, T_base_flange: np.ndarray | None = None,
                       max_framesets: int | None = None, voxel_m: float = DEFAULT_VOXEL_M, stride: int = 2,
                       estimator_params: EstimatorParams | None = None, timeout_s: float = 5.0,
@@ -197,14 +210,17 @@ def replay_recordings(cell: CellConfig, task: TaskConfig | None, directory: str 
             log.warning("%s: files of %d frames; every-frame replay keeps the last %d of each", directory, longest,
                         EVERY_FRAME_MAX)
         options["buffer_frames"] = min(longest, EVERY_FRAME_MAX)
-    sync = PlaybackSync(len(names))
-    cameras = [RealSensePlaybackCamera(recording_path(directory, c.name), name=c.name, real_time=real_time,
+    # Real time: the files start in step, as cameras of one session would. Every frame: no sync, since frames are
+    # matched by their recorded times whenever they are read (and PlaybackSync's resume of a non-real-time file
+    # waits for a reader that its own camera's thread has not started yet: that camera's open timed out).
+    sync = PlaybackSync(len(names)) if real_time else None
+    cameras = [_PlaybackCamera(recording_path(directory, c.name), name=c.name, real_time=real_time,
                                        loop=False, sync=sync, serial=c.serial, **options) for c in cell.cameras]
     estimator = ObjectStateEstimator(task, estimator_params) if task is not None else None
     used: dict[str, set[int]] = {n: set() for n in names}
     start = time.monotonic()
     with CameraGroup(cameras, tolerance_ms=tolerance_ms, stall_timeout_s=PLAYBACK_STALL_TIMEOUT_S) as group:
-        fuser = PointCloudFuser(cell, intrinsics={c.name: c.intrinsics for c in cameras}, voxel_m=voxel_m,
+        fuser = PointCloudFuser(cell, intrinsics={c.name: c.recorded_intrinsics for c in cameras}, voxel_m=voxel_m,
                                 stride=stride)
         source = (_live_framesets(group, report, timeout_s) if real_time else
                   _every_frameset(group, cameras, report, timeout_s))

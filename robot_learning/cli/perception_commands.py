@@ -112,7 +112,7 @@ def cmd_replay_perception(args: argparse.Namespace) -> int:
     """RealSense recordings through capture, alignment, fusion and object state, as live cameras go."""
     from perception.replay import cloud_picture, replay_recordings
 
-    report = replay_recordings(args.cell, args.task, args.recordings, real_time=not args.every_frame,
+    report = replay_recordings(args.cell, args.task, args.recordings, real_time=args.real_time,
                                tolerance_ms=args.tolerance_ms, T_base_flange=args.flange_pose,
                                max_framesets=args.max_framesets)
     print(report.table())
@@ -193,8 +193,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
                                                    "object state; report framesets, skew, drops, cloud, poses")
     p.add_argument("recordings", help="directory of <camera>.db3 recordings (as record-cameras writes them)")
     add_cell_task(p)
-    p.add_argument("--every-frame", action="store_true",
-                   help="play every frame, waiting for processing (default: real time, as cameras deliver)")
+    p.add_argument("--real-time", action="store_true",
+                   help="play at the recorded frame rate, as cameras deliver: framesets that come while one is being "
+                        "processed are skipped and counted (default: every frame, in time order)")
     p.add_argument("--tolerance-ms", type=float, default=17.0, help="largest skew of a matched frameset")
     p.add_argument("--flange-pose", type=_pose_arg, default=None, metavar="X,Y,Z,QX,QY,QZ,QW",
                    help="T_base_flange while recording [m]: fuses the wrist camera too (else it is left out)")

@@ -33,7 +33,7 @@ def cmd_view(args: argparse.Namespace) -> int:
 
         cell, task = args.cell or load_cell("franka_3cam"), args.task or load_task("lift")
         with RerunView(cell, task, rrd, spawn=args.spawn, cloud=not args.no_cloud) as view:
-            report = log_recordings(view, source, task, real_time=not args.every_frame,
+            report = log_recordings(view, source, task, real_time=args.real_time,
                                     max_framesets=args.max_framesets)
             steps = view.steps_logged
         print(report.table())
@@ -75,7 +75,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--cell", type=cell_arg, default=None, help="cell (default: the store's; franka_3cam)")
     p.add_argument("--task", type=task_arg, default=None, help="task (default: the store's; lift)")
     p.add_argument("--no-cloud", action="store_true", help="do not fuse depth into a cloud")
-    p.add_argument("--every-frame", action="store_true", help="recordings: every frame (default: real time)")
+    p.add_argument("--real-time", action="store_true",
+                   help="recordings: at their frame rate, as cameras deliver (default: every frame)")
     p.add_argument("--max-framesets", type=int, default=None, help="recordings: stop after this many framesets")
     p.add_argument("--png", default=None, help="also render a step read back from the .rrd to this PNG")
     p.add_argument("--png-step", type=int, default=None, help="which step to render (default: the middle one)")
