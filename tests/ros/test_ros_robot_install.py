@@ -49,14 +49,16 @@ class RobotMachine:
                               timeout=kwargs.get("timeout", 120))
 
 
-def doc_pip_installs() -> tuple[list[str], list[str]]:
-    """What the doc tells pip to install: the extras of its ``pip install -e ".[...]"`` line and the
-    ``name==version`` of its ``pip install --no-deps`` lines (the test installs what the doc says)."""
+def doc_pip_installs() -> tuple[list[str], list[str], list[str]]:
+    """What the doc tells pip to install: the extras of its ``pip install -e ".[...]"`` line and the quoted
+    requirements after them, and the ``name==version`` of its ``pip install --no-deps`` lines (the test installs
+    what the doc says)."""
     text = DOC.read_text()
-    editable = re.findall(r'^pip install -e "\.\[([a-z,]+)\]"', text, flags=re.MULTILINE)
+    editable = re.findall(r'^pip install -e "\.\[([a-z,]+)\]"((?: "[^"]+")*)', text, flags=re.MULTILINE)
     assert len(editable) == 1, f"{DOC}: expected one `pip install -e \".[extras]\"` line, found {editable}"
+    extras, more = editable[0]
     no_deps = re.findall(r"^pip install --no-deps ([A-Za-z0-9_.-]+==[A-Za-z0-9_.]+)", text, flags=re.MULTILINE)
-    return editable[0].split(","), no_deps
+    return extras.split(","), re.findall(r'"([^"]+)"', more), no_deps
 
 
 def _ignore(directory: str, names: list[str]) -> set[str]:
@@ -93,8 +95,8 @@ def robot(tmp_path_factory) -> RobotMachine:
                    check=True, env={"PATH": "/usr/bin:/bin"}, timeout=60)
     # pip install -e ".[all]" and the --no-deps lines: what pip adds on top of the system (the project itself
     # comes from colcon's install space)
-    extras, no_deps = doc_pip_installs()
-    roots = setup_py_requirements(REPO / "setup.py", extras)
+    extras, also, no_deps = doc_pip_installs()
+    roots = setup_py_requirements(REPO / "setup.py", extras) + also
     pip_side = requirement_closure(roots, skip=ros | apt | {BOOTSTRAPPER}) | requirement_closure(no_deps, follow=False)
     py = f"python{sys.version_info.major}.{sys.version_info.minor}"
     link_distributions(pip_side, site, venv / "lib" / py / "site-packages")
@@ -129,8 +131,30 @@ def test_python_m_colcon_from_the_venv_writes_executables_that_start_with_the_ve
         shebang = (lib / node).read_text().splitlines()[0]
         assert shebang.startswith("#!"), (node, shebang)
         assert Path(shebang[2:].split()[0]).parent == robot.venv / "bin", (node, shebang)
+    # a real symlink install (setup.py develop): with setuptools >= 80 colcon falls back to copying the sources
+    site = robot.workspace / "install" / "manip_stack" / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    assert (site / "site-packages" / "manip-stack.egg-link").is_file(), "not a --symlink-install (setuptools >= 80?)"
     share = robot.workspace / "install" / "manip_stack" / "share" / "manip_stack"
     assert (share / "package.xml").is_file() and (share / "launch" / "robot.launch.py").is_file()
+
+
+def test_the_doc_bounds_setuptools_where_torch_and_colcon_symlink_install_both_work():
+    """torch wants setuptools >= 77.0.3, noble's apt has 68.1.2, and colcon's --symlink-install needs < 80: without
+    a bound pip would put the newest setuptools into the venv."""
+    from importlib.metadata import distribution, version
+
+    from packaging.requirements import Requirement
+
+    pytest.importorskip("colcon_core", reason="colcon missing: pip install -e '.[ros]'")
+    pytest.importorskip("torch", reason="torch missing: pip install -e '.[learning]'")
+
+    bounds = [Requirement(r) for r in doc_pip_installs()[1] if Requirement(r).name == "setuptools"]
+    assert bounds and not any(b.specifier.contains("80.0") for b in bounds), "the pip line must bound setuptools < 80"
+    wanted = [Requirement(r) for name in ("torch", "colcon-core") for r in distribution(name).requires or []
+              if Requirement(r).name == "setuptools" and Requirement(r).marker is None]
+    assert any(not w.specifier.contains("80.0") for w in wanted)  # colcon-core states the bound itself
+    here = version("setuptools")  # what the layered test machine builds with
+    assert all(r.specifier.contains(here) for r in bounds + wanted), (here, bounds, wanted)
 
 
 def test_a_node_from_the_install_space_joins_the_graph_and_publishes(robot, ros_context):
