@@ -11,10 +11,11 @@ robot-measured proprioception only (:func:`check_student_config` refuses anythin
 it is evaluated from rendered cameras in new randomised scenes by ``manip-stack eval``'s core.
 
 ``out/`` receives ``teacher_rollouts.zarr``, ``collection.json`` (progress, so a killed run resumes with the next
-scene), ``student/`` (the training run, ``policy.pt``), ``student_eval/`` and ``distill_report.json``: teacher
-success during collection and student success, each with its 95% Wilson interval. Collection scenes start at
-``seed``, evaluation scenes at ``eval_seed`` (100,000 by default), so the student is evaluated on scenes it never
-saw. No DAgger relabelling: the student learns from the teacher's own states only.
+scene), ``student/`` (the training run, ``policy.pt``), ``student_eval/`` (as ``manip-stack eval`` writes it) and
+``distill_report.json``: teacher success during collection and student success, each with its 95% Wilson
+interval. Collection scenes start at ``seed``, evaluation scenes at ``eval_seed`` (100,000 by default), so the
+student is evaluated on scenes it never saw. No DAgger relabelling: the student learns from the teacher's own
+states only.
 """
 
 from __future__ import annotations
@@ -222,7 +223,7 @@ def distill(teacher: str | Path, student_config: PolicyTrainingConfig, out: str 
 
     from hardware_configs import load_cell, load_task
     from robot_learning.runtime.loading import load_policy
-    from robot_learning.sessions.evaluate import evaluate_policy, failures_by_outcome
+    from robot_learning.sessions.evaluate import evaluate_policy, failures_by_outcome, plot_eval_summary
     from robot_learning.sessions.train import train_policy
     from sim.randomisation import randomised_wrapper
 
@@ -256,6 +257,7 @@ def distill(teacher: str | Path, student_config: PolicyTrainingConfig, out: str 
                                  n_envs=eval_envs, seed=eval_seed, out=out / "student_eval", n_videos=n_videos,
                                  device=device, progress=progress,
                                  env_wrapper=randomised_wrapper(randomisation) if eval_randomised else None)
+        plot_eval_summary(report, out / "student_eval" / "eval_summary.png")
         evaluation = {"n_episodes": report.n_episodes, "successes": report.successes,
                       "success_rate": report.success_rate, "ci95": list(report.ci95), "seed": eval_seed,
                       "randomised": eval_randomised, "wall_s": report.wall_s,
