@@ -1,4 +1,4 @@
-"""Verbs over ROS 2 data that need no ROS installation: ``import-bag``."""
+"""Verbs over ROS 2 data that need no ROS installation: ``import-bag``, ``export-mcap``."""
 
 from __future__ import annotations
 
@@ -21,6 +21,17 @@ def cmd_import_bag(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_mcap(args: argparse.Namespace) -> int:
+    from robot_learning.data.episode_store import EpisodeStore
+    from robot_learning.data.mcap_export import export_mcap
+    from robot_learning.viz.sources import parse_episodes
+
+    with EpisodeStore.open(args.store) as store:
+        episodes = parse_episodes(args.episodes, store.n_episodes)
+    print(export_mcap(args.store, args.out, episodes))
+    return 0
+
+
 def register(verbs: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("import-bag", help="ROS 2 bags (.db3/.mcap from ros2 bag record) into a zarr episode store")
     p.add_argument("bags", nargs="+", help="bag files (.db3, .mcap) or bag directories")
@@ -39,3 +50,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--events-topic", default="/session_node/events")
     p.add_argument("--success", action="store_true", help="mark episodes of bags without session events successful")
     p.set_defaults(func=cmd_import_bag)
+
+    p = verbs.add_parser("export-mcap", help="episodes of a store as a ROS 2 MCAP bag on the robot graph's topics "
+                                             "(Foxglove, rerun, ros2 bag play; import-bag reads it back)")
+    p.add_argument("store", help="episode store (zarr)")
+    p.add_argument("--out", required=True, help="an .mcap file, or a bag directory for any other name")
+    p.add_argument("--episodes", default="all", help="all, N, N,M or N-M (default all)")
+    p.set_defaults(func=cmd_export_mcap)
