@@ -222,18 +222,40 @@ def column_values(col: pa.ChunkedArray | pa.Array, shape: tuple[int, ...], dtype
 
 
 # ------------------------------------------------------------------------------------------ statistics
+def _uint8_quantile(counts: np.ndarray, q: float) -> float:
+    """``np.quantile(x, q)`` (linear) of uint8 values from their 256-bin histogram, without sorting them."""
+    cum = np.cumsum(counts)
+    k = q * (cum[-1] - 1)
+    lo, hi = (np.searchsorted(cum, np.floor(k) + 1), np.searchsorted(cum, np.ceil(k) + 1))
+    return float(lo + (hi - lo) * (k - np.floor(k)))
+
+
+def _video_stats(frames: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-channel statistics of uint8 RGB frames (T, H, W, 3) in [0, 1], shaped (3, 1, 1) as LeRobot's."""
+    pixels = frames.reshape(-1, 3)
+    counts = [np.bincount(pixels[:, c], minlength=256) for c in range(3)]
+    levels = np.arange(256, dtype=np.float64)
+    n = float(len(pixels))
+    mean = np.array([(levels * h).sum() / n for h in counts])
+    std = np.sqrt(np.array([((levels - m) ** 2 * h).sum() / n for h, m in zip(counts, mean, strict=True)]))
+    stats = {"min": pixels.min(axis=0) / 255.0, "max": pixels.max(axis=0) / 255.0, "mean": mean / 255.0,
+             "std": std / 255.0}
+    for q in QUANTILES:
+        stats[f"q{round(q * 100):02d}"] = np.array([_uint8_quantile(h, q) for h in counts]) / 255.0
+    out = {k: v.reshape(3, 1, 1) for k, v in stats.items()}
+    out["count"] = np.array([len(frames)], dtype=np.int64)
+    return {k: out[k] for k in STAT_NAMES}
+
+
 def feature_stats(values: np.ndarray, video: bool) -> dict[str, np.ndarray]:
-    """LeRobot's per-episode statistics: videos per channel in [0, 1] with shape (3, 1, 1); vectors per element;
-    arrays of 2+ dimensions over every axis but the last (as LeRobot's ``get_feature_stats`` reduces them)."""
+    """LeRobot's per-episode statistics: videos per channel in [0, 1] with shape (3, 1, 1) (from every frame's
+    histogram: exact, where LeRobot samples about 100 frames); vectors per element; arrays of 2+ dimensions over
+    every axis but the last (as LeRobot's ``get_feature_stats`` reduces them)."""
     if video:
-        step = max(1, len(values) // 100)  # LeRobot samples about 100 frames of an episode
-        x = values[::step].astype(np.float64) / 255.0
-        axes: tuple[int, ...] = (0, 1, 2)
-        shape = (3, 1, 1)
-    else:  # (T, *shape): a value feature is (T, 1)
-        x = values if values.ndim > 1 else values.reshape(len(values), 1)
-        axes = tuple(range(x.ndim - 1))
-        shape = (x.shape[-1],)
+        return _video_stats(values)
+    x = values if values.ndim > 1 else values.reshape(len(values), 1)  # (T, *shape): a value feature is (T, 1)
+    axes = tuple(range(x.ndim - 1))
+    shape = (x.shape[-1],)
     stats = {
         "min": np.min(x, axis=axes).reshape(shape), "max": np.max(x, axis=axes).reshape(shape),
         "mean": np.mean(x, axis=axes, dtype=np.float64).reshape(shape),

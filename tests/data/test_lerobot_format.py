@@ -198,3 +198,23 @@ def test_a_damaged_store_names_the_episode_and_array_and_leaves_no_output(twin_s
     with pytest.raises(CorruptEpisodeError, match="joint_pos"):
         export_lerobot(damaged, tmp_path / "out")
     assert not (tmp_path / "out").exists() and list(tmp_path.glob(".out*")) == []
+
+
+def test_statistics_are_those_of_the_data(twin_store, exported):
+    """stats.json: dataset min/max/mean/std of every element from the per-episode ones (LeRobot's aggregation),
+    and image statistics per channel in [0, 1] from every frame's histogram (quantiles as numpy's)."""
+    from robot_learning.data.lerobot_schema import feature_stats
+
+    stats = json.loads((exported / "meta" / "stats.json").read_text())
+    with EpisodeStore.open(twin_store) as store:
+        action = np.concatenate([store.get_episode(i, ["action"])["action"] for i in range(store.n_episodes)])
+        frames = store.get_episode(0, ["cam_front_rgb"])["cam_front_rgb"]
+    np.testing.assert_allclose(stats["action"]["mean"], action.mean(axis=0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(stats["action"]["std"], action.std(axis=0), rtol=1e-4, atol=1e-7)
+    np.testing.assert_array_equal(stats["action"]["min"], action.min(axis=0))
+    assert stats["action"]["count"] == [len(action)]
+    pixels = frames.reshape(-1, 3) / 255.0
+    got = feature_stats(frames, video=True)
+    for name, want in [("mean", pixels.mean(0)), ("std", pixels.std(0)), ("q01", np.quantile(pixels, 0.01, axis=0)),
+                       ("q50", np.quantile(pixels, 0.5, axis=0)), ("q99", np.quantile(pixels, 0.99, axis=0))]:
+        np.testing.assert_allclose(got[name].reshape(3), want, atol=1e-9, err_msg=name)
