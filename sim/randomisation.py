@@ -15,6 +15,7 @@ never accumulate. What it draws, all bounded by :class:`RandomisationConfig`:
 - **appearance**: flat colours (the twin has no textures): the table and floor shifted by up to ``surface_rgb``
   per channel plus a brightness scale, the task's objects and fixtures by up to ``object_rgb`` per channel (small,
   so the blue peg stays blue: the instruction names colours);
+- **sensor noise**: Gaussian grain on every colour pixel of every frame (:class:`RandomisedTwin` adds it);
 - **dynamics**: the task objects' mass (inertia scaled with it: the same shape and density), sliding friction of
   objects, fixtures and table (scaled), and a damping added to the objects' free joints [N s/m, N m s/rad].
 
@@ -95,6 +96,12 @@ class Appearance(_Strict):
                               "(small: colours stay recognisable)")
 
 
+class SensorNoise(_Strict):
+    enabled: bool = True
+    pixel_noise_std: float = Field(2.0, ge=0, le=20, description="Gaussian noise on every colour pixel, per frame "
+                                   "[uint8 levels] (a RealSense colour sensor's grain)")
+
+
 class Dynamics(_Strict):
     enabled: bool = True
     mass_scale: Interval = Field(default_factory=lambda: _scale(0.8, 1.25), description="object mass factor")
@@ -118,6 +125,7 @@ class RandomisationConfig(_Strict):
     camera: CameraJitter = CameraJitter()
     lighting: Lighting = Lighting()
     appearance: Appearance = Appearance()
+    sensor: SensorNoise = SensorNoise()
     dynamics: Dynamics = Dynamics()
 
 
@@ -253,8 +261,8 @@ class RandomisedTwin(gym.Wrapper):
     """A twin that draws a new randomised scene before every reset.
 
     A reset with a seed draws from ``(config.seed, seed)``, so the same scene seed gives the same twin; resets
-    without one (a vector env's autoreset) go on drawing from the stream the last seed started. ``last_drawn``:
-    what the latest reset drew."""
+    without one (a vector env's autoreset) go on drawing from the stream the last seed started. Colour images get
+    the sensor noise of ``config.sensor`` from the same stream. ``last_drawn``: what the latest reset drew."""
 
     def __init__(self, env: gym.Env, config: RandomisationConfig):
         super().__init__(env)
@@ -266,7 +274,22 @@ class RandomisedTwin(gym.Wrapper):
         if seed is not None:
             self._rng = np.random.default_rng([self.randomiser.config.seed, int(seed)])
         self.last_drawn = self.randomiser.randomise(self._rng)
-        return self.env.reset(seed=seed, options=options)
+        obs, info = self.env.reset(seed=seed, options=options)
+        return self._noisy(obs), info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return self._noisy(obs), reward, terminated, truncated, info
+
+    def _noisy(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        sensor = self.randomiser.config.sensor
+        if not sensor.enabled or sensor.pixel_noise_std <= 0:
+            return obs
+        out = dict(obs)
+        for key in (k for k in obs if k.endswith("_rgb")):
+            noisy = obs[key].astype(np.float32) + self._rng.normal(0.0, sensor.pixel_noise_std, obs[key].shape)
+            out[key] = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+        return out
 
 
 def randomised(env: gym.Env, config: RandomisationConfig) -> RandomisedTwin:

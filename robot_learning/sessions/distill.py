@@ -66,8 +66,8 @@ def check_student_config(config: PolicyTrainingConfig, source: str = "student co
                                  "its cameras (the teacher keeps its privileged inputs)")
     other = [k for k in low_dim if k not in ROBOT_LOW_DIM_KEYS]
     if other:
-        raise StudentConfigError(f"{source}: policy.low_dim_keys {other} are not robot-measured policy inputs; "
-                                 f"the student may read {list(ROBOT_LOW_DIM_KEYS)}")
+        raise StudentConfigError(f"{source}: policy.low_dim_keys {other} are not robot-measured policy inputs "
+                                 f"(proprioception); the student reads its cameras plus {list(ROBOT_LOW_DIM_KEYS)}")
     if policy.camera_keys is not None:
         if not policy.camera_keys:
             raise StudentConfigError(f"{source}: policy.camera_keys is empty: the student sees the scene through "

@@ -9,7 +9,17 @@ from pydantic import ValidationError
 
 from geometry.transforms import quat_xyzw_to_matrix
 from sim.env import TwinEnv
-from sim.randomisation import Dynamics, Interval, RandomisationConfig, RandomisedTwin, TwinRandomiser
+from sim.randomisation import (
+    Appearance,
+    CameraJitter,
+    Dynamics,
+    Interval,
+    Lighting,
+    RandomisationConfig,
+    RandomisedTwin,
+    SensorNoise,
+    TwinRandomiser,
+)
 
 FIELDS = ("cam_pos", "cam_quat", "light_pos", "light_diffuse", "geom_rgba", "geom_friction", "body_mass",
           "body_inertia", "dof_damping")
@@ -99,6 +109,18 @@ def test_the_wrapped_twin_renders_the_same_scene_differently_per_randomisation_s
     np.testing.assert_allclose(same["privileged"], other["privileged"], atol=2e-3)
     diff = np.abs(same["cam_front_rgb"].astype(float) - other["cam_front_rgb"])
     assert 1.0 < diff.mean() < 60.0
+
+
+def test_with_every_kind_off_the_wrapped_twin_is_the_nominal_one_and_sensor_noise_alone_is_grain(env):
+    off = dict(camera=CameraJitter(enabled=False), lighting=Lighting(enabled=False),
+               appearance=Appearance(enabled=False), dynamics=Dynamics(enabled=False))
+    nominal, _ = env.reset(seed=11)
+    plain, _ = RandomisedTwin(env, RandomisationConfig(**off, sensor=SensorNoise(enabled=False))).reset(seed=11)
+    grainy, _ = RandomisedTwin(env, RandomisationConfig(**off, sensor=SensorNoise(pixel_noise_std=3.0))).reset(seed=11)
+    assert all(np.array_equal(nominal[k], plain[k]) for k in nominal)
+    noise = grainy["cam_side_rgb"].astype(float) - nominal["cam_side_rgb"]
+    assert 2.0 < noise.std() < 4.0 and abs(noise.mean()) < 0.5
+    assert np.array_equal(grainy["tcp_position"], nominal["tcp_position"])  # images only
 
 
 @pytest.mark.parametrize("bad", [
