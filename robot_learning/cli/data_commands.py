@@ -24,11 +24,22 @@ def cmd_collect(args: argparse.Namespace) -> int:
         return 0
     if not args.expert:
         raise SystemExit("say where demonstrations come from: --expert (scripted, twin) or --teleop DEVICE")
-    report = collect_expert_episodes(
-        Path(args.out), cell=args.cell, task=args.task, n_episodes=args.episodes, image_size=args.image_size,
-        depth=args.depth, seed=args.seed, keep_failures=args.keep_failures,
-    )
+    view = None
+    if args.rrd or args.view:
+        from robot_learning.viz.rerun_view import session_view
+
+        view = session_view(args.cell, args.task, args.rrd, args.view)
+    try:
+        report = collect_expert_episodes(
+            Path(args.out), cell=args.cell, task=args.task, n_episodes=args.episodes, image_size=args.image_size,
+            depth=args.depth, seed=args.seed, keep_failures=args.keep_failures, view=view,
+        )
+    finally:
+        if view is not None:
+            view.close()
     print(report)
+    if args.rrd:
+        print(f"rerun view: {args.rrd} (open it with `rerun {args.rrd}`)")
     return 0
 
 
@@ -122,6 +133,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--depth", action="store_true", help="also store aligned depth [m]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep-failures", action="store_true", help="commit failed episodes too, flagged unsuccessful")
+    p.add_argument("--rrd", default=None, help="--expert: log every step to this rerun file (headless)")
+    p.add_argument("--view", action="store_true", help="--expert: log every step to a rerun viewer it opens")
     p.set_defaults(func=cmd_collect)
 
     p = verbs.add_parser("show", help="print a summary of an episode store")

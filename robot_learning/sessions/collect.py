@@ -57,8 +57,12 @@ def collect_expert_episodes(
     seed: int = 0,
     keep_failures: bool = False,
     progress: bool = True,
+    view=None,
 ) -> CollectReport:
-    """Roll the task's scripted expert in the twin and append its episodes to the store at ``out``."""
+    """Roll the task's scripted expert in the twin and append its episodes to the store at ``out``.
+
+    ``view``: a :class:`robot_learning.viz.rerun_view.RerunView` that logs every step (attempts that are discarded
+    too), with the safety filter's events."""
     env = TwinEnv(cell=cell, task=task, image_size=image_size, depth=depth)
     specs = dataset_specs(env)
     attrs = {"cell": env.cell.name, "task": env.task_config.name, "instruction": env.task_config.instruction,
@@ -73,7 +77,7 @@ def collect_expert_episodes(
         while committed < n_episodes:
             episode_seed = first_seed + attempted
             attempted += 1
-            success, n = _record_episode(env, store, episode_seed, keep_failures)
+            success, n = _record_episode(env, store, episode_seed, keep_failures, view)
             successes += success
             steps += n
             committed += success or keep_failures
@@ -89,8 +93,11 @@ def collect_expert_episodes(
     return CollectReport(Path(out), attempted, committed, successes, steps, time.monotonic() - start)
 
 
-def _record_episode(env: TwinEnv, store: EpisodeStore, episode_seed: int, keep_failures: bool) -> tuple[bool, int]:
+def _record_episode(env: TwinEnv, store: EpisodeStore, episode_seed: int, keep_failures: bool,
+                    view=None) -> tuple[bool, int]:
     obs, _ = env.reset(seed=episode_seed)
+    if view is not None:
+        view.start_episode(store.n_episodes, {"seed": episode_seed})
     expert = make_expert(env.cell, env.task_config, seed=episode_seed)
     success = False
     with store.begin_episode({"seed": episode_seed, "task": env.task_config.name, "operator": "scripted_expert"}) as ep:
@@ -99,6 +106,8 @@ def _record_episode(env: TwinEnv, store: EpisodeStore, episode_seed: int, keep_f
             stamp = env.data.time
             next_obs, reward, terminated, truncated, info = env.step(action)
             ep.add_step(**obs, action=action, reward=np.float32(reward), timestamp=np.float64(stamp))
+            if view is not None:
+                view.log_step(obs, action, float(reward), t_s=stamp, safety_counts=env.safe_robot.event_counts)
             obs = next_obs
             if terminated or truncated:
                 success = bool(info["success"])

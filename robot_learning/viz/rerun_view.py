@@ -324,3 +324,10 @@ class RerunView:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def session_view(cell: CellConfig, task: TaskConfig | None, rrd: str | Path | None, spawn: bool) -> RerunView | None:
+    """The view a live session logs to (``--rrd PATH`` writes a file, ``--view`` opens a viewer), or None."""
+    if rrd is None and not spawn:
+        return None
+    return RerunView(cell, task, rrd, spawn=spawn and rrd is None)

@@ -181,3 +181,18 @@ def test_bad_arguments_are_refused_in_one_line(tiny_store, tmp_path, capsys):
     assert "no episode store or recording directory" in capsys.readouterr().err
     assert cli_main(["view", str(tiny_store), "--rrd", str(tmp_path / "x.txt")]) == 2
     assert "end in .rrd" in capsys.readouterr().err
+
+
+def test_collect_with_rrd_logs_every_step_it_stores(tmp_path, capsys):
+    store, rrd = tmp_path / "lift.zarr", tmp_path / "collect.rrd"
+    assert cli_main(["collect", "--task", "lift", "--episodes", "1", "--expert", "--image-size", "none",
+                     "--out", str(store), "--rrd", str(rrd)]) == 0
+    assert f"rerun view: {rrd}" in capsys.readouterr().out
+    with EpisodeStore.open(store) as s:
+        episode = s.get_episode(0)
+    contents = read_rrd(rrd)
+    assert contents.steps() == list(range(len(episode["action"])))
+    np.testing.assert_allclose(transform_at(contents, "/world/tcp", 3)[:3, 3], episode["tcp_position"][3], atol=1e-6)
+    executed = np.asarray([v for _, v in contents.values("/actions/executed", "Scalars:scalars")])
+    np.testing.assert_allclose(executed, episode["action"], atol=1e-6)
+    assert "Transform3D:translation" in contents.components("/world/objects/cube/ground_truth")
