@@ -9,9 +9,11 @@ loading an export with LeRobot's own ``LeRobotDataset`` and training its diffusi
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -132,8 +134,6 @@ def test_export_matches_what_lerobot_itself_writes(exported):
 
 def test_a_dataset_lerobot_wrote_imports(tmp_path):
     """LeRobot's AV1 video, fixed-size lists and Array2D depth, read back; images within AV1's loss."""
-    import sys
-
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from lerobot_check import reference_episodes
 
@@ -218,3 +218,17 @@ def test_statistics_are_those_of_the_data(twin_store, exported):
     for name, want in [("mean", pixels.mean(0)), ("std", pixels.std(0)), ("q01", np.quantile(pixels, 0.01, axis=0)),
                        ("q50", np.quantile(pixels, 0.5, axis=0)), ("q99", np.quantile(pixels, 0.99, axis=0))]:
         np.testing.assert_allclose(got[name].reshape(3), want, atol=1e-9, err_msg=name)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("lerobot") is None,
+                    reason="lerobot is not installable beside the stack's pins (lerobot 0.4.4 pins torch<2.11, "
+                           "torchvision<0.26, diffusers<0.36); benchmarks/lerobot_check.py gives a --target install")
+def test_lerobot_loads_the_export_and_its_diffusion_policy_trains(twin_store, exported):
+    """With LeRobot importable: LeRobotDataset reads every frame as stored, and its diffusion policy trains."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from lerobot_check import frames_match, train_steps
+
+    n, pixel_error, vector_error = frames_match(exported, twin_store, max_episodes=2)
+    assert n > 0 and pixel_error == 0 and vector_error == 0
+    losses = train_steps(exported, steps=2, batch_size=4)
+    assert len(losses) == 2 and np.isfinite(losses).all()
