@@ -47,7 +47,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from robot_learning.sessions.evaluate import evaluate_policy, plot_eval_summary
 
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval"
-    report = evaluate_policy(args.checkpoint, task=args.task, cell=args.cell, n_episodes=args.episodes,
+    view = None
+    if args.rrd or args.view:
+        from functools import partial
+
+        from robot_learning.viz.rerun_view import session_view
+
+        view = partial(session_view, rrd=args.rrd, spawn=args.view)
+    report = evaluate_policy(args.checkpoint, view=view, task=args.task, cell=args.cell, n_episodes=args.episodes,
                              n_envs=args.envs, seed=args.seed, out=out, n_videos=args.videos, device=args.device,
                              backend=twin_backend(args),
                              progress=not args.no_progress, half=args.half, compile_unet=args.compile,
@@ -102,4 +109,6 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the U-Net (CUDA; slow first chunk)")
     p.add_argument("--no-progress", action="store_true")
     add_backend_args(p)
+    p.add_argument("--rrd", default=None, help="log the first twin's episodes to this rerun file (headless)")
+    p.add_argument("--view", action="store_true", help="log the first twin's episodes to a rerun viewer it opens")
     p.set_defaults(func=cmd_eval)

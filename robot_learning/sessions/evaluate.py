@@ -100,7 +100,8 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
                     num_inference_steps: int | None = None, zero_noise: bool | None = None,
                     env_wrapper: Callable[[Any], Any] | None = None, runtime: str = "auto",
                     precision: str = "fp32",
-                    backend: TwinBackend | None = None) -> EvalReport:
+                    backend: TwinBackend | None = None,
+                    view: Callable[[CellConfig, TaskConfig], Any] | None = None) -> EvalReport:
     """Evaluate ``checkpoint`` on ``task`` (default: the task it was trained on); write into ``out`` if given.
 
     ``cpu_threads``: torch threads for inference on a CPU. One by default: the twin processes use the other
@@ -112,6 +113,8 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
     (:mod:`robot_learning.runtime.chunking`); None: no delay, chunks replace each other.
     ``env_wrapper``: wraps each twin in its worker (picklable), e.g. ``sim.randomisation.randomised_wrapper``.
     ``backend``: where the twins run (default: subprocesses here; Ray actors with ``TwinBackend(kind="ray")``).
+    ``view``: makes a :class:`robot_learning.viz.rerun_view.RerunView` from the cell and task; it logs the first
+    twin's counted episodes step by step (observation, action, reward) and is closed at the end.
     ``runtime``/``precision``: how chunks are sampled (:mod:`robot_learning.runtime.fast_inference`; ``auto``: the
     fast sampler where it supports the model, ``eager`` to fall back).
     """
@@ -127,6 +130,7 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
         log.info("no videos: %s sees no cameras (a state-only policy), so there are no frames to show", checkpoint)
         n_videos = 0
     cell, task = _cell_and_task(policy, checkpoint, task, cell)
+    viewer = view(cell, task) if view is not None else None
     n_envs = max(1, min(n_envs, n_episodes))
     out = Path(out) if out is not None else None
     envs = make_twins(n_envs, backend, cell=cell, task=task, image_size=policy.image_size, wrapper=env_wrapper)
@@ -138,9 +142,11 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
         videos = _VideoKeeper(None if out is None else out / "videos", n_videos, n_envs, policy.camera_keys, period_s)
         start = time.monotonic()
         results = _roll_out(envs, runners, policy, episode_quotas(n_episodes, n_envs), seed, period_s, videos,
-                            desc=f"eval {task.name}", progress=progress)
+                            desc=f"eval {task.name}", progress=progress, view=viewer)
     finally:
         envs.close()
+        if viewer is not None:
+            viewer.close()
         for runner in runners:
             runner.close()
     k, n = sum(r["success"] for r in results), len(results)
@@ -188,7 +194,7 @@ def _make_runners(policy, n_envs: int, action_dim: int, period_s: float,
 
 
 def _roll_out(envs, runners: list[PolicyRunner], policy, quota: list[int], seed: int, period_s: float,
-              videos: _VideoKeeper, desc: str, progress: bool) -> list[dict[str, Any]]:
+              videos: _VideoKeeper, desc: str, progress: bool, view=None) -> list[dict[str, Any]]:
     """Step all envs until each has ended its ``quota`` of episodes; one result per counted episode, in the
     order they ended. Episodes past an env's quota run on (the vector env steps every env) but are not counted."""
     from sim.vector import ended_episode_outcomes
@@ -198,6 +204,8 @@ def _roll_out(envs, runners: list[PolicyRunner], policy, quota: list[int], seed:
     results: list[dict[str, Any]] = []
     done, steps = [0] * n_envs, [0] * n_envs
     obs, _ = envs.reset(seed=seed)
+    if view is not None:
+        view.start_episode(0, {"env": 0})
     bar = tqdm(total=n_episodes, desc=desc, unit="ep", disable=not progress)
     while sum(done) < n_episodes:
         actions = np.zeros((n_envs, action_dim), np.float32)
@@ -207,7 +215,10 @@ def _roll_out(envs, runners: list[PolicyRunner], policy, quota: list[int], seed:
                 videos.add(i, obs_i, f"step {steps[i]}")
             runner.observe(obs_i, steps[i] * period_s)
             actions[i] = runner.next_action(steps[i] * period_s).action
-        obs, _, terminated, truncated, info = envs.step(actions)
+        seen = {k: v[0] for k, v in obs.items()} if view is not None and done[0] < quota[0] else None
+        obs, rewards, terminated, truncated, info = envs.step(actions)
+        if seen is not None:
+            view.log_step(seen, actions[0], float(rewards[0]), t_s=steps[0] * period_s)
         ended = np.flatnonzero(terminated | truncated)
         outcomes = ended_episode_outcomes(info, n_envs) if ended.size else []
         for i in ended:
@@ -221,6 +232,8 @@ def _roll_out(envs, runners: list[PolicyRunner], policy, quota: list[int], seed:
                 videos.episode_ended(i, success, info["final_obs"][i], steps[i] + 1)
             runners[i].reset()
             steps[i] = 0
+            if view is not None and i == 0 and done[0] < quota[0]:
+                view.start_episode(done[0], {"env": 0})
             videos.discard(i)
         for i in np.flatnonzero(~(terminated | truncated)):
             steps[i] += 1
