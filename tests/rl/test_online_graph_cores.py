@@ -167,3 +167,16 @@ def test_the_learner_learns_committed_episodes_once_and_resumes_from_its_state(t
     assert report.version == 2
     restarted_start = restarted.policy.state_dict()
     assert any(not torch.equal(weights[k], restarted_start[k]) for k in weights)  # it went on learning
+
+
+def test_the_live_view_writes_a_png_and_a_line_without_a_display(tmp_path):
+    from robot_learning.sessions.finetune_dashboard import render_dashboard, summary_line
+
+    status = {"phase": "running", "episode": 3, "step": 7, "weights_version": 1,
+              "outcomes": [{"index": 0, "success": True}, {"index": 1, "success": False},
+                           {"index": 2, "committed": None, "aborted": True}]}
+    line = summary_line(status, {"speed_clamp": 2, "stale_hold": 0}, "grasp the peg")
+    assert "success 1/2" in line and "speed_clamp 2" in line and "stale_hold" not in line and "grasp the peg" in line
+    image = np.zeros((12, 16, 3), np.uint8)
+    path = render_dashboard(tmp_path / "view.png", image, status, {}, None)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(tmp_path.glob(".*tmp*"))
