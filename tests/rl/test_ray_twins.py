@@ -67,3 +67,13 @@ def test_ray_twins_give_the_in_process_rollout_for_the_same_seeds(state_base, lo
 def test_more_ray_workers_than_twins_is_refused(local_ray):
     with pytest.raises(ValueError, match="at most one worker per twin"):
         make_twins(2, TwinBackend(kind="ray", ray_workers=3), image_size=None)
+
+
+def test_ray_flags_without_the_ray_backend_or_with_online_are_refused_before_anything_starts(tmp_path, capsys):
+    from robot_learning.cli.main import main
+
+    missing = str(tmp_path / "no_such_policy.pt")  # never read: the flags are refused first
+    assert main(["finetune", "--checkpoint", missing, "--ray-workers", "2", "--out", str(tmp_path / "a")]) == 2
+    assert "need --backend ray" in capsys.readouterr().err
+    assert main(["finetune", "--online", "--backend", "ray", "--checkpoint", missing, "--out", str(tmp_path)]) == 2
+    assert "no --backend ray" in capsys.readouterr().err
