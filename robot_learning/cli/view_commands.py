@@ -46,7 +46,7 @@ def cmd_view(args: argparse.Namespace) -> int:
             task = args.task or load_task(store.attrs.get("task") or "lift")
             episodes = parse_episodes(args.episodes, store.n_episodes)
             with RerunView(cell, task, rrd, spawn=args.spawn, cloud=not args.no_cloud) as view:
-                steps = log_store_episodes(view, store, episodes)
+                steps = log_store_episodes(view, store, episodes, estimate=args.estimate)
         print(f"logged {len(episodes)} episode(s), {steps} steps of {source} ({cell.name}, {task.name})")
     if rrd is None:
         return 0
@@ -75,6 +75,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--cell", type=cell_arg, default=None, help="cell (default: the store's; franka_3cam)")
     p.add_argument("--task", type=task_arg, default=None, help="task (default: the store's; lift)")
     p.add_argument("--no-cloud", action="store_true", help="do not fuse depth into a cloud")
+    p.add_argument("--estimate", action="store_true",
+                   help="stores with depth: run the object-state estimator on each step's cloud and log its poses")
     p.add_argument("--real-time", action="store_true",
                    help="recordings: at their frame rate, as cameras deliver (default: every frame)")
     p.add_argument("--max-framesets", type=int, default=None, help="recordings: stop after this many framesets")

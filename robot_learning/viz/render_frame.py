@@ -72,7 +72,7 @@ def render_frame(contents: RrdContents, step: int, out: str | Path, title: str =
                 fig.colorbar(shown, ax=ax, fraction=0.046, label="depth [m]")
             ax.set_title(f"{camera} depth")
             ax.axis("off")
-    ax3 = fig.add_subplot(grid[:, n_cols:], projection="3d")
+    ax3 = fig.add_subplot(grid[:, n_cols:], projection="3d", computed_zorder=False)  # the cloud stays behind
     _draw_scene(ax3, contents, cameras, step)
     ax_t = fig.add_subplot(grid[rows:, :n_cols])
     _draw_series(ax_t, contents, step)
@@ -96,7 +96,7 @@ def _draw_scene(ax, contents: RrdContents, cameras: list[str], step: int) -> Non
             rgba = np.stack([(c >> 24) & 255, (c >> 16) & 255, (c >> 8) & 255], axis=1) / 255.0
         keep = slice(None, None, max(1, len(points) // 15000))
         ax.scatter(points[keep, 0], points[keep, 1], points[keep, 2], s=1, c=None if rgba is None else rgba[keep],
-                   depthshade=False)
+                   depthshade=False, alpha=0.5, zorder=1)
     for camera in cameras:
         T = transform_at(contents, f"{CAMERA_PREFIX}{camera}", step)
         K = contents.at_step(f"{CAMERA_PREFIX}{camera}/image", "Pinhole:image_from_camera", step)
@@ -110,24 +110,25 @@ def _draw_scene(ax, contents: RrdContents, cameras: list[str], step: int) -> Non
     path = contents.at_step("/world/tcp_path", "LineStrips3D:strips", step)
     if path:
         strip = np.asarray(path[0], dtype=float)
-        ax.plot(strip[:, 0], strip[:, 1], strip[:, 2], color="goldenrod", lw=2, label="TCP path")
+        ax.plot(strip[:, 0], strip[:, 1], strip[:, 2], color="goldenrod", lw=2.5, label="TCP path", zorder=5)
     tcp = transform_at(contents, "/world/tcp", step)
     if tcp is not None:
         for axis, colour in zip(range(3), ("r", "g", "b"), strict=True):
             end = tcp[:3, 3] + 0.05 * tcp[:3, axis]
-            ax.plot(*np.stack([tcp[:3, 3], end], axis=1), color=colour, lw=2)
+            ax.plot(*np.stack([tcp[:3, 3], end], axis=1), color=colour, lw=2, zorder=6)
     for entity in sorted(e for e in contents.entities if e.startswith("/world/objects/") and e.count("/") == 4):
         T = transform_at(contents, entity, step)
         if T is not None:
-            kind = entity.rsplit("/", 1)[-1]
-            ax.scatter(*T[:3, 3], marker="s" if kind == "ground_truth" else "x", s=60,
-                       color="red" if kind == "ground_truth" else "cyan", label=entity.split("/", 3)[-1])
+            truth = entity.endswith("/ground_truth")
+            style = {"marker": "s", "s": 70, "edgecolors": "red", "facecolors": "none"} if truth else \
+                {"marker": "x", "s": 110, "color": "cyan"}
+            ax.scatter(*T[:3, 3], label=entity.split("/", 3)[-1], zorder=7, linewidths=2.5, **style)
     for kind, colour in (("executed", "green"), ("base", "blue"), ("residual", "orange")):
         origins = contents.at_step(f"/world/actions/{kind}", "Arrows3D:origins", step)
         vectors = contents.at_step(f"/world/actions/{kind}", "Arrows3D:vectors", step)
         if origins and vectors:
             o, v = np.asarray(origins[0], float), np.asarray(vectors[0], float)
-            ax.quiver(*o, *v, color=colour, label=f"{kind} action (x5)")
+            ax.quiver(*o, *v, color=colour, label=f"{kind} action (x5)", zorder=8, lw=2)
     ax.set_xlabel("x [m]")
     ax.set_ylabel("y [m]")
     ax.set_zlabel("z [m]")
@@ -144,9 +145,7 @@ def _draw_series(ax, contents: RrdContents, step: int) -> None:
         if series is not None:
             steps, values = series
             for d in range(min(values.shape[1], 3)):
-                ax.plot(steps, values[:, d], lw=1, label=f"{label} {'xyz'[d]} [m]")
-            if values.shape[1] >= 7:
-                ax.plot(steps, values[:, 6] * 0.01, lw=1, ls="--", label=f"{label} gripper (x0.01)")
+                ax.plot(steps, values[:, d], lw=1, label=f"{label} d{'xyz'[d]} [m]")
             drawn = True
     reward = _series(contents, "/reward", step)
     if reward is not None:
@@ -157,6 +156,6 @@ def _draw_series(ax, contents: RrdContents, step: int) -> None:
         drawn = True
     ax.axvline(step, color="grey", lw=0.8)
     ax.set_xlabel("step")
-    ax.set_title("time series up to this step")
+    ax.set_title("time series up to this step (translation of the actions; rerun shows all 7 dimensions)")
     if drawn:
         ax.legend(loc="upper left", fontsize=7, ncol=2)

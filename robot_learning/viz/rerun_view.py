@@ -220,8 +220,17 @@ class RerunView:
             if depth is not None:
                 rec.log(f"world/cameras/{name}/image/depth", rr.DepthImage(np.asarray(depth, np.float32), meter=1.0))
 
+    def fused_cloud(self, obs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+        """The step's depth images fused into a base-frame cloud (points [m], colours in [0, 1]), as
+        :meth:`log_step` logs it; None without depth (or without open3d)."""
+        T_base_tcp = None
+        if "tcp_position" in obs and "tcp_quaternion" in obs:
+            T_base_tcp = pose_to_matrix(np.asarray(obs["tcp_position"], float),
+                                        np.asarray(obs["tcp_quaternion"], float))
+        return self._fuse(obs, None if T_base_tcp is None else T_base_tcp @ self._T_tcp_flange)
+
     def _fuse(self, obs: Mapping[str, np.ndarray], T_base_flange: np.ndarray | None):
-        """The steps's depth images fused as perception fuses live frames (``PointCloudFuser``)."""
+        """The step's depth images fused as perception fuses live frames (``PointCloudFuser``)."""
         names = [n for n in self.cameras if f"{n}_depth" in obs and f"{n}_rgb" in obs]
         if T_base_flange is None:
             names = [n for n in names if self.cameras[n].mount is CameraMount.static]

@@ -37,10 +37,22 @@ def parse_episodes(text: str, n_episodes: int) -> list[int]:
     return chosen
 
 
-def log_store_episodes(view: RerunView, store, episodes: Sequence[int]) -> int:
-    """Log ``episodes`` of an open :class:`EpisodeStore`; returns the number of steps logged."""
+def log_store_episodes(view: RerunView, store, episodes: Sequence[int], estimate: bool = False) -> int:
+    """Log ``episodes`` of an open :class:`EpisodeStore`; returns the number of steps logged.
+
+    ``estimate``: run the object-state estimator on each step's fused cloud (stores with depth) and log its poses
+    as ``estimated`` beside the episode's own (the twin's truth, for twin episodes)."""
+    estimator = None
+    if estimate:
+        from perception.object_state import ObjectStateEstimator
+
+        if view.task is None:
+            raise ValueError("estimating object poses needs the task (its objects)")
+        estimator = ObjectStateEstimator(view.task)
     steps = 0
     for index in episodes:
+        if estimator is not None:
+            estimator.reset()
         episode = store.get_episode(index)
         info = store.episode_info(index)
         view.start_episode(index, {k: info[k] for k in ("success", "seed", "operator") if k in info})
@@ -49,8 +61,18 @@ def log_store_episodes(view: RerunView, store, episodes: Sequence[int]) -> int:
         obs_keys = [k for k in episode if k not in STEP_KEYS and k not in scalar_keys]
         for t in range(n):
             obs = {k: episode[k][t] for k in obs_keys}
+            cloud = estimates = None
+            if estimator is not None:
+                cloud = view.fused_cloud(obs)
+                if cloud is None:
+                    raise ValueError("--estimate needs depth in the store (collect --depth) to fuse a cloud from")
+                found = estimator.update(cloud[0], cloud[1], float(episode["timestamp"][t]) if "timestamp" in episode
+                                         else t * view._period_s)
+                estimates = {name: e.T_base_object for name, e in found.items()}
             view.log_step(
                 obs,
+                cloud=cloud,
+                estimates=estimates,
                 action=episode["action"][t] if "action" in episode else None,
                 reward=float(episode["reward"][t]) if "reward" in episode else None,
                 t_s=float(episode["timestamp"][t]) if "timestamp" in episode else None,

@@ -196,3 +196,5 @@ def test_collect_with_rrd_logs_every_step_it_stores(tmp_path, capsys):
     executed = np.asarray([v for _, v in contents.values("/actions/executed", "Scalars:scalars")])
     np.testing.assert_allclose(executed, episode["action"], atol=1e-6)
     assert "Transform3D:translation" in contents.components("/world/objects/cube/ground_truth")
+    assert cli_main(["view", str(store), "--rrd", str(tmp_path / "e.rrd"), "--estimate"]) == 2
+    assert "--estimate needs depth in the store" in capsys.readouterr().err
