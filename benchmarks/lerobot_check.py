@@ -4,11 +4,8 @@ Needs ``lerobot`` importable, which it cannot be in the project's environment (l
 Python 3.11, pins torch<2.11, torchvision<0.26, diffusers<0.36, packaging<26, opencv<4.13, rerun-sdk<0.27 and
 draccus 0.10). What ran on a 2-core CPU beside the stack's pins (torch 2.14.1)::
 
-    pip install --target /tmp/lerobot_site --no-deps lerobot==0.4.4 draccus==0.11.6 "datasets>=4,<5" \\
-        mergedeep typing_inspect mypy_extensions multiprocess pandas dill xxhash accelerate pyserial future \\
-        iso8601 deepdiff orderly_set cachebox av einops "httpx<1" httpcore h11 anyio sniffio torchcodec==0.17.0
-    apt-get install libavcodec59 libavformat59 libavutil57 libswscale6 libswresample4 libavdevice59 libavfilter8
-    PYTHONPATH=/tmp/lerobot_site .venv/bin/python benchmarks/lerobot_check.py --store outputs/demo/lift_demos.zarr
+    bash scripts/install_lerobot_check.sh          # lerobot 0.4.4 --no-deps into .venv/lerobot-site, FFmpeg libs
+    PYTHONPATH=.venv/lerobot-site .venv/bin/python benchmarks/lerobot_check.py --store outputs/demo/lift_demos.zarr
 
 (torchvision 0.29 has no video reader, so LeRobot decodes through torchcodec, which needs the system's FFmpeg
 libraries.) It prints: the export's size and time, whether ``LeRobotDataset`` opened it, the largest difference

@@ -222,7 +222,7 @@ def test_statistics_are_those_of_the_data(twin_store, exported):
 
 @pytest.mark.skipif(importlib.util.find_spec("lerobot") is None,
                     reason="lerobot is not installable beside the stack's pins (lerobot 0.4.4 pins torch<2.11, "
-                           "torchvision<0.26, diffusers<0.36); benchmarks/lerobot_check.py gives a --target install")
+                           "torchvision<0.26, diffusers<0.36); scripts/install_lerobot_check.sh installs it aside")
 def test_lerobot_loads_the_export_and_its_diffusion_policy_trains(twin_store, exported):
     """With LeRobot importable: LeRobotDataset reads every frame as stored, and its diffusion policy trains."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
