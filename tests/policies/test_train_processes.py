@@ -50,7 +50,7 @@ def _chunks(policy_path, store_path):
     """Deterministic (zero-noise DDIM) action chunks of a policy for the first 16 training windows."""
     policy = DiffusionPolicy.from_checkpoint(policy_path, device="cpu", zero_noise=True)
     with EpisodeStore.open(store_path) as store:
-        arrays, ends = load_arrays(store, policy.obs_keys + ["action"])
+        arrays, ends = load_arrays(store, [*policy.obs_keys, "action"])
     windows = WindowDataset(arrays, ends, policy.obs_keys, "action", policy.n_obs_steps, 8, 4, [])
     batch = windows.batch(np.arange(16))
     return policy.predict_chunks({k: batch[k] for k in policy.obs_keys})
