@@ -166,7 +166,9 @@ class FinetuneSessionNode(Node):
 
     def publish(self, status: dict) -> None:
         self._status.publish(String(data=json.dumps(status)))
-        self.get_logger().info(f"{status['phase']}: episode {status['episode']}")
+        if (status["phase"], status["episode"]) != getattr(self, "_logged", None):
+            self._logged = (status["phase"], status["episode"])
+            self.get_logger().info(f"{status['phase']}: episode {status['episode']}")
 
 
 def main(args: list[str] | None = None) -> int:

@@ -198,7 +198,7 @@ class EpisodeLoop:
                 return
 
     def _run_episode(self, index: int) -> dict | None:
-        started, held = time.monotonic(), False
+        started, held, published = time.monotonic(), False, time.monotonic()
         horizon_at: float | None = None
         while not self.stop.is_set():
             if self._abort:
@@ -210,6 +210,9 @@ class EpisodeLoop:
                 held = self._paused
                 self.io.hold(held)
             progress = self.io.progress()
+            if progress.steps != self.status.step and time.monotonic() - published >= 1.0:  # the live view's step
+                self.status.step, published = progress.steps, time.monotonic()
+                self.io.publish(json.loads(self.status.to_json()))
             self.status.step = progress.steps
             with self._lock:
                 label = self._label
