@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import shutil
 import time
 import uuid
@@ -331,18 +332,20 @@ def _foreign_features(info: dict[str, Any]) -> dict[str, Feature]:
 
     out = {}
     for name, ft in info["features"].items():
-        if name in INDEX_FEATURES or ft.get("dtype") in ("string", "image"):
+        if name in INDEX_FEATURES or ft.get("dtype") == "string":
             continue
         shape = tuple(ft["shape"])
         short = name.removeprefix("observation.").removeprefix("images.").replace(".", "_").replace("-", "_")
         if name.startswith("observation.depth."):
             short = f"{name.removeprefix('observation.depth.')}_depth".replace(".", "_").replace("-", "_")
-        if ft["dtype"] == "video":
+        if ft["dtype"] in ("video", "image"):  # videos, or PNG files inside the data files
             key = f"{short}_rgb"
-            out[name] = Feature(name, "video", np.dtype(np.uint8), shape, [(key, ArraySpec(shape, np.uint8, "rgb8"))])
+            out[name] = Feature(name, ft["dtype"], np.dtype(np.uint8), shape,
+                                [(key, ArraySpec(shape, np.uint8, "rgb8"))])
             continue
         key = {"action": "action", "next_reward": "reward"}.get(short, short)
-        key = key if key.isidentifier() else f"f_{abs(hash(key)) % 10**6}"
+        key = re.sub(r"\W", "_", key)
+        key = key if key.isidentifier() else f"f_{key}"
         names = ft.get("names")
         desc = f"LeRobot feature {name}" + (f", names {names}" if names else "")
         spec_shape = () if shape == (1,) else shape
@@ -410,6 +413,8 @@ def import_lerobot(dataset: str | Path, out: str | Path) -> TransferReport:
                     vpath = root / info["video_path"].format(video_key=name, chunk_index=ep[f"{key}/chunk_index"],
                                                              file_index=ep[f"{key}/file_index"])
                     values = readers[name].read(vpath, round(ep[f"{key}/from_timestamp"] * fps), n)
+                elif f.kind == "image":
+                    values = _png_frames(name, part.column(name), f.shape)
                 else:
                     values = column_values(part.column(name), f.shape, f.dtype)
                 data.update(f.split(values))
@@ -422,8 +427,23 @@ def import_lerobot(dataset: str | Path, out: str | Path) -> TransferReport:
         for r in readers.values():
             r.close()
     notes = [] if ours else ["not written by manip-stack: units are 'unspecified', success unknown (False)"]
+    skipped = [n for n, ft in info["features"].items() if n not in features and n not in INDEX_FEATURES]
+    if skipped:
+        notes.append(f"not imported (text): {', '.join(skipped)}")
     return TransferReport(root, out, len(episodes), frames, time.monotonic() - t0, _dir_bytes(out),
                           _dir_bytes(root), tuple(notes))
+
+
+def _png_frames(name: str, column: pa.ChunkedArray, shape: tuple[int, ...]) -> np.ndarray:
+    """RGB frames of an ``image`` feature: PNG bytes in a {bytes, path} struct column, as ``datasets.Image``."""
+    import imageio.v3 as iio
+
+    frames = [iio.imread(cell["bytes"], extension=".png") for cell in column.to_pylist()]
+    frames = [np.repeat(f[..., None], 3, axis=-1) if f.ndim == 2 else f[..., :3] for f in frames]
+    out = np.stack(frames).astype(np.uint8)
+    if out.shape[1:] != shape:
+        raise ValueError(f"image feature {name!r}: frames are {out.shape[1:]}, info.json says {shape}")
+    return out
 
 
 def _commit(store: EpisodeStore, data: dict[str, np.ndarray], ep: dict[str, Any], texts: list[str]) -> None:

@@ -67,7 +67,7 @@ class Feature:
     """One LeRobot feature and the store arrays it holds (several for ``observation.state``, else one)."""
 
     name: str
-    kind: str  # "video" | "value" (shape (1,)) | "list" (1-D) | "array" (2-D and up)
+    kind: str  # "video" | "value" (shape (1,)) | "list" (1-D) | "array" (2-D and up) | "image" (PNG, import only)
     dtype: np.dtype
     shape: tuple[int, ...]
     parts: list[tuple[str, ArraySpec]] = field(default_factory=list)

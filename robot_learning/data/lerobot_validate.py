@@ -115,7 +115,7 @@ def _check_data(root: Path, info: dict[str, Any], episodes: list[dict[str, Any]]
             storage = got.type.storage_type if isinstance(got.type, pa.ExtensionType) else got.type
             if storage != want.type:
                 problems.append(f"{rel}: column {name!r} is {got.type}, LeRobot reads {want.type}")
-        extra = sorted(set(schema.names) - set(columns))
+        extra = sorted(set(schema.names) - {n for n, ft in info["features"].items() if ft["dtype"] != "video"})
         if extra:
             problems.append(f"{rel}: columns {extra} are not features in info.json")
         hf = json.loads((schema.metadata or {}).get(b"huggingface", b"{}")).get("info", {}).get("features", {})
