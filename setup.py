@@ -109,6 +109,7 @@ setup(
             "session_node = robot_learning.ros.session_node:main",
             "camera_node = perception.ros.camera_node:main",
             "perception_node = perception.ros.perception_node:main",
+            "object_state_node = perception.ros.object_state_node:main",
             "policy_node = robot_learning.ros.policy_node:main",
             "finetune_policy_node = robot_learning.ros.finetune_policy_node:main",
             "learner_node = robot_learning.ros.learner_node:main",

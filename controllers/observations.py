@@ -8,6 +8,9 @@ An observation is a dict of arrays, the same on the twin and on the robot:
   (what the robot measures, so it lives beside the robot interface);
 - sim-only keys (``privileged``, ``privileged_relative``): the twin's exact scene state, never observable on
   the robot. Their length depends on the task, so the schema gives them no shape of its own.
+- estimated keys (``estimated``, ``estimated_relative``, ``estimate_confidence``): the same scene state as the
+  sim-only keys, same layout, units and frames, estimated from the cameras (:mod:`perception.task_state`), on the
+  robot and in the twin alike.
 
 The twin's env, the recorder, the bag importer and the episode store's specs
 (``robot_learning.data.specs.episode_specs``) all take keys, shapes and units from here.
@@ -69,7 +72,21 @@ SIM_ONLY: dict[str, ObservationKey] = {k.name: k for k in (
                    sim_only=True),
 )}
 
+# The robot's own view of the same scene: what perception.task_state makes of the cameras, laid out exactly as the
+# sim-only keys (a policy trained on one reads the other), plus how sure it is of each object and fixture.
+ESTIMATED: dict[str, ObservationKey] = {k.name: k for k in (
+    ObservationKey("estimated", None, _F32, "m|1", "base",
+                   "object then fixture poses estimated from the cameras, position + quaternion (x, y, z, w)"),
+    ObservationKey("estimated_relative", None, _F32, "m|1|rad", None,
+                   "the task errors of privileged_relative computed from the estimated poses"),
+    ObservationKey("estimate_confidence", None, _F32, "1", None,
+                   "per object then fixture: the estimator's confidence, 0 when lost", low=0.0, high=1.0),
+)}
+# Which robot-available key stands for each sim-only key (same layout, units and frames).
+ESTIMATE_OF: dict[str, str] = {"privileged": "estimated", "privileged_relative": "estimated_relative"}
+
 PROPRIO_KEYS: tuple[str, ...] = tuple(PROPRIOCEPTION)
+ESTIMATED_KEYS: tuple[str, ...] = tuple(ESTIMATED)
 SIM_ONLY_KEYS: tuple[str, ...] = tuple(SIM_ONLY)
 NOT_POLICY_INPUTS: tuple[str, ...] = (*SIM_ONLY_KEYS, *(k for k, v in PROPRIOCEPTION.items() if not v.policy_input))
 
@@ -93,9 +110,11 @@ def camera_keys(camera: str, optical_frame: str, image_size: tuple[int, int], de
 
 
 def observation_schema(cell: CellConfig, cameras: Sequence[str], image_size: tuple[int, int] | None, depth: bool,
-                       sim_dims: Mapping[str, int] | None = None) -> dict[str, ObservationKey]:
-    """Every key of an observation: the cameras' images (none when ``image_size`` is None), proprioception, and
-    with ``sim_dims`` (length of each sim-only key, from the twin's task) the sim-only keys."""
+                       sim_dims: Mapping[str, int] | None = None,
+                       estimated_dims: Mapping[str, int] | None = None) -> dict[str, ObservationKey]:
+    """Every key of an observation: the cameras' images (none when ``image_size`` is None), proprioception, with
+    ``sim_dims`` (length of each sim-only key, from the twin's task) the sim-only keys, and with ``estimated_dims``
+    the estimated keys (from :class:`perception.task_state.TaskStateLayout`)."""
     schema: dict[str, ObservationKey] = {}
     if image_size is not None:
         for name in cameras:
@@ -106,6 +125,11 @@ def observation_schema(cell: CellConfig, cameras: Sequence[str], image_size: tup
         if unknown:
             raise KeyError(f"sim_dims {unknown} are not sim-only keys {list(SIM_ONLY_KEYS)}")
         schema.update((key, SIM_ONLY[key].with_shape((n,))) for key, n in sim_dims.items())
+    if estimated_dims is not None:
+        unknown = sorted(set(estimated_dims) - set(ESTIMATED))
+        if unknown:
+            raise KeyError(f"estimated_dims {unknown} are not estimated keys {list(ESTIMATED_KEYS)}")
+        schema.update((key, ESTIMATED[key].with_shape((n,))) for key, n in estimated_dims.items())
     return schema
 
 

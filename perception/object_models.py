@@ -1,7 +1,9 @@
 """What the estimator knows about a task object before it sees it: primitive shape, size, colour, symmetries.
 
-Built from the task file (:class:`hardware_configs.schema.ObjectConfig`). The object frame is MuJoCo's: centred,
-a box's axes along its half sizes, a cylinder's axis along z. A shape's rotational symmetries make some poses
+Built from the task file (:class:`hardware_configs.schema.ObjectConfig`; :class:`HoleFixture` for fixtures). The
+object frame is MuJoCo's: centred, a box's axes along its half sizes, a cylinder's axis along z; a hole block's
+frame sits at the centre of its bottom face (``centre_m``: the geometric centre in the object frame).
+A shape's rotational symmetries make some poses
 indistinguishable: :meth:`ObjectModel.canonical` picks one representative (z up, yaw within the symmetry period
 around 0) and :func:`symmetric_rotation_error_rad` compares rotations modulo them.
 """
@@ -12,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hardware_configs.schema import ObjectConfig
+from hardware_configs.schema import HoleFixture, ObjectConfig
 
 GREY_CHROMA = np.full(3, 1.0 / 3.0)
 SIZE_TOLERANCE = 0.1  # relative: half sizes this close count as equal (a symmetry)
@@ -58,6 +60,9 @@ class ObjectModel:
     rgb: np.ndarray
     symmetries: list[np.ndarray] = field(repr=False)
     continuous_yaw: bool = False
+    centre_m: np.ndarray = field(default_factory=lambda: np.zeros(3))  # geometric centre in the object frame
+    static: bool = False  # a fixture: stays where it was found while the cameras cannot see it
+    hole_half_width_m: float = 0.0  # hole_block: the square through-hole's half width
 
     @classmethod
     def from_config(cls, obj: ObjectConfig) -> ObjectModel:
@@ -70,6 +75,16 @@ class ObjectModel:
             if abs(a - b) <= SIZE_TOLERANCE * max(a, b):
                 generators.append(_rot(axis, np.pi / 2))
         return cls(obj.name, obj.shape, tuple(h), np.asarray(obj.rgba[:3], float), _close_group(generators))
+
+    @classmethod
+    def from_fixture(cls, fixture: HoleFixture) -> ObjectModel:
+        """A block with a square through-hole: square outside and in, so a quarter turn maps it onto itself."""
+        outer = fixture.hole_half_width_m + fixture.wall_thickness_m
+        half = (outer, outer, fixture.height_m / 2.0)
+        symmetries = _close_group([_rot(2, np.pi / 2), _rot(0, np.pi)])  # upside down it looks the same
+        return cls(fixture.name, "hole_block", half, np.asarray(fixture.rgba[:3], float), symmetries,
+                   centre_m=np.array([0.0, 0.0, fixture.height_m / 2.0]), static=True,
+                   hole_half_width_m=fixture.hole_half_width_m)
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -120,21 +135,22 @@ class ObjectModel:
                 caps.append(np.column_stack([disc, np.full(len(disc), sign * hz)]))
                 caps_n.append(np.tile([0.0, 0.0, sign], (len(disc), 1)))
             return np.concatenate([side, *caps]), np.concatenate([side_n, *caps_n])
-        h = np.asarray(self.half_size_m, float)
-        points, normals = [], []
-        for axis in range(3):
-            u, v = [a for a in range(3) if a != axis]
-            gu = np.linspace(-h[u], h[u], max(2, int(np.ceil(2 * h[u] / spacing_m)) + 1))
-            gv = np.linspace(-h[v], h[v], max(2, int(np.ceil(2 * h[v] / spacing_m)) + 1))
-            uu, vv = np.meshgrid(gu, gv)
-            for sign in (-1.0, 1.0):
-                face = np.zeros((uu.size, 3))
-                face[:, u], face[:, v], face[:, axis] = uu.ravel(), vv.ravel(), sign * h[axis]
-                n = np.zeros((uu.size, 3))
-                n[:, axis] = sign
-                points.append(face)
-                normals.append(n)
-        return np.concatenate(points), np.concatenate(normals)
+        if self.shape == "hole_block":
+            return self._hole_block_surface(spacing_m)
+        return _box_surface(np.asarray(self.half_size_m, float), spacing_m)
+
+    def _hole_block_surface(self, spacing_m: float) -> tuple[np.ndarray, np.ndarray]:
+        """The outer box without the hole's part of its top and bottom faces, plus the hole's four inner walls
+        (normals into the hole); in the block's frame (bottom face at z = 0)."""
+        half = np.asarray(self.half_size_m, float)
+        points, normals = _box_surface(half, spacing_m)
+        in_hole = (np.abs(points[:, 0]) < self.hole_half_width_m) & (np.abs(points[:, 1]) < self.hole_half_width_m)
+        keep = ~(in_hole & (np.abs(normals[:, 2]) > 0.5))
+        inner, inner_normals = _box_surface(np.array([self.hole_half_width_m, self.hole_half_width_m, half[2]]),
+                                            spacing_m)
+        sides = np.abs(inner_normals[:, 2]) < 0.5
+        points = np.concatenate([points[keep], inner[sides]]) + self.centre_m
+        return points, np.concatenate([normals[keep], -inner_normals[sides]])
 
     # ------------------------------------------------------------------ symmetry
     def canonical(self, rotation: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
@@ -152,6 +168,24 @@ class ObjectModel:
             if trace > best_trace:
                 best, best_trace = r, trace
         return best
+
+
+def _box_surface(half: np.ndarray, spacing_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Points about ``spacing_m`` apart on a centred box of half sizes ``half`` and their outward normals."""
+    points, normals = [], []
+    for axis in range(3):
+        u, v = [a for a in range(3) if a != axis]
+        gu = np.linspace(-half[u], half[u], max(2, int(np.ceil(2 * half[u] / spacing_m)) + 1))
+        gv = np.linspace(-half[v], half[v], max(2, int(np.ceil(2 * half[v] / spacing_m)) + 1))
+        uu, vv = np.meshgrid(gu, gv)
+        for sign in (-1.0, 1.0):
+            face = np.zeros((uu.size, 3))
+            face[:, u], face[:, v], face[:, axis] = uu.ravel(), vv.ravel(), sign * half[axis]
+            n = np.zeros((uu.size, 3))
+            n[:, axis] = sign
+            points.append(face)
+            normals.append(n)
+    return np.concatenate(points), np.concatenate(normals)
 
 
 def symmetric_rotation_error_rad(model: ObjectModel, rot_estimate: np.ndarray, rot_true: np.ndarray) -> float:

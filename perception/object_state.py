@@ -24,8 +24,11 @@ keeps its last pose (confidence decaying) and is reported ``lost`` after ``lost_
 row, or at once when it was never found. Poses of symmetric shapes are reported modulo their symmetry (z up,
 yaw within half a period of 0; a cylinder's twist about its axis is set to face the base x axis).
 
-Not yet here: an object held in the gripper is tracked like any other (from its previous pose in the cloud,
-falling back to detection), not relative to the TCP; fixtures are not estimated.
+Fixtures (the task file's hole block) are estimated like objects from the points no coloured object claims and
+that are not the gripper's, and, being fixed to the table, are never lost once found: their last pose holds while
+the arm hides them. An object in the gripper (fingers closed to its width, its centre between them) is tracked
+relative to the TCP: the update starts from where the grasp carries it (``T_base_tcp @ T_tcp_object``) and, when
+the cameras see too little of it for a fit, reports that pose (method ``in_gripper``) instead of coasting.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import numpy as np
 import open3d as o3d
 
 from geometry.transforms import invert
-from hardware_configs.schema import ObjectConfig, TaskConfig
+from hardware_configs.schema import HoleFixture, ObjectConfig, TaskConfig
 from perception.object_models import ObjectModel, chromaticity
 
 reg = o3d.pipelines.registration
@@ -97,6 +100,15 @@ class EstimatorParams:
     global_registration: str = "shape"  # initial guesses for detection: "shape" (footprint, OBB) or "fpfh"
     fpfh_radius_m: float = 0.012  # FPFH feature radius (normals from half of it)
     confidence_decay: float = 0.7  # per failed update while coasting
+    static_confidence_decay: float = 0.98  # per failed update of a fixture (it does not move: its pose holds)
+    gripper_clearance_m: float = 0.05  # points this close to the TCP-flange segment are the gripper's
+    grasp_width_margin_m: float = 0.006  # fingers this close to the object's width hold it
+    grasp_centre_m: float = 0.02  # and its centre this close to the TCP (x, y in the TCP frame)
+    held_confidence_decay: float = 0.97  # per update an in-gripper object is reported without a fit
+    plane_refit_every: int = 30  # the table does not move: its plane is refitted every n-th update only
+    static_refit_every: int = 10  # a fixture found with confidence is refitted every n-th update only
+    static_lock_confidence: float = 0.5
+    fixture_on_table_m: float = 0.01  # a detected fixture's bottom lies this close to the table plane
 
 
 @dataclass
@@ -105,6 +117,7 @@ class _Track:
     confidence: float = 0.0
     misses: int = 0
     velocity_m: np.ndarray = field(default_factory=lambda: np.zeros(3))  # last update's translation
+    T_tcp_object: np.ndarray | None = None  # while in the gripper: where the grasp holds it
 
 
 @dataclass(frozen=True)
@@ -127,48 +140,74 @@ class _ModelCloud:
 class ObjectStateEstimator:
     """Tracks the objects of a task (or a list of :class:`ObjectConfig`) in fused base-frame clouds."""
 
-    def __init__(self, objects: TaskConfig | Iterable[ObjectConfig], params: EstimatorParams | None = None) -> None:
-        configs = objects.objects if isinstance(objects, TaskConfig) else list(objects)
+    def __init__(self, objects: TaskConfig | Iterable[ObjectConfig | HoleFixture],
+                 params: EstimatorParams | None = None) -> None:
+        configs = [*objects.objects, *objects.fixtures] if isinstance(objects, TaskConfig) else list(objects)
         self.params = params or EstimatorParams()
         self.models: dict[str, _ModelCloud] = {}
         for config in configs:
-            model = ObjectModel.from_config(config)
+            model = (ObjectModel.from_fixture(config) if isinstance(config, HoleFixture)
+                     else ObjectModel.from_config(config))
             points, normals = model.sample_surface(self.params.model_spacing_m)
             cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
             cloud.normals = o3d.utility.Vector3dVector(normals)
             self.models[model.name] = _ModelCloud(model, cloud)
-        self._tracks = {name: _Track() for name in self.models}
+        self.reset()
 
     def reset(self) -> None:
-        """Forget every previous pose (a new scene)."""
+        """Forget every previous pose and the table (a new scene)."""
         self._tracks = {name: _Track() for name in self.models}
+        self._plane: np.ndarray | None = None  # unit normal (up) and offset of the table
+        self._updates = 0
 
     # ------------------------------------------------------------------ the update
-    def update(self, points_m: np.ndarray, colors: np.ndarray, stamp_s: float = 0.0) -> dict[str, ObjectEstimate]:
-        """One estimate per object from a base-frame cloud (N, 3) [m] with colours (N, 3) in [0, 1]."""
+    def update(self, points_m: np.ndarray, colors: np.ndarray, stamp_s: float = 0.0,
+               T_base_tcp: np.ndarray | None = None, T_base_flange: np.ndarray | None = None,
+               gripper_width_m: float | None = None) -> dict[str, ObjectEstimate]:
+        """One estimate per object and fixture from a base-frame cloud (N, 3) [m] with colours (N, 3) in [0, 1].
+
+        With the TCP and flange poses (4x4, base frame) and the fingers' opening [m] of the cloud's time, the
+        gripper's points are kept off grey shapes and a grasped object is tracked relative to the TCP."""
         points = np.asarray(points_m, dtype=np.float64).reshape(-1, 3)
         colors = np.asarray(colors, dtype=np.float32).reshape(-1, 3)
         points, colors = self.remove_table(points, colors)
-        return {name: self._update_object(mc, points, colors, stamp_s) for name, mc in self.models.items()}
+        self._updates += 1
+        claimed = np.zeros(len(points), dtype=bool)  # points of a coloured object's colour
+        for mc in self.models.values():
+            if mc.model.is_coloured:
+                claimed |= self._colour_mask(mc.model, colors)
+        if T_base_tcp is not None:
+            claimed |= self._near_gripper(points, T_base_tcp, T_base_flange)
+        grip = (T_base_tcp, gripper_width_m) if T_base_tcp is not None and gripper_width_m is not None else None
+        return {name: self._update_object(mc, points, colors, stamp_s, claimed, grip)
+                for name, mc in self.models.items()}
 
-    def update_cloud(self, cloud, stamp_s: float = 0.0) -> dict[str, ObjectEstimate]:
-        """:meth:`update` from a :class:`perception.pointcloud.FusedCloud`."""
-        return self.update(cloud.points_m, cloud.colors, stamp_s)
+    def update_cloud(self, cloud, stamp_s: float = 0.0, **robot) -> dict[str, ObjectEstimate]:
+        """:meth:`update` from a :class:`perception.pointcloud.FusedCloud` (``robot``: TCP/flange/gripper)."""
+        return self.update(cloud.points_m, cloud.colors, stamp_s, **robot)
+
+    def _near_gripper(self, points: np.ndarray, T_base_tcp: np.ndarray, T_base_flange: np.ndarray | None) -> np.ndarray:
+        """Points within ``gripper_clearance_m`` of the segment from the TCP to the flange (the fingers and hand)."""
+        a = np.asarray(T_base_tcp)[:3, 3]
+        b = np.asarray(T_base_flange)[:3, 3] if T_base_flange is not None else a + np.asarray(T_base_tcp)[:3, 2] * -0.1
+        ab = b - a
+        t = np.clip((points - a) @ ab / max(float(ab @ ab), 1e-9), 0.0, 1.0)
+        return np.linalg.norm(points - (a + t[:, None] * ab), axis=1) < self.params.gripper_clearance_m
 
     def remove_table(self, points: np.ndarray, colors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The points above the dominant near-horizontal plane (all of them when there is none)."""
         p = self.params
         if len(points) < 50:
             return points, colors
-        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
-        plane, inliers = cloud.segment_plane(p.plane_distance_m, 3, p.plane_iterations)
-        normal = np.asarray(plane[:3])
-        if abs(normal[2]) < 0.9 * np.linalg.norm(normal) or len(inliers) < 0.1 * len(points):
+        if self._plane is None or self._updates % p.plane_refit_every == 0:
+            cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+            plane, inliers = cloud.segment_plane(p.plane_distance_m, 3, p.plane_iterations)
+            plane = np.asarray(plane) / np.linalg.norm(plane[:3])
+            if abs(plane[2]) >= 0.9 and len(inliers) >= 0.1 * len(points):
+                self._plane = plane if plane[2] > 0 else -plane
+        if self._plane is None:
             return points, colors
-        if normal[2] < 0:
-            plane = -np.asarray(plane)
-        height = points @ plane[:3] / np.linalg.norm(plane[:3]) + plane[3] / np.linalg.norm(plane[:3])
-        keep = height > p.plane_margin_m
+        keep = points @ self._plane[:3] + self._plane[3] > p.plane_margin_m
         return points[keep], colors[keep]
 
     def _colour_mask(self, model: ObjectModel, colors: np.ndarray) -> np.ndarray:
@@ -180,20 +219,34 @@ class ObjectStateEstimator:
         radius = p.colour_tolerance * float(np.linalg.norm(model.chroma - 1.0 / 3.0))
         return bright & (np.linalg.norm(chroma - model.chroma, axis=1) < radius)
 
-    def _update_object(self, mc: _ModelCloud, points: np.ndarray, colors: np.ndarray,
-                       stamp_s: float) -> ObjectEstimate:
+    def _update_object(self, mc: _ModelCloud, points: np.ndarray, colors: np.ndarray, stamp_s: float,
+                       claimed: np.ndarray, grip: tuple[np.ndarray, float] | None) -> ObjectEstimate:
         p, model, track = self.params, mc.model, self._tracks[mc.model.name]
-        candidates = points[self._colour_mask(model, colors)]
+        if (model.static and track.T_base_object is not None and track.confidence >= p.static_lock_confidence
+                and self._updates % p.static_refit_every != 0):  # fixed to the table: keep the locked pose
+            return ObjectEstimate(model.name, track.T_base_object.copy(), track.confidence, TrackState.tracking, 0,
+                                  stamp_s, method="static")
+        mask = self._colour_mask(model, colors) if model.is_coloured else ~claimed
+        candidates = points[mask]
+        held_pose = None
+        if grip is not None and track.T_tcp_object is not None:
+            if self._holds(model, grip[1]):
+                held_pose = grip[0] @ track.T_tcp_object
+            else:
+                track.T_tcp_object = None  # released
         fit, method = None, "none"
         if track.T_base_object is not None:
             predicted = track.T_base_object.copy()
             predicted[:3, 3] += track.velocity_m  # constant velocity between updates
-            near = np.linalg.norm(candidates - predicted[:3, 3], axis=1) < model.radius_m + p.track_margin_m
+            if held_pose is not None:
+                predicted = held_pose  # the grasp carries it
+            centre = predicted[:3, :3] @ model.centre_m + predicted[:3, 3]
+            near = np.linalg.norm(candidates - centre, axis=1) < model.radius_m + p.track_margin_m
             fit = self._refine(mc, candidates[near], predicted)
             method = "tracked"
             if not self._good(fit):
                 fit, method = None, "none"
-        if fit is None or fit.fitness < p.track_fitness:
+        if held_pose is None and (fit is None or fit.fitness < p.track_fitness):
             detected = self._detect(mc, candidates)
             if self._good(detected) and (fit is None or detected.score() > fit.score()):
                 fit, method = detected, "detected"
@@ -203,17 +256,44 @@ class ObjectStateEstimator:
             track.T_base_object = fit.T_base_object
             track.confidence = self.confidence(fit)
             track.misses = 0
+            if grip is not None and not model.static and self._in_grasp(model, fit.T_base_object, *grip):
+                track.T_tcp_object = invert(grip[0]) @ fit.T_base_object
             return ObjectEstimate(model.name, fit.T_base_object.copy(), track.confidence, TrackState.tracking,
                                   fit.visible, stamp_s, fit.fitness, fit.rmse_m, method)
+        if held_pose is not None:  # hidden in the hand: where the grasp holds it
+            track.T_base_object, track.velocity_m = held_pose, np.zeros(3)
+            track.confidence *= p.held_confidence_decay
+            return ObjectEstimate(model.name, held_pose.copy(), track.confidence, TrackState.tracking, 0, stamp_s,
+                                  method="in_gripper")
         track.misses += 1
         track.velocity_m = np.zeros(3)
-        track.confidence *= p.confidence_decay
-        lost = track.T_base_object is None or track.misses >= p.lost_after_frames
+        track.confidence *= p.static_confidence_decay if model.static else p.confidence_decay
+        lost = track.T_base_object is None or (track.misses >= p.lost_after_frames and not model.static)
         if lost:
             track.confidence = 0.0
         return ObjectEstimate(model.name, None if track.T_base_object is None else track.T_base_object.copy(),
                               track.confidence, TrackState.lost if lost else TrackState.tracking, 0, stamp_s,
                               method="none" if track.T_base_object is None else "held")
+
+    def _stands_on_table(self, T_base_object: np.ndarray) -> bool:
+        """The frame's origin (a fixture's bottom face) on the table plane and its z axis up (within ~10 deg)."""
+        if self._plane is None:
+            return True
+        height = float(T_base_object[:3, 3] @ self._plane[:3] + self._plane[3])
+        return abs(height) < self.params.fixture_on_table_m and float(T_base_object[:3, 2] @ self._plane[:3]) > 0.985
+
+    def _holds(self, model: ObjectModel, gripper_width_m: float) -> bool:
+        """Fingers closed to (about) the object's narrowest horizontal width."""
+        narrow = float(np.min(model.extents_m[:2]))
+        return gripper_width_m <= narrow + self.params.grasp_width_margin_m
+
+    def _in_grasp(self, model: ObjectModel, T_base_object: np.ndarray, T_base_tcp: np.ndarray,
+                  gripper_width_m: float) -> bool:
+        """The fingers hold the object: closed to its width, its centre between them (TCP frame x, y)."""
+        centre = T_base_object[:3, :3] @ model.centre_m + T_base_object[:3, 3]
+        in_tcp = invert(T_base_tcp) @ np.append(centre, 1.0)
+        between_fingers = float(np.hypot(in_tcp[0], in_tcp[1])) < self.params.grasp_centre_m
+        return self._holds(model, gripper_width_m) and between_fingers and abs(float(in_tcp[2])) < model.radius_m
 
     # ------------------------------------------------------------------ scoring
     def _good(self, fit: _Fit | None) -> bool:
@@ -241,7 +321,9 @@ class ObjectStateEstimator:
             result = reg.registration_icp(source, mc.cloud, distance, T, method, criteria)
             T = result.transformation
         T_base = invert(np.asarray(T))
+        centre = T_base[:3, :3] @ mc.model.centre_m + T_base[:3, 3]  # symmetries act about the shape's centre
         T_base[:3, :3] = mc.model.canonical(T_base[:3, :3])
+        T_base[:3, 3] = centre - T_base[:3, :3] @ mc.model.centre_m
         return _Fit(T_base, float(result.fitness), float(result.inlier_rmse), len(observed))
 
     def initial_guesses(self, model: ObjectModel, cluster: np.ndarray) -> list[np.ndarray]:
@@ -253,6 +335,7 @@ class ObjectStateEstimator:
         c, s = np.cos(np.radians(angle_deg)), np.sin(np.radians(angle_deg))
         upright[:3, :3] = [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]
         upright[:3, 3] = [cx, cy, cluster[:, 2].max() - model.extents_m[2] / 2.0]
+        upright[:3, 3] -= upright[:3, :3] @ model.centre_m  # the frame's origin from the shape's centre
         guesses.append(upright)
         if len(cluster) >= 10:
             try:
@@ -266,7 +349,7 @@ class ObjectStateEstimator:
             if np.linalg.det(rot) < 0:
                 rot[:, order_model[0]] *= -1
             guess = np.eye(4)
-            guess[:3, :3], guess[:3, 3] = rot, np.asarray(obb.center)
+            guess[:3, :3], guess[:3, 3] = rot, np.asarray(obb.center) - rot @ model.centre_m
             guesses.append(guess)
         return guesses
 
@@ -307,6 +390,8 @@ class ObjectStateEstimator:
                        else self.initial_guesses(model, cluster))
             for guess in guesses:
                 fit = self._refine(mc, cluster, guess)
+                if fit is not None and model.static and not self._stands_on_table(fit.T_base_object):
+                    continue  # a fixture stands on the table, upright: anything else is the robot or clutter
                 if fit is not None and (best is None or fit.score() > best.score()):
                     best = fit
         return best

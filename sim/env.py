@@ -6,10 +6,13 @@ control-rate target passes through the safety filter (:class:`controllers.safe_r
 
 Observation: the keys of :func:`controllers.observations.observation_schema`: each camera's ``<camera>_rgb``
 (and ``<camera>_depth`` with ``depth``), the proprioception, and the sim-only ``privileged`` (object and
-fixture poses) and ``privileged_relative`` (the same scene as task errors: :meth:`sim.tasks.TwinTask.relative_state`).
+fixture poses) and ``privileged_relative`` (the same scene as task errors: :meth:`sim.tasks.TwinTask.relative_state`);
+with ``state_estimation``, the robot's view of the same scene: ``estimated``, ``estimated_relative`` and
+``estimate_confidence`` (:mod:`sim.estimation`: the cameras through the robot's estimator, or its error model).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -26,6 +29,7 @@ from hardware_configs import load_cell, load_task
 from hardware_configs.schema import CellConfig, TaskConfig
 from perception.depth_model import DepthModel
 from sim.cameras import TwinCameras
+from sim.estimation import StateEstimationConfig, TwinStateEstimation
 from sim.robot import TwinRobot
 from sim.scene import ImageSize, build_model
 from sim.tasks import TwinTask
@@ -46,6 +50,8 @@ class TwinEnv(gym.Env):
         render_mode: str | None = None,
         fast_render: bool = True,
         depth_model: DepthModel | None = None,
+        state_estimation: StateEstimationConfig | None = None,
+        estimation_seed: int = 0,
     ):
         self.cell = load_cell(cell) if isinstance(cell, str) else cell
         self.task_config = load_task(task) if isinstance(task, str) else task
@@ -61,6 +67,7 @@ class TwinEnv(gym.Env):
             if self.image_size else None
         )
         self.depth = depth
+        self.estimation: TwinStateEstimation | None = None
         self.action_limits = ActionLimits.from_cell(self.cell)
         self.ticks_per_step = self.action_limits.ticks_per_action
         self._commanded: CartesianTarget | None = None  # last target the safety filter let through
@@ -72,7 +79,22 @@ class TwinEnv(gym.Env):
             self.cell, self.cameras.camera_names if self.cameras is not None else [],
             (self.image_size.width, self.image_size.height) if self.image_size else None, depth,
             sim_dims={"privileged": self.task.privileged_dim, "privileged_relative": self.task.relative_dim})
-        self.observation_space = spaces.Dict(
+        self.observation_space = self._space()
+        if state_estimation is not None:
+            self.enable_state_estimation(state_estimation, estimation_seed)
+
+    def enable_state_estimation(self, config: StateEstimationConfig, seed: int = 0) -> None:
+        """Add the robot's estimate of the scene to every observation from the next reset on (see module note)."""
+        if self.estimation is not None:
+            self.estimation.close()
+        self.estimation = TwinStateEstimation(config, self.model, self.cell, self.task_config, seed)
+        self.observation_schema = {k: v for k, v in self.observation_schema.items() if k not in self.estimation.dims}
+        estimated = observation_schema(self.cell, [], None, False, estimated_dims=self.estimation.dims)
+        self.observation_schema.update((k, estimated[k]) for k in self.estimation.dims)
+        self.observation_space = self._space()
+
+    def _space(self) -> spaces.Dict:
+        return spaces.Dict(
             {k: spaces.Box(key.low, key.high, key.shape, key.dtype) for k, key in self.observation_schema.items()})
 
     # ------------------------------------------------------------------ gym API
@@ -94,6 +116,8 @@ class TwinEnv(gym.Env):
             self.safe_robot.send_target(self._commanded)
             self.safe_robot.wait_for_tick()
         self._steps = 0
+        if self.estimation is not None:
+            self.estimation.reset(self.task.privileged_state(), self.np_random)
         return self._observation(), {"success": False}
 
     def step(self, action: np.ndarray):
@@ -122,6 +146,8 @@ class TwinEnv(gym.Env):
     def close(self) -> None:
         if self.cameras is not None:
             self.cameras.close()
+        if self.estimation is not None:
+            self.estimation.close()
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -134,9 +160,25 @@ class TwinEnv(gym.Env):
         obs["privileged"] = self.task.privileged_state()
         obs["privileged_relative"] = self.task.relative_state(state.tcp_position_m, state.tcp_quaternion_xyzw,
                                                               privileged=obs["privileged"])
+        if self.estimation is not None:
+            obs.update(self.estimation.observe(self.data, state, obs["privileged"]))
         if self.cameras is not None:
             obs.update(self.cameras.render_all(depth=self.depth))
         return obs
+
+
+def with_state_estimation(config: StateEstimationConfig, env: gym.Env, seed: int = 0) -> gym.Env:
+    """``env`` (a twin, perhaps wrapped) with the estimated keys: a picklable wrapper for vector envs (use
+    ``functools.partial(with_state_estimation, config)``)."""
+    env.unwrapped.enable_state_estimation(config, seed)
+    return env
+
+
+def estimated_then(config: StateEstimationConfig, wrapper: Callable[[gym.Env], gym.Env] | None,
+                   env: gym.Env) -> gym.Env:
+    """The estimated keys on the twin, then ``wrapper`` (a reward that may read them): picklable with a partial."""
+    env = with_state_estimation(config, env)
+    return wrapper(env) if wrapper is not None else env
 
 
 def register_task_envs() -> list[str]:

@@ -59,13 +59,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
                              backend=twin_backend(args),
                              progress=not args.no_progress, half=args.half, compile_unet=args.compile,
                              n_action_steps=args.action_steps, num_inference_steps=args.ddim_steps,
-                             zero_noise=True if args.zero_noise else None,
+                             zero_noise=True if args.zero_noise else None, runtime=args.runtime,
+                             precision=args.precision,
                              chunking=ChunkingConfig(join=args.chunk_join,
-                                                     inference_delay_s=args.inference_delay_ms / 1000.0))
+                                                     inference_delay_s=args.inference_delay_ms / 1000.0),
+                             state_estimation=_state_estimation(args))
     plot_eval_summary(report, out / "eval_summary.png")
     print(report)
     print(f"report: {out / 'eval_report.json'}  videos: {', '.join(report.videos) or 'none'}")
     return 0
+
+
+def _state_estimation(args: argparse.Namespace):
+    """--state-estimation: how the twins estimate the scene for a policy that reads the estimate."""
+    from sim.estimation_config import StateEstimationConfig
+
+    if args.state_estimation == "auto":
+        return None
+    width, height = (int(v) for v in args.estimator_size.lower().split("x"))
+    return StateEstimationConfig(source=args.state_estimation, image_size=(width, height))
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -107,6 +119,16 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         "blend (crossfade) or none (replace); see robot_learning/runtime/chunking.py")
     p.add_argument("--half", action="store_true", help="float16 inference (CUDA only)")
     p.add_argument("--compile", action="store_true", help="torch.compile the U-Net (CUDA; slow first chunk)")
+    p.add_argument("--runtime", default="auto", choices=["auto", "fast", "eager"],
+                   help="diffusion sampling: auto (the fast sampler of robot_learning.runtime.fast_inference where it "
+                        "supports the model, else eager), fast, or eager (the fallback)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="the fast sampler's U-Net precision (bf16: about half the weight traffic, looser match)")
+    p.add_argument("--state-estimation", default="auto", choices=["auto", "cameras", "error_model"],
+                   help="how the twins make the robot's estimate of the scene for a policy that reads it: cameras "
+                        "(rendered with the D435-like depth model, fused and tracked as on the robot; what auto "
+                        "picks) or error_model (exact poses plus estimator-sized errors, the training surrogate)")
+    p.add_argument("--estimator-size", default="320x240", help="WIDTHxHEIGHT the estimator's cameras render at")
     p.add_argument("--no-progress", action="store_true")
     add_backend_args(p)
     p.add_argument("--rrd", default=None, help="log the first twin's episodes to this rerun file (headless)")

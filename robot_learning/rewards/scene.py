@@ -3,7 +3,7 @@
 Frames (base frame, metres): ``tcp``; each object ``<name>`` (centre), ``<name>.top``, ``<name>.bottom`` and
 ``<name>@start`` (its centre at the episode's start); each fixture ``<name>`` (base) and ``<name>.top``;
 ``table`` (a point of the table top, used for heights). Object poses come from an :class:`ObjectPoseSource`:
-the twin's privileged state here, a pose tracker on the robot.
+the robot's estimate from the cameras (:class:`EstimatedPoses`), or in a twin-only run the twin's exact state.
 """
 
 from __future__ import annotations
@@ -41,15 +41,37 @@ class ObjectPoseSource(Protocol):
     def poses(self, obs: dict[str, np.ndarray]) -> dict[str, Frame]: ...
 
 
-class PrivilegedPoses:
-    """The twin's exact poses (``obs["privileged"]``: objects then fixtures, 7 numbers each). Sim only."""
+class ObservedPoses:
+    """Poses from a pose vector of the observation (objects then fixtures, 7 numbers each): ``estimated`` (the
+    robot's, from the cameras) or ``privileged`` (the twin's exact ones: sim only)."""
 
-    def __init__(self, task: TaskConfig):
+    key = "estimated"
+
+    def __init__(self, task: TaskConfig, key: str | None = None):
         self.names = [o.name for o in task.objects] + [f.name for f in task.fixtures]
+        if key is not None:
+            if key not in POSE_KEYS:
+                raise ValueError(f"poses come from {' or '.join(POSE_KEYS)}, not {key!r}")
+            self.key = key
 
     def poses(self, obs: dict[str, np.ndarray]) -> dict[str, Frame]:
-        priv = np.asarray(obs["privileged"], dtype=float)
-        return {n: Frame(priv[7 * i : 7 * i + 3], priv[7 * i + 3 : 7 * i + 7]) for i, n in enumerate(self.names)}
+        vector = np.asarray(obs[self.key], dtype=float)
+        return {n: Frame(vector[7 * i : 7 * i + 3], vector[7 * i + 3 : 7 * i + 7]) for i, n in enumerate(self.names)}
+
+
+POSE_KEYS = ("estimated", "privileged")
+
+
+class PrivilegedPoses(ObservedPoses):
+    """The twin's exact poses (``obs["privileged"]``). Sim only."""
+
+    key = "privileged"
+
+
+class EstimatedPoses(ObservedPoses):
+    """The robot's estimate (``obs["estimated"]``, :mod:`perception.scene_estimator`), on the robot and the twin."""
+
+    key = "estimated"
 
 
 def frame_names(task: TaskConfig) -> list[str]:

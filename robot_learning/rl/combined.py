@@ -16,14 +16,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from controllers.observations import SIM_ONLY_KEYS
 from robot_learning.policies.diffusion.checkpoint import (
     DiffusionPolicy,
     atomic_save,
     load_checkpoint,
     validate_checkpoint,
 )
+from robot_learning.policies.estimated_inputs import EstimatedInputs
 from robot_learning.policies.policy import ObservationMismatchError, Policy, observation_shapes
-from robot_learning.rl.config import FinetuneConfig
+from robot_learning.rl.config import POSE_REWARDS, FinetuneConfig
 from robot_learning.rl.residual import ActionNormalizer, ResidualPolicy
 from robot_learning.rl.rewards import OLD_REWARD_NAMES
 from robot_learning.rl.rollout import state_vector
@@ -52,6 +54,9 @@ def _as_current_config(stored: dict[str, Any]) -> dict[str, Any]:
     if "sim_only" not in stored:  # written before sim_only existed: a residual on privileged keys was twin-only
         keys = (stored.get("residual") or {}).get("obs_keys", ["privileged"])
         stored = {**stored, "sim_only": any(k in SIM_ONLY_KEYS for k in keys)}
+    if "reward_poses" not in stored and stored.get("reward") in (*POSE_REWARDS, *OLD_REWARD_NAMES):
+        # written before reward_poses existed: the reward measured the twin's exact poses, a twin-only run
+        stored = {**stored, "reward_poses": "privileged", "sim_only": True}
     old = stored.get("reward")
     if old not in OLD_REWARD_NAMES:
         return stored
@@ -61,12 +66,13 @@ def _as_current_config(stored: dict[str, Any]) -> dict[str, Any]:
 class ResidualDiffusionPolicy(Policy):
     """Base chunks + per-step residual corrections; what it was trained on, its cameras and device are the base's."""
 
-    def __init__(self, base: DiffusionPolicy, residual: ResidualPolicy, config: FinetuneConfig,
+    def __init__(self, base: DiffusionPolicy | EstimatedInputs, residual: ResidualPolicy, config: FinetuneConfig,
                  action_low: np.ndarray, action_high: np.ndarray, source: str = "<memory>"):
         self.base, self.residual, self.finetune_config, self.source = base, residual.eval(), config, source
         self.residual_keys = list(config.residual.obs_keys)
         self.normalizer = ActionNormalizer(action_low, action_high)
-        self.dataset, self.sim_only = base.dataset, base.sim_only
+        self.dataset = base.dataset
+        self.sim_only = base.sim_only or any(k in SIM_ONLY_KEYS for k in self.residual_keys)
         self.delta_action_dims = base.delta_action_dims
 
     @classmethod
@@ -86,6 +92,8 @@ class ResidualDiffusionPolicy(Policy):
             **base_kwargs)
         residual = ResidualPolicy(int(ckpt["obs_dim"]), len(ckpt["action_low"]), config.residual)
         residual.load_state_dict(ckpt["residual"])
+        if config.base_inputs:  # trained on the twin's exact state, fed the robot's estimate of it
+            base = EstimatedInputs(base, config.base_inputs)
         return cls(base, residual, config, np.asarray(ckpt["action_low"]), np.asarray(ckpt["action_high"]),
                    source=source)
 

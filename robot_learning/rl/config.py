@@ -6,10 +6,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from controllers.observations import SIM_ONLY_KEYS
+from controllers.observations import ESTIMATED_KEYS, SIM_ONLY_KEYS
 from hardware_configs.loader import load_cell, load_task
+from robot_learning.policies.estimated_inputs import check_estimate_map
 from robot_learning.rl.rewards import REWARDS, Shaping, check_shaping, registered_reward
+from sim.estimation_config import StateEstimationConfig
 
+POSE_REWARDS = ("kagi", "robohorizon")  # rewards that measure the scene's poses
 PosInt = Annotated[int, Field(gt=0)]
 PosFloat = Annotated[float, Field(gt=0)]
 
@@ -110,6 +113,17 @@ class FinetuneConfig(_Strict):
     sim_only: bool = Field(False, description="the residual may read the twin's privileged (simulator) state; such a "
                            "run, its checkpoints and an online session from them work in the twin only. Say so "
                            "explicitly: a config that reads privileged keys without it is refused")
+    state_estimation: StateEstimationConfig | None = Field(
+        None, description="how the twin makes the robot's estimate of the scene (estimated, estimated_relative, "
+        "estimate_confidence): source cameras (the robot's estimator on rendered, noisy depth) or error_model (the "
+        "exact poses with estimator-sized errors, fast enough for RL); needed when anything reads estimated keys")
+    reward_poses: Literal["estimated", "privileged"] = Field(
+        "estimated", description="where a reward that measures the scene (kagi, robohorizon) reads the poses: the "
+        "robot's estimate from the cameras, or (sim_only runs) the twin's exact state")
+    base_inputs: dict[str, str] = Field(
+        default_factory=dict, description="feed the frozen base the robot's estimate where it was trained on the "
+        "twin's exact state: {privileged: estimated} (and privileged_relative: estimated_relative); the base "
+        "then reads only what the robot has")
     iterations: PosInt = 100
     eval_every: PosInt = 5
     eval_episodes: PosInt = 32
@@ -136,6 +150,28 @@ class FinetuneConfig(_Strict):
                 "set sim_only: true for a twin-only run, or give the residual keys the robot has "
                 "(proprioception and the base's action)"
             )
+        return self
+
+    @field_validator("base_inputs")
+    @classmethod
+    def _base_inputs_are_estimates(cls, inputs: dict[str, str]) -> dict[str, str]:
+        return check_estimate_map(inputs)
+
+    @model_validator(mode="after")
+    def _estimates_need_a_source(self) -> FinetuneConfig:
+        read = [k for k in [*self.residual.obs_keys, *self.base_inputs.values()] if k in ESTIMATED_KEYS]
+        if self.reward in POSE_REWARDS and self.reward_poses == "estimated":
+            read.append(f"the {self.reward} reward's poses (reward_poses: estimated)")
+        if read and self.state_estimation is None:
+            raise ValueError(f"{read} are the robot's estimate of the scene: say how the twin makes it with "
+                             "state_estimation: {source: error_model} (fast, for training) or {source: cameras}")
+        return self
+
+    @model_validator(mode="after")
+    def _privileged_rewards_only_when_said(self) -> FinetuneConfig:
+        if self.reward_poses == "privileged" and not self.sim_only:
+            raise ValueError("reward_poses: privileged reads the twin's simulator state, which the robot cannot "
+                             "observe: set sim_only: true for a twin-only run, or use reward_poses: estimated")
         return self
 
     @model_validator(mode="after")

@@ -50,6 +50,7 @@ class RewardInputs:
     profile: str = "oracle_local"
     cache_path: str | None = None
     offline: bool = False
+    pose_key: str = "estimated"  # the observation key the reward reads the scene's poses from
 
 
 @dataclass(frozen=True)
@@ -68,32 +69,41 @@ def _shaped(reward, potential_gamma: float | None):
     return reward if potential_gamma is None else PotentialShapedReward(reward, gamma=potential_gamma)
 
 
-def wrap_with_stage_reward(env: gym.Env, plan_json: str, potential_gamma: float | None = None) -> gym.Env:
-    """The plan's per-step reward, or with ``potential_gamma`` sparse success plus its progress as a potential."""
+def wrap_with_stage_reward(env: gym.Env, plan_json: str, potential_gamma: float | None = None,
+                           pose_key: str = "estimated") -> gym.Env:
+    """The plan's per-step reward, or with ``potential_gamma`` sparse success plus its progress as a potential;
+    its predicates read the poses of ``obs[pose_key]``."""
     from robot_learning.rewards.base import RewardWrapper
+    from robot_learning.rewards.scene import ObservedPoses, SceneReader
     from robot_learning.rewards.stages.language import StagePlan
     from robot_learning.rewards.stages.reward import StagePlanReward
 
     task = env.unwrapped.task_config
-    return RewardWrapper(env, _shaped(StagePlanReward(StagePlan.model_validate_json(plan_json), task), potential_gamma))
+    reward = StagePlanReward(StagePlan.model_validate_json(plan_json), task,
+                             scene=SceneReader(task, ObservedPoses(task, pose_key)))
+    return RewardWrapper(env, _shaped(reward, potential_gamma))
 
 
 def wrap_with_kagi_reward(env: gym.Env, profile: str, base_url: str | None, cache_path: str | None,
-                          offline: bool = False, potential_gamma: float | None = None) -> gym.Env:
-    """KAGI keypoints from the VLM behind ``profile`` (at ``base_url`` when given), asked at each reset."""
+                          offline: bool = False, potential_gamma: float | None = None,
+                          pose_key: str = "estimated") -> gym.Env:
+    """KAGI keypoints from the VLM behind ``profile`` (at ``base_url`` when given), asked at each reset; the
+    keypoints ride on the objects' poses in ``obs[pose_key]``."""
     from robot_learning.rewards.base import RewardWrapper
     from robot_learning.rewards.fm.cache import ResponseCache
     from robot_learning.rewards.fm.client import CacheMode, FMClient
     from robot_learning.rewards.fm.profiles import load_profile
     from robot_learning.rewards.kagi.camera import TwinKeyframes
     from robot_learning.rewards.kagi.reward import KagiReward
+    from robot_learning.rewards.scene import ObservedPoses
 
     twin = env.unwrapped
     model = load_profile(profile, **({"base_url": base_url} if base_url else {}))
     cache = ResponseCache(cache_path) if cache_path else None
     mode = CacheMode.offline if offline else (CacheMode.off if cache is None else CacheMode.read_write)
     client = FMClient(model, cache, mode)
-    reward = _shaped(KagiReward(twin.task_config, client, TwinKeyframes(twin)), potential_gamma)
+    reward = _shaped(KagiReward(twin.task_config, client, TwinKeyframes(twin),
+                                poses=ObservedPoses(twin.task_config, pose_key)), potential_gamma)
     return RewardWrapper(env, reward, owned=(cache,) if cache is not None else ())
 
 
@@ -120,12 +130,14 @@ def _upright(inputs: RewardInputs) -> Wrapper | None:
 
 
 def _stage_plan(inputs: RewardInputs) -> Wrapper | None:
-    return partial(wrap_with_stage_reward, plan_json=inputs.plan_json, potential_gamma=inputs.potential_gamma)
+    return partial(wrap_with_stage_reward, plan_json=inputs.plan_json, potential_gamma=inputs.potential_gamma,
+                   pose_key=inputs.pose_key)
 
 
 def _kagi(inputs: RewardInputs) -> Wrapper | None:
     return partial(wrap_with_kagi_reward, profile=inputs.profile, base_url=inputs.base_url,
-                   cache_path=inputs.cache_path, offline=inputs.offline, potential_gamma=inputs.potential_gamma)
+                   cache_path=inputs.cache_path, offline=inputs.offline, potential_gamma=inputs.potential_gamma,
+                   pose_key=inputs.pose_key)
 
 
 REWARDS: dict[str, RewardKind] = {
@@ -188,7 +200,8 @@ def finetune_reward(config: FinetuneConfig) -> Iterator[Wrapper | None]:
     kind = REWARDS[config.reward]
     offline = config.answer_cache_mode == "offline"
     inputs = RewardInputs(config.ppo.gamma if config.reward_shaping == "potential" else None,
-                          profile=config.model_profile, cache_path=config.answer_cache, offline=offline)
+                          profile=config.model_profile, cache_path=config.answer_cache, offline=offline,
+                          pose_key=config.reward_poses)
     if Need.insertion_task in kind.needs:  # refused here, on a task it cannot shape
         from robot_learning.rewards.upright import check_upright_task
 

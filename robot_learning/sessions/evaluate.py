@@ -24,12 +24,14 @@ import imageio.v2 as imageio
 import numpy as np
 from tqdm import tqdm
 
+from controllers.observations import ESTIMATED_KEYS
 from hardware_configs.schema import CellConfig, TaskConfig
 from robot_learning.data.video import compose_frame
 from robot_learning.runtime.chunking import ChunkingConfig, ChunkJoin, ChunkJoiner, horizon_sampler
 from robot_learning.runtime.loading import load_policy
 from robot_learning.runtime.policy_runner import DeltaHold, PolicyRunner, RunnerConfig, RunnerStats
 from robot_learning.scale.twins import TwinBackend, make_twins
+from sim.estimation_config import StateEstimationConfig
 
 log = logging.getLogger(__name__)
 EVAL_SEED = 100_000
@@ -99,7 +101,7 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
                     chunking: ChunkingConfig | None = None,
                     num_inference_steps: int | None = None, zero_noise: bool | None = None,
                     env_wrapper: Callable[[Any], Any] | None = None, runtime: str = "auto",
-                    precision: str = "fp32",
+                    precision: str = "fp32", state_estimation: StateEstimationConfig | None = None,
                     backend: TwinBackend | None = None,
                     view: Callable[[CellConfig, TaskConfig], Any] | None = None) -> EvalReport:
     """Evaluate ``checkpoint`` on ``task`` (default: the task it was trained on); write into ``out`` if given.
@@ -117,6 +119,8 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
     twin's counted episodes step by step (observation, action, reward) and is closed at the end.
     ``runtime``/``precision``: how chunks are sampled (:mod:`robot_learning.runtime.fast_inference`; ``auto``: the
     fast sampler where it supports the model, ``eager`` to fall back).
+    ``state_estimation``: how the twins make the robot's estimate of the scene (:mod:`sim.estimation`); a policy
+    that reads estimated keys gets the cameras through the robot's estimator when it is None.
     """
     import torch
 
@@ -131,6 +135,14 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
         n_videos = 0
     cell, task = _cell_and_task(policy, checkpoint, task, cell)
     viewer = view(cell, task) if view is not None else None
+    if state_estimation is None and any(k in ESTIMATED_KEYS for k in policy.obs_keys):
+        state_estimation = StateEstimationConfig()  # the reference: rendered cameras, noisy depth, the estimator
+    if state_estimation is not None:
+        from functools import partial
+
+        from sim.env import estimated_then
+
+        env_wrapper = partial(estimated_then, state_estimation, env_wrapper)
     n_envs = max(1, min(n_envs, n_episodes))
     out = Path(out) if out is not None else None
     envs = make_twins(n_envs, backend, cell=cell, task=task, image_size=policy.image_size, wrapper=env_wrapper)

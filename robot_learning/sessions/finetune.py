@@ -15,6 +15,7 @@ import csv
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from hardware_configs.loader import load_cell, load_task
+from robot_learning.policies.estimated_inputs import EstimatedInputs
 from robot_learning.rl.base_policy import FrozenBase, load_frozen_base
 from robot_learning.rl.combined import save_combined
 from robot_learning.rl.config import FinetuneConfig
@@ -33,6 +35,7 @@ from robot_learning.rl.warm_start import load_trained_residual
 from robot_learning.runtime.safe_load import load_plain, save_plain
 from robot_learning.scale.twins import TwinBackend, make_twins
 from robot_learning.sessions.evaluate import describe_failures, episode_quotas, failures_by_outcome, wilson_interval
+from sim.env import estimated_then
 
 log = logging.getLogger(__name__)
 EVAL_SEED = 10_000  # every evaluation sees the same scenes, so points of one curve differ by the policy only
@@ -132,7 +135,11 @@ def finetune(base_checkpoint: Path, out: Path, config: FinetuneConfig, progress:
     torch.set_num_threads(config.torch_threads)
     ppo = config.ppo
     policy_base = load_frozen_base(base_checkpoint, config)
+    if config.base_inputs:  # trained on the twin's exact state, fed the robot's estimate of it
+        policy_base = EstimatedInputs(policy_base, config.base_inputs)
     with finetune_reward(config) as wrapper:  # a model endpoint, for KAGI, lives as long as the twins
+        if config.state_estimation is not None:
+            wrapper = partial(estimated_then, config.state_estimation, wrapper)
         cell, task = load_cell(config.cell), load_task(config.task)  # loaded once; the twins get the typed models
         envs = make_twins(ppo.n_envs, backend, cell=cell, task=task, image_size=policy_base.image_size,
                           wrapper=wrapper)

@@ -1,0 +1,132 @@
+"""``object_state_node``: the task's objects and fixtures from the fused cloud, for the policy, the recorder and
+the rewards (the robot's replacement for the twin's privileged state).
+
+In: ``/manip/points`` (the perception node's fused PointCloud2, base frame, x y z rgb), the TCP pose and the
+gripper's opening (``/joint_states``) of the cloud's time. Out, per update:
+
+- ``/manip/objects/<name>`` (geometry_msgs/PoseWithCovarianceStamped, base frame): each object's and fixture's
+  pose; its covariance is ``(sigma_m / confidence)^2`` on position and ``(sigma_rad / confidence)^2`` on
+  rotation, 1e6 when lost (never found, or unseen for several updates);
+- ``/manip/estimated`` (std_msgs/Float64MultiArray): the observation keys ``estimated``, ``estimated_relative``
+  and ``estimate_confidence`` concatenated in that order (lengths in ``layout.dim[0..2]``), what a policy that
+  reads the estimate is fed.
+
+The estimate is :class:`perception.scene_estimator.SceneEstimator`'s, the same code the twin runs in process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
+from pydantic import Field
+from rclpy.node import Node
+from sensor_msgs.msg import JointState, PointCloud2
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension
+
+from controllers.interface import RobotState
+from hardware_configs import load_cell, load_task
+from perception.streams import StreamBuffer
+from ros_support import conversions as conv
+from ros_support.node import SENSOR_QOS, STATE_QOS, declare_parameters, run_node
+from ros_support.params import CELL_DESCRIPTION, TASK_DESCRIPTION, CellName, NodeParams, TaskName
+
+SUMMARY = "Fused cloud + robot state -> task object and fixture poses (/manip/objects/*, /manip/estimated)."
+LOST_VARIANCE = 1e6
+
+
+class ObjectStateParams(NodeParams):
+    """``object_state_node``'s parameters."""
+
+    cell: CellName = Field("franka_3cam", description=CELL_DESCRIPTION)
+    task: TaskName = Field("lift", description=TASK_DESCRIPTION + ": the objects and fixtures to find")
+    cloud_topic: str = Field("/manip/points", description="sensor_msgs/PointCloud2 in (base frame, x y z rgb)")
+    tcp_pose_topic: str = Field("/tcp_pose", description="geometry_msgs/PoseStamped of the TCP in")
+    joint_states_topic: str = Field("/joint_states", description="sensor_msgs/JointState in (the gripper)")
+    gripper_joint: str = Field("gripper_width", description="joint_states entry of the gripper opening [m]")
+    robot_tolerance_s: float = Field(0.1, ge=0.0, le=1.0, description="TCP pose this close to the cloud's stamp")
+    objects_topic_prefix: str = Field("/manip/objects/", description="one PoseWithCovarianceStamped per name")
+    estimated_topic: str = Field("/manip/estimated", description="Float64MultiArray of the estimated keys")
+    sigma_m: float = Field(0.002, gt=0.0, description="position std at confidence 1 [m] (the benchmark's error)")
+    sigma_rad: float = Field(0.04, gt=0.0, description="rotation std at confidence 1 [rad]")
+
+
+class ObjectStateNode(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("object_state_node", **kwargs)
+        self.params = declare_parameters(self, ObjectStateParams)
+        self.updates = 0
+
+    def configure(self) -> None:
+        from perception.scene_estimator import SceneEstimator  # open3d: loaded here, not at import
+
+        p = self.params
+        self.cell, self.task = load_cell(p.cell), load_task(p.task)
+        self.estimator = SceneEstimator(self.cell, self.task)
+        self._tcp = StreamBuffer(256)
+        self._gripper_width_m: float | None = None
+        self.create_subscription(PointCloud2, p.cloud_topic, self._on_cloud, SENSOR_QOS)
+        self.create_subscription(PoseStamped, p.tcp_pose_topic, self._on_tcp, STATE_QOS)
+        self.create_subscription(JointState, p.joint_states_topic, self._on_joints, STATE_QOS)
+        self._pub_poses = {name: self.create_publisher(PoseWithCovarianceStamped, p.objects_topic_prefix + name, 10)
+                           for name in self.estimator.layout.names}
+        self._pub_estimated = self.create_publisher(Float64MultiArray, p.estimated_topic, 10)
+        self.get_logger().info(f"estimating {list(self.estimator.layout.names)} of task {self.task.name} "
+                               f"from {p.cloud_topic}")
+
+    def _on_tcp(self, msg: PoseStamped) -> None:
+        pose = conv.pose_to_arrays(msg)
+        self._tcp.add(pose.stamp_s, (pose.position_m, pose.quaternion_xyzw))
+
+    def _on_joints(self, msg: JointState) -> None:
+        if self.params.gripper_joint in msg.name:
+            self._gripper_width_m = float(msg.position[list(msg.name).index(self.params.gripper_joint)])
+
+    def _on_cloud(self, msg: PointCloud2) -> None:
+        stamp = conv.stamp_to_seconds(msg.header.stamp)
+        tcp = self._tcp.nearest(stamp, self.params.robot_tolerance_s)
+        if tcp is None or self._gripper_width_m is None:
+            return  # no robot state at the cloud's time: the hand could not be told from the objects
+        points, rgb = conv.pointcloud_to_arrays(msg)
+        colors = (np.full_like(points, 0.5, dtype=np.float32) if rgb is None
+                  else np.asarray(rgb, dtype=np.float32) / 255.0)
+        position, quaternion = tcp[1]
+        robot = RobotState(stamp, np.zeros(7), np.zeros(7), np.asarray(position), np.asarray(quaternion),
+                           self._gripper_width_m)
+        estimate = self.estimator.update_cloud(points, colors, robot, stamp)
+        self._publish(estimate, msg.header.stamp)
+        self.updates += 1
+
+    def _publish(self, estimate, stamp_msg) -> None:
+        p, layout = self.params, self.estimator.layout
+        for i, name in enumerate(layout.names):
+            out = PoseWithCovarianceStamped()
+            out.header.stamp, out.header.frame_id = stamp_msg, self.cell.robot.base_frame
+            pose = estimate.estimated[7 * i : 7 * i + 7].astype(float)
+            out.pose.pose.position.x, out.pose.pose.position.y, out.pose.pose.position.z = pose[:3]
+            q = out.pose.pose.orientation
+            q.x, q.y, q.z, q.w = pose[3:]
+            confidence = float(estimate.estimate_confidence[i])
+            covariance = np.zeros((6, 6))
+            if confidence <= 0.0:
+                covariance[np.diag_indices(6)] = LOST_VARIANCE
+            else:
+                sigmas = [p.sigma_m / confidence] * 3 + [p.sigma_rad / confidence] * 3
+                covariance[np.diag_indices(6)] = np.square(sigmas)
+            out.pose.covariance = covariance.reshape(-1).tolist()
+            self._pub_poses[name].publish(out)
+        parts = [estimate.estimated, estimate.estimated_relative, estimate.estimate_confidence]
+        array = Float64MultiArray(data=np.concatenate(parts).astype(float).tolist())
+        array.layout.dim = [MultiArrayDimension(label=k, size=len(v), stride=len(v))
+                            for k, v in zip(("estimated", "estimated_relative", "estimate_confidence"), parts,
+                                            strict=True)]
+        self._pub_estimated.publish(array)
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(ObjectStateNode, name="object_state_node", summary=SUMMARY, params=ObjectStateParams, args=args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
