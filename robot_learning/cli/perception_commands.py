@@ -93,7 +93,7 @@ def cmd_record_cameras(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pose_arg(text: str):
+def pose_arg(text: str):
     """``x,y,z,qx,qy,qz,qw`` (metres, unit quaternion) as a 4x4 matrix."""
     import numpy as np
 
@@ -197,7 +197,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
                    help="play at the recorded frame rate, as cameras deliver: framesets that come while one is being "
                         "processed are skipped and counted (default: every frame, in time order)")
     p.add_argument("--tolerance-ms", type=float, default=17.0, help="largest skew of a matched frameset")
-    p.add_argument("--flange-pose", type=_pose_arg, default=None, metavar="X,Y,Z,QX,QY,QZ,QW",
+    p.add_argument("--flange-pose", type=pose_arg, default=None, metavar="X,Y,Z,QX,QY,QZ,QW",
                    help="T_base_flange while recording [m]: fuses the wrist camera too (else it is left out)")
     p.add_argument("--max-framesets", type=int, default=None, help="stop after this many framesets")
     p.add_argument("--out", default=None, help="PNG of the fused cloud (default <recordings>/fused_cloud.png)")

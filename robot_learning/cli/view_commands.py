@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from robot_learning.cli.common import cell_arg, task_arg
+from robot_learning.cli.perception_commands import pose_arg
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def cmd_view(args: argparse.Namespace) -> int:
         cell, task = args.cell or load_cell("franka_3cam"), args.task or load_task("lift")
         with RerunView(cell, task, rrd, spawn=args.spawn, cloud=not args.no_cloud) as view:
             report = log_recordings(view, source, task, real_time=args.real_time,
-                                    max_framesets=args.max_framesets)
+                                    max_framesets=args.max_framesets, T_base_flange=args.flange_pose)
             steps = view.steps_logged
         print(report.table())
     else:
@@ -80,6 +81,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--real-time", action="store_true",
                    help="recordings: at their frame rate, as cameras deliver (default: every frame)")
     p.add_argument("--max-framesets", type=int, default=None, help="recordings: stop after this many framesets")
+    p.add_argument("--flange-pose", type=pose_arg, default=None, metavar="X,Y,Z,QX,QY,QZ,QW",
+                   help="recordings: T_base_flange while recording [m]: places and fuses the wrist camera")
     p.add_argument("--png", default=None, help="also render a step read back from the .rrd to this PNG")
     p.add_argument("--png-step", type=int, default=None, help="which step to render (default: the middle one)")
     p.set_defaults(func=cmd_view)

@@ -147,6 +147,13 @@ def _draw_series(ax, contents: RrdContents, step: int) -> None:
             for d in range(min(values.shape[1], 3)):
                 ax.plot(steps, values[:, d], lw=1, label=f"{label} d{'xyz'[d]} [m]")
             drawn = True
+    if not drawn:  # no actions (recordings): the other per-step values, each scaled to its largest
+        for entity in sorted(e for e in contents.entities if e.startswith("/scalars/")):
+            series = _series(contents, entity, step)
+            if series is not None:
+                scale = float(np.max(np.abs(series[1]))) or 1.0
+                ax.plot(series[0], series[1][:, 0] / scale, lw=1.2, label=f"{entity[9:]} / {scale:.4g}")
+                drawn = True
     reward = _series(contents, "/reward", step)
     if reward is not None:
         ax2 = ax.twinx()
@@ -156,6 +163,6 @@ def _draw_series(ax, contents: RrdContents, step: int) -> None:
         drawn = True
     ax.axvline(step, color="grey", lw=0.8)
     ax.set_xlabel("step")
-    ax.set_title("time series up to this step (translation of the actions; rerun shows all 7 dimensions)")
+    ax.set_title("time series up to this step (action translations, or other values scaled; rerun has them all)")
     if drawn:
         ax.legend(loc="upper left", fontsize=7, ncol=2)

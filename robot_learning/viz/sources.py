@@ -93,11 +93,20 @@ def log_recordings(view: RerunView, directory: str | Path, task, **replay_option
 
     view.start_episode(0, {"recordings": str(directory)})
     start_ms: list[float] = []
+    tcp: dict[str, np.ndarray] = {}
+    T_base_flange = replay_options.get("T_base_flange")
+    if T_base_flange is not None:  # the arm's pose while recording, as the TCP pose the view places wrist cameras by
+        from geometry.transforms import matrix_to_pose
+
+        T_flange_tcp = np.eye(4)
+        T_flange_tcp[:3, 3] = view.cell.robot.tcp_offset_m
+        position, quaternion = matrix_to_pose(np.asarray(T_base_flange) @ T_flange_tcp)
+        tcp = {"tcp_position": position, "tcp_quaternion": quaternion}
 
     def on_frameset(result) -> None:
         if not start_ms:
             start_ms.append(result.frameset.reference_time_ms)
-        obs = {}
+        obs = dict(tcp)
         for name, frame in result.frameset.frames.items():
             obs[f"{name}_rgb"], obs[f"{name}_depth"] = frame.color, frame.depth_m
         estimates = {name: e.T_base_object for name, e in result.estimates.items()}

@@ -48,14 +48,18 @@ def test_the_cli_reports_skew_drops_cloud_and_pose_and_draws_the_cloud(cell, sce
         cli_main(["replay-perception", str(scene_recordings.directory), "--flange-pose", "1,2,3"])
 
 
-def test_view_of_recordings_logs_framesets_cloud_and_estimated_pose(scene_recordings, tmp_path):
+def test_view_of_recordings_logs_framesets_cloud_and_estimated_pose(cell, scene_recordings, tmp_path):
     pytest.importorskip("rerun", reason="rerun-sdk missing: pip install -e '.[view]'")
     from robot_learning.viz.rrd_read import read_rrd, transform_at
 
     rrd = tmp_path / "recordings.rrd"
-    assert cli_main(["view", str(scene_recordings.directory), "--rrd", str(rrd)]) == 0
+    position, quaternion = matrix_to_pose(scene_recordings.T_base_flange)
+    flange = ",".join(f"{v:.9f}" for v in [*position, *quaternion])
+    assert cli_main(["view", str(scene_recordings.directory), "--rrd", str(rrd), "--flange-pose", flange]) == 0
     view = read_rrd(rrd)
     assert view.steps() == [0, 1, 2]
+    wrist = scene_recordings.T_base_flange @ cell.camera("cam_wrist").extrinsics.matrix()
+    np.testing.assert_allclose(transform_at(view, "/world/cameras/cam_wrist", 1), wrist, atol=1e-5)
     assert len(view.at_step("/world/cloud", "Points3D:positions", 2)) > 1000
     cube = transform_at(view, "/world/objects/cube/estimated", 2)
     np.testing.assert_allclose(cube[:3, 3], scene_recordings.cube_position_m, atol=0.01)
