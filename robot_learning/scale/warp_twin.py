@@ -35,10 +35,18 @@ def warp_available() -> str | None:
     return None
 
 
+def _quiet(wp) -> None:
+    """No banner and no line per loaded kernel module (Warp logs both at INFO)."""
+    if hasattr(wp, "LOG_WARNING"):
+        wp.config.log_level = wp.LOG_WARNING
+    wp.config.quiet = True
+
+
 def default_device() -> str:
     """``cuda:0`` where Warp sees a GPU, else ``cpu``."""
     import warp as wp
 
+    _quiet(wp)
     wp.init()
     return "cuda:0" if wp.get_cuda_device_count() > 0 else "cpu"
 
@@ -58,7 +66,7 @@ class WarpTwinPhysics:
         if n_worlds < 1 or physics_steps_per_tick < 1:
             raise ValueError(f"n_worlds and physics_steps_per_tick must be positive, got {n_worlds}, "
                              f"{physics_steps_per_tick}")
-        wp.config.quiet = True
+        _quiet(wp)
         self.device = device or default_device()
         self.model, self.n_worlds, self.physics_steps_per_tick = model, n_worlds, physics_steps_per_tick
         self._mjw, self._wp = mjw, wp
