@@ -123,15 +123,16 @@ def table(rows: list[tuple[float, str, dict]]) -> str:
     def q(values: list[float], p: float) -> str:
         return f"{np.percentile(values, p):.3f}" if values else "-"
 
-    head = (f"{'delay ms':>8} {'join':>6} {'success':>9} {'holds':>6} {'boundaries':>10} {'max dv':>7} {'p95 dv':>7}"
+    head = (f"{'delay ms':>8} {'join':>8} {'success':>9} {'holds':>6} {'boundaries':>10} {'max dv':>7} {'p95 dv':>7}"
             f" {'max dv in':>9} {'max da':>7} {'p95 da':>7} {'max da in':>9} {'wall s':>7}")
     lines = [head, "-" * len(head)]
     for delay_ms, join, r in rows:
-        lines.append(f"{delay_ms:>8.0f} {join:>6} {r['successes']:>4}/{r['n']:<4} {r['holds']:>6} {len(r['dv_b']):>10}"
+        lines.append(f"{delay_ms:>8.0f} {join:>8} {r['successes']:>4}/{r['n']:<4} {r['holds']:>6} {len(r['dv_b']):>10}"
                      f" {q(r['dv_b'], 100):>7} {q(r['dv_b'], 95):>7} {q(r['dv_in'], 100):>9} {q(r['da_b'], 100):>7}"
                      f" {q(r['da_b'], 95):>7} {q(r['da_in'], 100):>9} {r['wall_s']:>7.0f}")
     lines.append("dv: |change of commanded TCP velocity| in one policy step [m/s]; da: |change of commanded TCP "
-                 "acceleration| [m/s^2]; 'in': inside chunks, for scale")
+                 "acceleration| [m/s^2]; 'in': inside chunks, for scale; join/N: mask decaying over N steps after "
+                 "the committed actions (plain: to the overlap's end, as in the RTC paper)")
     return "\n".join(lines)
 
 
@@ -144,15 +145,22 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=100_000)
     parser.add_argument("--delays-ms", type=float, nargs="+", default=[0.0, 100.0, 300.0])
     parser.add_argument("--joins", nargs="+", choices=[j.value for j in ChunkJoin], default=["none", "blend", "rtc"])
+    parser.add_argument("--decay-steps", type=int, nargs="+", default=[0],
+                        help="decay windows of the join's mask to try (0: the RTC paper's, to the overlap's end)")
+    parser.add_argument("--rows", nargs="+", default=None,
+                        help="explicit rows DELAY_MS:JOIN[:DECAY] instead of the delays x joins x decays grid")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    grid = [(d, j, k) for d in args.delays_ms for j in args.joins for k in (args.decay_steps if j != "none" else [0])]
+    if args.rows:
+        grid = [(float(r.split(":")[0]), r.split(":")[1], int(r.split(":")[2]) if r.count(":") == 2 else 0)
+                for r in args.rows]
     rows = []
-    for delay_ms in args.delays_ms:
-        for join in args.joins:
-            chunking = ChunkingConfig(join=join, inference_delay_s=delay_ms / 1000.0)
-            result = run(args.checkpoint, args.task, args.episodes, args.envs, args.seed, chunking, args.device)
-            rows.append((delay_ms, join, result))
-            print(table(rows[-1:]).splitlines()[-2], flush=True)
+    for delay_ms, join, decay in grid:
+        chunking = ChunkingConfig(join=join, inference_delay_s=delay_ms / 1000.0, decay_steps=decay or None)
+        result = run(args.checkpoint, args.task, args.episodes, args.envs, args.seed, chunking, args.device)
+        rows.append((delay_ms, join + (f"/{decay}" if decay else ""), result))
+        print(table(rows[-1:]).splitlines()[-2], flush=True)
     print(f"\n{args.checkpoint}, {args.episodes} episodes per row from seed {args.seed}, {args.device}")
     print(table(rows))
     return 0

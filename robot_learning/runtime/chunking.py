@@ -12,6 +12,10 @@ commanded TCP velocity jumps where they meet. Two joins, chosen with :class:`Chu
   there, so the U-Net makes the rest of the chunk consistent with the committed prefix. The paper guides the
   flow with a vector-Jacobian product through the network; pulling the estimate directly costs nothing extra
   per step (no backward pass, which would double a CPU chunk's ~150 ms).
+``decay_steps`` shortens the decay to that many steps after the committed prefix (the paper's mask decays to
+the end of the overlap, which at 10 Hz with 4 executed actions keeps most of the executed actions on the old
+plan; see the benchmark).
+
 - ``blend``: a temporal crossfade after sampling, with the same soft mask: cheap and policy-agnostic, but it
   averages two samples, which can fall between two modes.
 - ``none``: the new chunk replaces the old one as it is (the runner's behaviour before issue #21).
@@ -50,6 +54,9 @@ class ChunkingConfig(BaseModel):
     join: ChunkJoin = ChunkJoin.NONE
     inference_delay_s: float = Field(0.0, ge=0.0, le=2.0, description="sim-time delay from request to chunk [s] "
                                      "(the twin's evaluation; on the robot the delay is the real one)")
+    decay_steps: int | None = Field(None, ge=1, le=64, description="steps after the committed prefix over which the "
+                                    "previous chunk's pull decays to 0 (None: to the end of the overlap, the RTC "
+                                    "paper's mask)")
 
     def delay_steps(self, period_s: float) -> int:
         """Policy periods a chunk is late by: the actions the old chunk must still cover (ceil of delay / period)."""
@@ -169,14 +176,18 @@ class ChunkJoiner:
     The ``committed`` ones, the previous chunk's still queued at the request, are what the join continues.
     """
 
-    def __init__(self, sampler: HorizonSampler, join: ChunkJoin | str, period_s: float, lead_steps: int = 0) -> None:
+    def __init__(self, sampler: HorizonSampler, join: ChunkJoin | str, period_s: float, lead_steps: int = 0,
+                 decay_steps: int | None = None) -> None:
         if not period_s > 0:
             raise ValueError(f"period_s must be positive, got {period_s}")
         if lead_steps < 0 or sampler.current_index + lead_steps + sampler.n_action_steps > sampler.horizon:
             raise ValueError(f"{lead_steps} lead steps + {sampler.n_action_steps} executed actions from index "
                              f"{sampler.current_index} do not fit in a horizon of {sampler.horizon} steps: a delay "
                              "that long needs a longer horizon or fewer executed actions")
+        if decay_steps is not None and decay_steps < 1:
+            raise ValueError(f"decay_steps must be >= 1 or None, got {decay_steps}")
         self.sampler, self.join, self.period_s, self.lead_steps = sampler, ChunkJoin(join), period_s, lead_steps
+        self.decay_steps = decay_steps
         self._previous: np.ndarray | None = None  # (horizon, A) raw, as committed
         self._previous_stamp_s = 0.0
 
@@ -193,7 +204,10 @@ class ChunkJoiner:
         if self.join is not ChunkJoin.NONE and self._previous is not None:
             shift = round((obs_stamp_s - self._previous_stamp_s) / self.period_s)
             target, overlap = aligned_previous(self._previous, shift, s.horizon)
-            weights = soft_mask(s.horizon, min(overlap, s.current_index + committed), overlap)
+            committed_end = min(overlap, s.current_index + committed)
+            if self.decay_steps is not None:
+                overlap = min(overlap, committed_end + self.decay_steps)
+            weights = soft_mask(s.horizon, committed_end, overlap)
         if self.join is ChunkJoin.RTC:
             chunk = s(history, target, weights)
         else:

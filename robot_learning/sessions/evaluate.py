@@ -200,8 +200,8 @@ def _make_runners(policy, n_envs: int, action_dim: int, period_s: float,
                           simulated_delay_s=chunking.inference_delay_s)
     joined = delay_steps > 0 or chunking.join is not ChunkJoin.NONE
     return [PolicyRunner(policy, DeltaHold(action_dim, policy.delta_action_dims), config,
-                         joiner=ChunkJoiner(horizon_sampler(policy), chunking.join, period_s, delay_steps)
-                         if joined else None)
+                         joiner=ChunkJoiner(horizon_sampler(policy), chunking.join, period_s, delay_steps,
+                                            chunking.decay_steps) if joined else None)
             for _ in range(n_envs)]
 
 

@@ -79,6 +79,16 @@ def test_a_joined_chunk_keeps_the_committed_prefix_and_hands_over_to_the_new_one
         assert np.all(joiner.predict({}, obs_stamp_s=0.8, committed=2)[:, 0] == 2.0)  # a new episode: no join
 
 
+def test_a_short_decay_lets_the_new_chunk_take_over_sooner():
+    sampler = ScriptedSampler()
+    joiner = ChunkJoiner(sampler, "rtc", PERIOD_S, lead_steps=2, decay_steps=2)
+    joiner.predict({}, 0.0, 0)
+    joiner.predict({}, 0.4, 2)
+    np.testing.assert_allclose(sampler.calls[1][1], soft_mask(16, 1 + 2, 1 + 2 + 2))
+    with pytest.raises(ValueError, match="decay_steps"):
+        ChunkJoiner(sampler, "rtc", PERIOD_S, decay_steps=0)
+
+
 def test_without_a_join_the_new_chunk_replaces_the_old_one():
     sampler = ScriptedSampler()
     joiner = ChunkJoiner(sampler, ChunkJoin.NONE, PERIOD_S, lead_steps=1)
