@@ -59,13 +59,17 @@ def _online(args: argparse.Namespace, raw: dict, source: str) -> int:
     from the task's success label (what a robot episode has), so a config asking for another reward is refused."""
     import numpy as np
 
+    from controllers.observations import SIM_ONLY_KEYS
     from hardware_configs.loader import ConfigError, validate_model
+    from robot_learning.policies.estimated_inputs import EstimatedInputs
     from robot_learning.rl.base_policy import FrozenBase, load_frozen_base
     from robot_learning.rl.config import FinetuneConfig, PPOConfig
     from robot_learning.rl.ppo import PPOUpdater
     from robot_learning.rl.residual import ResidualPolicy
     from robot_learning.sessions.online_finetune import OnlineFinetuneSession
+    from robot_learning.sessions.success import EstimatedSuccess, TwinSuccess
     from sim.env import TwinEnv
+    from sim.estimation_config import StateEstimationConfig
 
     config = validate_model({**raw, **{k: v for k, v in {"task": args.task, "init_residual": args.init_residual}.items()
                                        if v}}, FinetuneConfig, source)
@@ -76,8 +80,18 @@ def _online(args: argparse.Namespace, raw: dict, source: str) -> int:
 
     torch.set_num_threads(config.torch_threads)
     base_policy = load_frozen_base(Path(args.checkpoint), config)
-    env = TwinEnv(cell=config.cell, task=config.task, image_size=base_policy.image_size)
+    if config.base_inputs:  # trained on the twin's exact state, fed the robot's estimate of it
+        base_policy = EstimatedInputs(base_policy, config.base_inputs)
+    if base_policy.sim_only and not config.sim_only:
+        raise ConfigError(f"{source}: the base {args.checkpoint} reads the twin's simulator state "
+                          f"({[k for k in base_policy.obs_keys if k in SIM_ONLY_KEYS]}): feed it the robot's estimate "
+                          "(base_inputs: {privileged: estimated}) or say sim_only: true for a twin-only session")
+    # Success on the robot comes from the estimate (the operator where it is unsure); the twin's own verdict is
+    # simulator state, for sim_only sessions.
+    estimation = None if config.sim_only else (config.state_estimation or StateEstimationConfig())
+    env = TwinEnv(cell=config.cell, task=config.task, image_size=base_policy.image_size, state_estimation=estimation)
     base_policy.check_observation(env.observation_space)
+    label = TwinSuccess() if config.sim_only else EstimatedSuccess(env.task_config)
     base = FrozenBase(base_policy, 1)
     keys = list(config.residual.obs_keys)
     obs_dim = int(sum(np.prod(env.observation_space[k].shape) for k in keys))
@@ -86,7 +100,7 @@ def _online(args: argparse.Namespace, raw: dict, source: str) -> int:
                                     "n_minibatches": 1})
     session = OnlineFinetuneSession(env, base, policy, PPOUpdater(policy, ppo), keys, Path(args.out),
                                     episodes_per_update=args.episodes_per_update, seed=config.seed,
-                                    init_residual=config.init_residual)
+                                    init_residual=config.init_residual, label_success=label)
     try:
         report = session.run(args.episodes)
     finally:

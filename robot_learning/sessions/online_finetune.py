@@ -31,6 +31,7 @@ from robot_learning.rl.rollout import state_vector
 from robot_learning.rl.warm_start import load_trained_residual
 from robot_learning.runtime.safe_load import load_plain, save_plain
 from robot_learning.sessions.collect import dataset_specs
+from robot_learning.sessions.success import EstimatedSuccess, TwinSuccess
 
 log = logging.getLogger(__name__)
 # A teleop source: called every step with the observation, returns the person's action or None (the policy
@@ -46,6 +47,9 @@ RL_SPECS = {
 }
 
 
+SuccessLabel = TwinSuccess | EstimatedSuccess
+
+
 @dataclass
 class OnlineReport:
     episodes_run: int
@@ -58,12 +62,12 @@ class OnlineReport:
 class OnlineFinetuneSession:
     def __init__(self, env, base: FrozenBase, policy: ResidualPolicy, updater: PPOUpdater, obs_keys: list[str],
                  out: Path, episodes_per_update: int = 4, intervention: Intervention | None = None,
-                 label_success: Callable[[dict], bool] | None = None, seed: int = 0,
+                 label_success: SuccessLabel | None = None, seed: int = 0,
                  init_residual: Path | str | None = None):
         self.env, self.base, self.policy, self.updater, self.keys = env, base, policy, updater, obs_keys
         self.out, self.episodes_per_update, self.seed = Path(out), episodes_per_update, seed
         self.intervention = intervention
-        self.label_success = label_success or (lambda info: bool(info.get("success", False)))
+        self.label_success = label_success or TwinSuccess()  # the CLI passes EstimatedSuccess unless sim_only
         self.normalizer = ActionNormalizer(base.action_low, base.action_high)
         self.out.mkdir(parents=True, exist_ok=True)
         self.state_path = self.out / "online_state.pt"
@@ -89,6 +93,7 @@ class OnlineFinetuneSession:
         if hasattr(self.intervention, "reset"):
             self.intervention.reset()
         interventions, success, info = 0, False, {}
+        self.label_success.start(obs)
         with self.store.begin_episode({"seed": seed, "task": self.env.task_config.name, "operator": "online"}) as ep:
             for _ in range(self.env.task_config.horizon_steps):
                 batch = {k: np.asarray(v)[None] for k, v in obs.items()}
@@ -108,7 +113,7 @@ class OnlineFinetuneSession:
                 obs = next_obs
                 if terminated or truncated:
                     break
-            success = self.label_success(info)
+            success = self.label_success(info, obs)
             ep.commit(success=success)
         return success, interventions
 
