@@ -11,8 +11,11 @@ change within a chunk. :class:`FastDiffusionSampler` therefore
   matrix product; a denoising step only adds the two;
 - runs each convolution as one GEMM over an im2col view (``fn.linear`` on the conv weight reshaped, no copy of the
   weights), the transposed convolution as a GEMM plus overlap-add, with GroupNorm and Mish as eager runs them;
+- optionally (``precision="bf16"``) keeps the convolution weights in bfloat16 and rounds their inputs to it for the
+  GEMMs only (norms, FiLM and the residual stream stay float32): half the weight bytes read per step, and CPUs
+  with AVX512-BF16 (this project's EPYC) multiply them natively. Opt-in, since it changes the result (see the test);
 - on CUDA, replays each denoising step's U-Net from a captured CUDA graph (kernel launches dominate there at
-  batch 1), optionally in bfloat16 (``precision="bf16"``). That path cannot be measured on the 2-core CPU machine.
+  batch 1). That path cannot be measured on the 2-core CPU machine; its test runs where a GPU is.
 
 The noise comes from the same generator call as eager, so with the same seed both give the same chunk up to float
 rounding (checked by ``tests/policies/test_fast_inference.py``). Which runtime a policy uses is chosen by name,
@@ -50,6 +53,15 @@ class FastPathUnavailableError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------------- layers as GEMMs
+def _gemm(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``rows @ weight.T + bias``; with lower-precision weights (bf16) the rows are rounded to them for the product
+    only (accumulated in float32 by oneDNN/cuBLAS) and the result returns to the rows' dtype."""
+    if weight.dtype == rows.dtype:
+        return fn.linear(rows, weight, bias)
+    out = fn.linear(rows.to(weight.dtype), weight).to(rows.dtype)
+    return out if bias is None else out + bias
+
+
 def _conv1d(x: torch.Tensor, weight_2d: torch.Tensor, bias: torch.Tensor | None, kernel: int, stride: int,
             padding: int) -> torch.Tensor:
     """``F.conv1d`` (dilation 1, groups 1, zero padding) as one GEMM: x (B, C_in, L) -> (B, C_out, L_out).
@@ -62,7 +74,7 @@ def _conv1d(x: torch.Tensor, weight_2d: torch.Tensor, bias: torch.Tensor | None,
     else:
         cols = fn.pad(x, (padding, padding)).unfold(2, kernel, stride).transpose(1, 2)  # (B, L_out, C_in, k)
     length = cols.shape[1]
-    out = fn.linear(cols.reshape(batch * length, -1), weight_2d, bias)
+    out = _gemm(cols.reshape(batch * length, -1), weight_2d, bias)
     return out.view(batch, length, -1).transpose(1, 2)
 
 
@@ -73,7 +85,7 @@ def _conv_transpose1d(x: torch.Tensor, weight_2d: torch.Tensor, bias: torch.Tens
     ``weight_2d``: (C_out * k, C_in), the weight (C_in, C_out, k) transposed once when the sampler is built.
     Input step l, tap j lands on output position l * stride + j - padding."""
     batch, _, length = x.shape
-    taps = fn.linear(x.transpose(1, 2).reshape(batch * length, -1), weight_2d)  # (B * L, C_out * k)
+    taps = _gemm(x.transpose(1, 2).reshape(batch * length, -1), weight_2d, None)  # (B * L, C_out * k)
     taps = taps.view(batch, length, -1, kernel).permute(0, 2, 3, 1)  # (B, C_out, k, L)
     full_len = (length - 1) * stride + kernel
     out = taps.new_zeros(batch, taps.shape[1], full_len)
@@ -84,7 +96,8 @@ def _conv_transpose1d(x: torch.Tensor, weight_2d: torch.Tensor, bias: torch.Tens
 
 
 class _Conv:
-    """One Conv1d or ConvTranspose1d of the U-Net, its weights laid out for :func:`_conv1d`."""
+    """One Conv1d or ConvTranspose1d of the U-Net, its weights laid out for :func:`_conv1d` in ``dtype`` (the GEMM's;
+    the bias stays float32)."""
 
     def __init__(self, conv: nn.Module, dtype: torch.dtype):
         if not isinstance(conv, nn.Conv1d | nn.ConvTranspose1d):
@@ -102,7 +115,7 @@ class _Conv:
             self.weight = w.reshape(w.shape[0], -1).t().contiguous().to(dtype)
         else:  # (C_out, C_in, k) -> (C_out, C_in * k): a view of the same storage in float32
             self.weight = w.reshape(w.shape[0], -1).to(dtype)
-        self.bias = None if conv.bias is None else conv.bias.detach().to(dtype)
+        self.bias = None if conv.bias is None else conv.bias.detach()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         op = _conv_transpose1d if self.transposed else _conv1d
@@ -112,12 +125,12 @@ class _Conv:
 class _NormAct:
     """GroupNorm then Mish, as ``modeling._conv_block`` ends."""
 
-    def __init__(self, norm: nn.Module, act: nn.Module, dtype: torch.dtype):
+    def __init__(self, norm: nn.Module, act: nn.Module):
         if not isinstance(norm, nn.GroupNorm) or not isinstance(act, nn.Mish):
             raise FastPathUnavailableError(f"unsupported conv block ending {type(norm).__name__}, {type(act).__name__}")
         self.groups, self.eps = norm.num_groups, norm.eps
-        self.weight = None if norm.weight is None else norm.weight.detach().to(dtype)
-        self.bias = None if norm.bias is None else norm.bias.detach().to(dtype)
+        self.weight = None if norm.weight is None else norm.weight.detach()
+        self.bias = None if norm.bias is None else norm.bias.detach()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return fn.mish(fn.group_norm(x, self.groups, self.weight, self.bias, self.eps))
@@ -127,7 +140,7 @@ class _ConvBlock:
     def __init__(self, block: nn.Module, dtype: torch.dtype):
         if not isinstance(block, nn.Sequential) or len(block) != 3:
             raise FastPathUnavailableError("unsupported conv block (expected Conv1d, GroupNorm, Mish)")
-        self.conv, self.norm_act = _Conv(block[0], dtype), _NormAct(block[1], block[2], dtype)
+        self.conv, self.norm_act = _Conv(block[0], dtype), _NormAct(block[1], block[2])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm_act(self.conv(x))
@@ -151,7 +164,8 @@ class _ResidualBlock:
 # ---------------------------------------------------------------------------------------------- the U-Net
 class FastUnet1D:
     """:class:`ConditionalUnet1D`'s forward with the FiLM projections split into a per-timestep part (kept) and a
-    per-observation part (once per chunk). Shares the eager module's weights (no copy in float32)."""
+    per-observation part (once per chunk). Shares the eager module's weights (no copy in float32). ``dtype``: the
+    convolutions' GEMM precision; activations, norms and FiLM stay float32."""
 
     def __init__(self, unet: ConditionalUnet1D, dtype: torch.dtype = torch.float32):
         check_supported(unet)
@@ -191,13 +205,13 @@ class FastUnet1D:
     def films(self, timesteps: torch.Tensor, global_cond: torch.Tensor) -> list[list[torch.Tensor]]:
         """Per timestep, per residual block (in forward order): the FiLM vector (B, n) for ``global_cond``."""
         obs_part = fn.linear(fn.mish(global_cond), self._w_obs)  # (B, sum n), once per chunk
-        total = (self.step_films(timesteps)[:, None] + obs_part[None]).to(self.dtype)  # (S, B, sum n)
+        total = self.step_films(timesteps)[:, None] + obs_part[None]  # (S, B, sum n)
         return [list(step.split(self._splits, dim=-1)) for step in total]
 
     def __call__(self, sample: torch.Tensor, films: Sequence[torch.Tensor]) -> torch.Tensor:
         """(B, horizon, action_dim) noisy actions and one timestep's FiLM vectors -> the U-Net's output."""
         film = iter(films)
-        x, skips = sample.transpose(1, 2).to(self.dtype), []
+        x, skips = sample.transpose(1, 2), []
         for block1, block2, down in self.down:
             x = block2(block1(x, next(film)), next(film))
             skips.append(x)
@@ -207,7 +221,7 @@ class FastUnet1D:
             x = block(x, next(film))
         for block1, block2, up in self.up:
             x = up(block2(block1(torch.cat([x, skips.pop()], dim=1), next(film)), next(film)))
-        return self.final_conv(self.final_block(x)).transpose(1, 2).to(sample.dtype)
+        return self.final_conv(self.final_block(x)).transpose(1, 2)
 
 
 def check_supported(unet: nn.Module) -> None:
