@@ -24,6 +24,7 @@ def generate_launch_description() -> LaunchDescription:
                 "recording_dir",
                 "controller_type",
                 "perception",
+                "objects",
                 "params_file",
             ],
         )

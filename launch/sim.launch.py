@@ -10,5 +10,6 @@ from ros_support.launch_graph import launch_entities
 
 def generate_launch_description() -> LaunchDescription:
     return LaunchDescription(
-        launch_entities("sim", ["cell", "task", "checkpoint", "controller_type", "perception", "params_file"])
+        launch_entities("sim", ["cell", "task", "checkpoint", "controller_type", "perception", "objects",
+                                "params_file"])
     )

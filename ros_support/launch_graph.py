@@ -30,6 +30,8 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "recording_dir": ("", "directory of <camera>.db3 recordings for camera_source:=playback"),
     "controller_type": ("cartesian_pose", "cartesian_pose (impedance equilibrium pose) or joint_trajectory (JTC)"),
     "perception": ("true", "run perception_node (fused point cloud in the base frame)"),
+    "objects": ("false", "run object_state_node (the task's object and fixture poses from the fused cloud, for a "
+                "policy or reward that reads the estimate; needs perception:=true)"),
     "store_path": ("outputs/episodes.zarr", "episode store that session_node appends to"),
     "params_file": ("", "parameter YAML for every manip_stack node; empty = configs/ros/manip_stack.yaml"),
 }
@@ -39,6 +41,7 @@ CHOICES = {
     "camera_source": ["realsense", "playback"],
     "controller_type": ["cartesian_pose", "joint_trajectory"],
     "perception": ["true", "false"],
+    "objects": ["true", "false"],
 }
 TCP_POSE_ON_ROBOT = "/franka_robot_state_broadcaster/current_pose"
 
@@ -205,8 +208,11 @@ def bringup(context, mode: str, names: list[str]) -> list:
         return nodes
     if _true(a.get("perception", "false")):
         nodes.append(_node("perception_node", files, base, remappings=remap))
+        if _true(a.get("objects", "false")):
+            nodes.append(_node("object_state_node", files, {**base, "task": a.get("task", "lift")}, remappings=remap))
     if a.get("checkpoint"):
-        nodes.append(_node("policy_node", files, {**base, "checkpoint": a["checkpoint"]}, remappings=remap))
+        policy = {**base, "checkpoint": a["checkpoint"], **({"task": a["task"]} if "task" in a else {})}
+        nodes.append(_node("policy_node", files, policy, remappings=remap))
     if mode == "collect":
         nodes.append(
             _node("session_node", files, {**base, "task": a["task"], "store_path": a["store_path"]}, remappings=remap)

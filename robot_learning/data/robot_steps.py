@@ -12,7 +12,7 @@ keys: a policy trained on twin episodes reads robot episodes unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,10 +33,10 @@ class MissingStreamsError(LookupError):
 
 
 def robot_dataset_specs(cell: CellConfig, cameras: Sequence[str], image_size: tuple[int, int],
-                        depth: bool) -> dict[str, ArraySpec]:
-    """Array specs of a robot episode: images (``image_size`` = width, height), proprioception, action (no
-    sim-only keys: the robot cannot observe them)."""
-    return episode_specs(observation_schema(cell, cameras, image_size, depth))
+                        depth: bool, estimated_dims: Mapping[str, int] | None = None) -> dict[str, ArraySpec]:
+    """Array specs of a robot episode: images (``image_size`` = width, height), proprioception, the estimated
+    scene when ``estimated_dims`` is given, action (no sim-only keys: the robot cannot observe them)."""
+    return episode_specs(observation_schema(cell, cameras, image_size, depth, estimated_dims=estimated_dims))
 
 
 def resize_nearest(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -59,11 +59,16 @@ class StepBuilder:
     """Collects decoded samples per stream and assembles synchronised steps (see the module docstring)."""
 
     def __init__(self, cell: CellConfig, cameras: Sequence[str], image_size: tuple[int, int], depth: bool,
-                 tolerance_s: float, buffer_len: int | None = 64) -> None:
+                 tolerance_s: float, buffer_len: int | None = 64, estimated_dims: Mapping[str, int] | None = None,
+                 estimate_max_age_s: float = 0.3) -> None:
+        """``estimated_dims``: the estimated keys' lengths (``object_state_node``'s ``/manip/estimated``), whose
+        newest sample up to ``estimate_max_age_s`` old joins a step: the estimator runs slower than the cameras."""
         self.cell, self.cameras, self.image_size, self.depth = cell, list(cameras), image_size, depth
-        self.tolerance_s = tolerance_s
-        self.specs = robot_dataset_specs(cell, self.cameras, image_size, depth)
+        self.tolerance_s, self.estimate_max_age_s = tolerance_s, estimate_max_age_s
+        self.estimated_dims = dict(estimated_dims or {})
+        self.specs = robot_dataset_specs(cell, self.cameras, image_size, depth, self.estimated_dims or None)
         names = [rgb_key(c) for c in self.cameras] + ([depth_key(c) for c in self.cameras] if depth else [])
+        names += ["estimated"] if self.estimated_dims else []
         self.buffers = {name: StreamBuffer(buffer_len) for name in [*names, "joints", "tcp"]}
 
     def add_rgb(self, camera: str, stamp_s: float, rgb: np.ndarray) -> None:
@@ -79,13 +84,24 @@ class StepBuilder:
     def add_tcp(self, stamp_s: float, position_m: np.ndarray, quaternion_xyzw: np.ndarray) -> None:
         self.buffers["tcp"].add(stamp_s, (np.asarray(position_m, float), np.asarray(quaternion_xyzw, float)))
 
+    def add_estimated(self, stamp_s: float, vector: np.ndarray) -> None:
+        """One ``/manip/estimated`` sample: the estimated keys concatenated in ``estimated_dims``' order."""
+        values = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if values.size != sum(self.estimated_dims.values()):
+            raise ValueError(f"/manip/estimated holds {values.size} values; the task needs "
+                             f"{sum(self.estimated_dims.values())} ({self.estimated_dims})")
+        bounds = np.cumsum([0, *self.estimated_dims.values()])
+        self.buffers["estimated"].add(stamp_s, {k: values[a:b] for k, a, b in
+                                                zip(self.estimated_dims, bounds[:-1], bounds[1:], strict=True)})
+
     def tcp_at(self, t_s: float) -> tuple[np.ndarray, np.ndarray] | None:
         found = self.buffers["tcp"].nearest(t_s, self.tolerance_s)
         return None if found is None else found[1]  # type: ignore[return-value]
 
     def observation(self, t_s: float) -> dict[str, np.ndarray]:
         """Every observation key at ``t_s``; raises :class:`MissingStreamsError` naming the streams without a sample."""
-        found = {name: buf.nearest(t_s, self.tolerance_s) for name, buf in self.buffers.items()}
+        found = {name: buf.nearest(t_s, self.estimate_max_age_s if name == "estimated" else self.tolerance_s)
+                 for name, buf in self.buffers.items()}
         missing = [name for name, hit in found.items() if hit is None]
         if missing:
             raise MissingStreamsError(t_s, missing)
@@ -94,7 +110,9 @@ class StepBuilder:
         no_velocities = np.full_like(joints.q, np.nan)  # not recorded, and not part of the observation
         obs = proprio_observation(RobotState(t_s, joints.q, no_velocities, tcp_pos, tcp_quat, joints.width_m))
         for name, hit in found.items():
-            if name not in ("joints", "tcp"):
+            if name == "estimated":
+                obs.update(hit[1])  # type: ignore[index,arg-type]
+            elif name not in ("joints", "tcp"):
                 obs[name] = hit[1]  # type: ignore[index]
         return obs
 

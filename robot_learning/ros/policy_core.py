@@ -49,6 +49,12 @@ class PolicyParams(NodeParams):
     joint_prefix: str = Field("", description="prefix of the arm's joint names")
     gripper_joint: str = Field("gripper_width", description="joint_states entry of the gripper")
     gripper_joint_scale: float = Field(1.0, ge=1e-6, description="opening [m] = scale * position")
+    task: str = Field("", description="task name or .yaml whose scene a policy reading the estimate sees "
+                      "(default: the task it was trained on)")
+    estimated_topic: str = Field("/manip/estimated", description="object_state_node's estimated keys in "
+                                 "(std_msgs/Float64MultiArray), for a policy that reads them")
+    estimate_max_age_s: float = Field(0.3, ge=0.01, le=2.0, description="the newest estimate up to this old "
+                                      "joins an observation [s] (the estimator is slower than the cameras)")
 
 
 
@@ -56,7 +62,25 @@ class PolicyMismatchError(ValueError):
     """The checkpoint cannot run on this cell; the message names every mismatch."""
 
 
-def check_policy_against_cell(policy: Policy, cell: CellConfig) -> list[str]:
+def estimated_dims_for(policy: Policy, task: str = "") -> dict[str, int] | None:
+    """The estimated keys' lengths for the task's scene when ``policy`` reads any (None when it reads none)."""
+    from controllers.observations import ESTIMATED_KEYS
+
+    if not any(k in ESTIMATED_KEYS for k in policy.obs_keys):
+        return None
+    from hardware_configs import load_task
+    from perception.task_state import TaskStateLayout
+
+    name = task or policy.dataset.get("task")
+    if not name:
+        raise PolicyMismatchError(f"checkpoint {policy.source} reads the estimated scene but names no task: "
+                                  "set the task parameter")
+    layout = TaskStateLayout(load_task(name))
+    return {"estimated": layout.pose_dim, "estimated_relative": layout.relative_dim,
+            "estimate_confidence": layout.confidence_dim}
+
+
+def check_policy_against_cell(policy: Policy, cell: CellConfig, task: str = "") -> list[str]:
     """The cameras the policy needs; raises :class:`PolicyMismatchError` if the cell cannot feed it."""
     problems = []
     if policy.sim_only:
@@ -72,7 +96,7 @@ def check_policy_against_cell(policy: Policy, cell: CellConfig) -> list[str]:
     if problems:
         raise PolicyMismatchError(f"checkpoint {policy.source} does not fit: " + "; ".join(problems))
     size = policy.image_size or (96, 96)
-    schema = observation_schema(cell, cameras, size, depth=False)
+    schema = observation_schema(cell, cameras, size, depth=False, estimated_dims=estimated_dims_for(policy, task))
     try:
         policy.check_observation({k: key.shape for k, key in schema.items()})
     except ValueError as exc:  # ObservationMismatchError: keys the robot cannot observe (e.g. privileged)
@@ -86,10 +110,12 @@ class PolicyLoop:
     def __init__(self, policy: Policy, cell: CellConfig, params: PolicyParams, clock: Callable[[], float]) -> None:
         from robot_learning.runtime.policy_runner import DeltaHold, PolicyRunner, RunnerConfig
 
-        self.cameras = check_policy_against_cell(policy, cell)
+        self.cameras = check_policy_against_cell(policy, cell, params.task)
         self.policy, self.cell, self.params = policy, cell, params
         size = policy.image_size or (96, 96)
-        self.builder = StepBuilder(cell, self.cameras, size, depth=False, tolerance_s=params.sync_tolerance_s)
+        self.estimated_dims = estimated_dims_for(policy, params.task)
+        self.builder = StepBuilder(cell, self.cameras, size, depth=False, tolerance_s=params.sync_tolerance_s,
+                                   estimated_dims=self.estimated_dims, estimate_max_age_s=params.estimate_max_age_s)
         config = RunnerConfig(period_s=1.0 / cell.rates.policy_hz, latency_margin_s=params.latency_margin_s,
                               replan_remaining=params.replan_remaining)
         joiner = None

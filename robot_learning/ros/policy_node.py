@@ -19,6 +19,7 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
 from controllers.actions import ACTION_NAMES
@@ -53,6 +54,8 @@ class PolicyNode(Node):
             self.create_subscription(Image, topic, lambda m, n=name: self._on_rgb(n, m), SENSOR_QOS)
         self.create_subscription(JointState, p.joint_states_topic, self._on_joints, STATE_QOS)
         self.create_subscription(PoseStamped, p.tcp_pose_topic, self._on_tcp, STATE_QOS)
+        if self.loop.estimated_dims:  # the policy reads the robot's estimate of the scene (object_state_node)
+            self.create_subscription(Float64MultiArray, p.estimated_topic, self._on_estimated, STATE_QOS)
         self._pub = self.create_publisher(JointTrajectory, p.action_topic, COMMAND_QOS)
         self.create_timer(1.0 / self.cell.rates.policy_hz, self._tick)
         self.get_logger().info(f"policy {p.checkpoint} on cameras {self.loop.cameras} at "
@@ -81,6 +84,13 @@ class PolicyNode(Node):
     def _on_tcp(self, msg: PoseStamped) -> None:
         pose = conv.pose_to_arrays(msg)
         self.loop.builder.add_tcp(pose.stamp_s, pose.position_m, pose.quaternion_xyzw)
+
+    def _on_estimated(self, msg: Float64MultiArray) -> None:
+        # The array has no header: stamped on arrival, it joins observations up to estimate_max_age_s later.
+        try:
+            self.loop.builder.add_estimated(self._now(), np.asarray(msg.data))
+        except ValueError as exc:
+            self.get_logger().error(str(exc), throttle_duration_sec=5.0)
 
     def _tick(self) -> None:
         result = self.loop.tick(self._now())

@@ -34,6 +34,7 @@ NODE_PARAMETER_MODELS = {
     "camera_node": "perception.ros.sync_core:CameraParams",
     "perception_node": "perception.ros.sync_core:PerceptionParams",
     "policy_node": "robot_learning.ros.policy_core:PolicyParams",
+    "object_state_node": "perception.ros.object_state_node:ObjectStateParams",
 }
 
 
@@ -156,6 +157,11 @@ def test_every_launch_file_declares_the_common_arguments_with_descriptions(launc
         ("robot.launch.py", {}, ["realsense2_camera_node"] * 3 + ["controller_node", "perception_node"]),
         (
             "robot.launch.py",
+            {"objects": "true", "task": "peg_insert", "checkpoint": "p.pt"},
+            ["realsense2_camera_node"] * 3 + ["controller_node", "perception_node", "object_state_node", "policy_node"],
+        ),
+        (
+            "robot.launch.py",
             {"camera_driver": "manip_stack", "camera_source": "playback", "recording_dir": "rec", "checkpoint": "p.pt"},
             ["camera_node"] * 3 + ["controller_node", "perception_node", "policy_node"],
         ),
@@ -242,6 +248,7 @@ OTHER_VALUE: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
     ),
     "controller_type": ("joint_trajectory", {}, {}),
     "perception": ("<flip>", {}, {}),
+    "objects": ("<flip>", {}, {}),
     "store_path": ("other.zarr", {}, {}),
     "params_file": ("lab_params.yaml", {}, {}),
 }
