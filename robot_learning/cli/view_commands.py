@@ -50,7 +50,7 @@ def cmd_view(args: argparse.Namespace) -> int:
                 steps = log_store_episodes(view, store, episodes, estimate=args.estimate)
         print(f"logged {len(episodes)} episode(s), {steps} steps of {source} ({cell.name}, {task.name})")
     if rrd is None:
-        return 0
+        return 1 if view.viewer_lost else 0
     from robot_learning.viz.rrd_read import read_rrd
 
     contents = read_rrd(rrd)  # read back with rerun's own reader: the file is whole and holds what was logged

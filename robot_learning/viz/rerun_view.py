@@ -53,6 +53,18 @@ def scaled_intrinsics(intr: Intrinsics, width: int, height: int) -> Intrinsics:
                                    "cx": intr.cx * sx, "cy": intr.cy * sy})
 
 
+def _viewer_on_path() -> None:
+    """rerun spawns the viewer found on PATH; the one rerun-sdk installs sits beside this interpreter, which is not
+    on PATH when the venv's ``manip-stack`` runs without the venv activated."""
+    import os
+    import shutil
+    import sys
+
+    bundled = Path(sys.executable).with_name("rerun")
+    if shutil.which("rerun") is None and bundled.exists():
+        os.environ["PATH"] = f"{bundled.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
 class RerunView:
     """Log a cell's cameras, cloud, objects, TCP, actions, rewards and events to one rerun recording.
 
@@ -68,6 +80,7 @@ class RerunView:
         if rrd_path is None and not spawn:
             raise ValueError("RerunView needs somewhere to log: an rrd_path (headless) or spawn=True (a viewer)")
         self.rr, self.cell, self.task = rr, cell, task
+        self.viewer_lost = False
         self.rec = rr.RecordingStream(application_id, recording_id=recording_id)
         self.rrd_path = Path(rrd_path) if rrd_path is not None else None
         if self.rrd_path is not None:
@@ -76,6 +89,7 @@ class RerunView:
             self.rrd_path.parent.mkdir(parents=True, exist_ok=True)
             self.rec.save(str(self.rrd_path))
         else:
+            _viewer_on_path()
             self.rec.spawn()
         self.cameras = {c.name: c for c in cell.cameras}
         T_flange_tcp = np.eye(4)
@@ -324,8 +338,16 @@ class RerunView:
 
     # ------------------------------------------------------------------ end
     def close(self) -> None:
-        """Flush and close the file (or the viewer connection)."""
-        self.rec.flush()
+        """Flush and close the file (or the viewer connection). A spawned viewer that went away (on a machine without
+        a display it cannot open a window) is reported, not raised: the session's own work is done by then."""
+        try:
+            self.rec.flush()
+        except RuntimeError as exc:
+            if self.rrd_path is not None:
+                raise
+            self.viewer_lost = True
+            log.error("the rerun viewer went away, so this view is lost (%s); on a machine without a display write a "
+                      "file with --rrd PATH and open it elsewhere with `rerun PATH`", exc)
         self.rec.disconnect()
 
     def __enter__(self) -> RerunView:
