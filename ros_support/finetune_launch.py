@@ -35,11 +35,15 @@ FINETUNE_ARGUMENTS: dict[str, tuple[str, str]] = {
     "episodes_per_update": ("4", "new committed episodes per PPO update"),
     "success_source": ("operator", "operator (service / teleop button), topic (a success or reward model on "
                        "/manip/success), twin (the simulator's task success: use_sim:=true only)"),
+    "teleop_device": ("", "a teleop device the policy node reads for interventions and labels: '' (none), ros "
+                      "(/teleop/cmd_vel + /joy), spacemouse, keyboard, gamepad"),
     "live_view": ("true", "run live_view_node (a PNG dashboard in out_dir, refreshed every 2 s)"),
 }
-FINETUNE_CHOICES = {"success_source": ["operator", "topic", "twin"], "live_view": ["true", "false"]}
+FINETUNE_CHOICES = {"success_source": ["operator", "topic", "twin"], "live_view": ["true", "false"],
+                    "teleop_device": ["", "ros", "spacemouse", "keyboard", "gamepad"]}
 NAMES = ["cell", "task", "checkpoint", "config", "out_dir", "episodes", "episodes_per_update", "success_source",
-         "use_sim", "camera_driver", "camera_source", "recording_dir", "controller_type", "live_view", "params_file"]
+         "use_sim", "camera_driver", "camera_source", "recording_dir", "controller_type", "teleop_device", "live_view",
+         "params_file"]
 DEFAULTS = {"task": "peg_insert"}
 # The twin as a fine-tuning cell: small images (the live view and the controller's camera watch need them, the
 # state policy does not), and the sim-only topics a twin-only session reads.
@@ -92,7 +96,8 @@ def bringup(context) -> list:
     nodes.append(_node("controller_node", files, {**base, "controller_type": a["controller_type"]}, remappings=remap))
     learning = {"checkpoint": a["checkpoint"], "config": a["config"], "out_dir": a["out_dir"]}
     nodes.append(_node("finetune_policy_node", files, {**base, "task": a["task"], **learning,
-                                                       "allow_sim_only": use_sim}, remappings=remap))
+                                                       "allow_sim_only": use_sim, "teleop_device": a["teleop_device"]},
+                       remappings=remap))
     nodes.append(_node("learner_node", files, {"use_sim_time": use_sim, **learning,
                                                "episodes_per_update": per_update}))
     nodes.append(_node("finetune_session_node", files, {**base, "task": a["task"], "episodes": episodes,

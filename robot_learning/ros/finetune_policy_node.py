@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray, String
+from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
@@ -86,6 +87,17 @@ class FinetunePolicyNode(Node):
             self.create_subscription(Float64MultiArray, p.obs_topic_prefix + key,
                                      lambda m, k=key: self._on_extra(k, m), STATE_QOS)
         self.create_subscription(JointTrajectory, p.intervention_topic, self._on_teleop, COMMAND_QOS)
+        self.device, self._intervening, self._last_action = None, False, np.zeros(len(ACTION_NAMES))
+        self._label = self.create_publisher(Bool, p.operator_label_topic, COMMAND_QOS)
+        if p.teleop_device:
+            from teleop.devices import make_device
+
+            self.device = make_device(p.teleop_device)  # raises with the known device names
+            if p.teleop_device == "ros":
+                from teleop.ros.twist_joy import attach_ros_teleop
+
+                attach_ros_teleop(self, self.device)
+            self.device.connect()
         self.create_subscription(String, p.weights_topic, self._on_weights, LATCHED_QOS)
         self._pub = self.create_publisher(JointTrajectory, p.action_topic, COMMAND_QOS)
         self._progress = self.create_publisher(String, "~/progress", COMMAND_QOS)
@@ -100,6 +112,23 @@ class FinetunePolicyNode(Node):
     def close(self) -> None:
         if self.recorder is not None:
             self.recorder.close()
+        if self.device is not None:
+            self.device.disconnect()
+
+    def _device_action(self) -> np.ndarray | None:
+        """The teleop device's action while it intervenes (its gripper starts from the arm's); its accept and
+        discard presses go out as the operator's label."""
+        from teleop.config import Button
+
+        command = self.device.poll(time.monotonic())
+        for button, success in ((Button.accept, True), (Button.discard, False)):
+            if button in command.pressed:
+                self._label.publish(Bool(data=success))
+        if command.intervening and not self._intervening:
+            self.device.sync_gripper(float(self._last_action[-1]))
+            command = self.device.poll(time.monotonic())
+        self._intervening = command.intervening
+        return np.asarray(command.action, dtype=np.float32) if command.intervening else None
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -194,8 +223,11 @@ class FinetunePolicyNode(Node):
             action, record = self.actor.act(obs)
             person = self._teleop[1] if self._teleop and now - self._teleop[0] <= \
                 self.params.intervention_timeout_s else None
+            if self.device is not None:
+                person = self._device_action() if person is None else person
             if person is not None:
                 action = person
+            self._last_action = action
             self._pub.publish(conv.joint_trajectory_msg(self.msgs, ACTION_NAMES, [action.astype(np.float64)], [0.0],
                                                         t))
             self.recorder.add(obs, action, record, person is not None, t)

@@ -9,6 +9,7 @@ weights in at its next episode. Killed and restarted, it goes on from ``online_s
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ class LearnerNode(Node):
         from robot_learning.rl.base_policy import load_frozen_base
 
         p = self.params
+        if p.niceness:
+            os.nice(p.niceness)  # never compete with the controller and the policy at their priority
         torch.set_num_threads(p.torch_threads)
         config = load_finetune_config(p.config)
         base = load_frozen_base(Path(p.checkpoint), config, device="cpu")  # for its action bounds

@@ -232,6 +232,12 @@ class FinetunePolicyParams(NodeParams):
     intervention_topic: str = Field("/manip/teleop_action", description=(
         "a person's delta actions in (same message as action_topic, from any teleop device node); while they "
         "arrive they are executed instead of the policy's and the steps are marked as interventions"))
+    teleop_device: str = Field("", description=(
+        "a teleop device this node reads itself: '' (none), ros (Twist on /teleop/cmd_vel + Joy on /joy), "
+        "spacemouse, keyboard, gamepad; while it intervenes its action is executed and the step marked; its accept "
+        "and discard buttons label the episode (success, failure) on operator_label_topic"))
+    operator_label_topic: str = Field("/manip/operator_label",
+                                      description="std_msgs/Bool out: the teleop device's success label")
     intervention_timeout_s: float = Field(0.3, gt=0.0, le=5.0,
                                           description="a teleop action older than this no longer takes over [s]")
     weights_topic: str = Field("/finetune/weights", description="std_msgs/String JSON in: the learner's new weights")

@@ -149,4 +149,6 @@ class LearnerParams(NodeParams):
     episodes_per_update: int = Field(4, ge=1, le=1000, description="new committed episodes per PPO update")
     poll_s: float = Field(1.0, gt=0.0, le=60.0, description="how often the store is checked for new episodes [s]")
     torch_threads: int = Field(1, ge=1, le=64, description="CPU threads for the PPO update")
+    niceness: int = Field(10, ge=0, le=19, description="added to the process's nice value at start: an update "
+                          "yields the CPU to the control loop's nodes (0 = as they run)")
     weights_topic: str = Field("/finetune/weights", description="std_msgs/String JSON out after every update")

@@ -67,27 +67,24 @@ def wait(predicate, timeout: float, what: str, procs: dict) -> None:
 
 
 def test_a_killed_learner_and_session_lose_nothing_committed_and_learning_resumes(ros_context, tiny_base, tmp_path):
+    from geometry_msgs.msg import Twist, Vector3
     from ros_harness import Graph, Probe
     from std_msgs.msg import String
-    from trajectory_msgs.msg import JointTrajectory
 
-    from controllers.actions import ACTION_NAMES
-    from ros_support import conversions as conv
     from ros_support.node import COMMAND_QOS
 
     root, base = tiny_base
     out = tmp_path / "session"
     specs = evaluate_launch("finetune.launch.py", use_sim="true", success_source="twin", checkpoint=str(base),
                             config=str(root / "rl.yaml"), task=str(root / "lift_short.yaml"), out_dir=str(out),
-                            episodes=str(EPISODES), episodes_per_update="1", live_view="false")
+                            episodes=str(EPISODES), episodes_per_update="1", live_view="false", teleop_device="ros")
     assert [s.name for s in specs] == ["sim_node", "controller_node", "finetune_policy_node", "learner_node",
                                        "finetune_session_node"]
     by_name = {s.name: s for s in specs}
     procs = {s.name: start_node(s, tmp_path, log=tmp_path / f"{s.name}.log") for s in specs}
     probe = Probe(ros_context, "finetune_probe")
     probe.watch(String, "/finetune_policy_node/progress", COMMAND_QOS)
-    teleop = probe.create_publisher(JointTrajectory, "/manip/teleop_action", COMMAND_QOS)
-    f = conv.RclpyFactory()
+    teleop = probe.create_publisher(Twist, "/teleop/cmd_vel", COMMAND_QOS)
     try:
         with Graph(ros_context) as graph:
             graph.add(probe)
@@ -97,9 +94,10 @@ def test_a_killed_learner_and_session_lose_nothing_committed_and_learning_resume
                 return json.loads(msg.data) if msg is not None else {}
 
             wait(lambda: progress().get("steps", 0) >= 2, 150, "the first episode to run", procs)
-            for _ in range(8):  # a person takes over for a moment: those steps are marked
-                teleop.publish(conv.joint_trajectory_msg(f, ACTION_NAMES, [[0.0] * 6 + [0.0]], [0.0], 0.0))
+            for _ in range(8):  # a person moves the teleop device for a moment: those steps are marked
+                teleop.publish(Twist(linear=Vector3(x=0.05)))
                 time.sleep(0.05)
+            teleop.publish(Twist())
             wait(lambda: committed(out) >= 2, 60, "two committed episodes", procs)
             wait(lambda: 2 <= progress().get("steps", 0) < HORIZON - 2, 30, "the middle of an episode", procs)
             for name in ("learner_node", "finetune_session_node"):
