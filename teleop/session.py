@@ -100,13 +100,15 @@ class TeleopCollectSession:
     """Ticks one device against one env and records accepted episodes into ``store``."""
 
     def __init__(self, env: Any, device: TeleopDevice, store: EpisodeStore, config: TeleopSessionConfig,
-                 clock: StepClock, sinks: tuple[FrameSink, ...] = (), operator_script: Any = None) -> None:
+                 clock: StepClock, sinks: tuple[FrameSink, ...] = (), operator_script: Any = None,
+                 rerun_view: Any = None) -> None:
         if config.label_source not in ("twin", "operator"):
             raise ValueError(f"label_source must be 'twin' or 'operator', got {config.label_source!r}")
         high = env.action_space.high
         device.config.check_against_limits(float(high[0]), float(high[3]))
         self.env, self.device, self.store, self.config, self.clock = env, device, store, config, clock
         self.sinks, self.operator_script = sinks, operator_script
+        self.rerun_view = rerun_view  # a robot_learning.viz.rerun_view.RerunView: every recorded step, when given
         names = env.cameras.camera_names if getattr(env, "cameras", None) is not None else []
         self.view = LiveView(names)
         self.state = SessionState.reset
@@ -177,6 +179,8 @@ class TeleopCollectSession:
             info = {"seed": self.config.seed + len(self.outcomes), "task": self.env.task_config.name,
                     "operator": self.config.operator, "device": self.device.name, **self.config.extra_info}
             self._episode = self.store.begin_episode(info)
+            if self.rerun_view is not None:
+                self.rerun_view.start_episode(self._attempt, {"seed": info["seed"], "device": self.device.name})
             self.device.sync_gripper(0.0)
             self.state, self.message = SessionState.recording, "recording: START/STOP ends the episode"
 
@@ -193,6 +197,11 @@ class TeleopCollectSession:
         stamp = _twin_time_s(self.env, now_s)
         next_obs, reward, terminated, truncated, info = self.env.step(action)
         self._episode.add_step(**self.obs, action=action, reward=np.float32(reward), timestamp=np.float64(stamp))
+        if self.rerun_view is not None:
+            self.rerun_view.log_step(self.obs, action, float(reward), t_s=stamp,
+                                     safety_counts=self.env.safe_robot.event_counts,
+                                     events=["device silent: motion stopped"] if cmd.status is DeviceStatus.stale
+                                     else ())
         self.obs, self._success = next_obs, bool(info.get("success", False))
         self.message = ("device silent: motion stopped" if cmd.status is DeviceStatus.stale
                         else "recording: START/STOP ends the episode")
@@ -333,13 +342,15 @@ def run_teleop_collection(out: str, device_spec: str = "scripted", cell: str = "
                           screenshot: str | None = None, screenshot_state: str = "recording",
                           record_input: str | None = None, teleop_config: str | None = None,
                           max_ticks: int = 20_000, window: bool | None = None,
-                          device_feed: Callable[[TeleopDevice], Callable[[], None]] | None = None) -> TeleopReport:
+                          device_feed: Callable[[TeleopDevice], Callable[[], None]] | None = None,
+                          rerun_view: Any = None) -> TeleopReport:
     """Teleoperate the twin: ``device_spec`` is a device name, ``replay:<stream>``, or ``scripted`` (a scripted
     operator on a SpaceMouse). Writes accepted episodes to ``out``; optionally the live view as mp4 and a PNG.
 
     ``device_feed`` starts what feeds a device driven from outside this process (the ROS teleop subscriber:
     :func:`teleop.ros.twist_joy.start_ros_teleop`, which the CLI passes) and returns its stop; the session
-    itself never imports ROS."""
+    itself never imports ROS. ``rerun_view``: a :class:`robot_learning.viz.rerun_view.RerunView` that logs every
+    recorded step (the caller closes it)."""
     from robot_learning.sessions.collect import dataset_specs
     from sim.env import TwinEnv
     from teleop.live_view import LatestFrame, VideoSink, WindowSink, display_available
@@ -365,7 +376,8 @@ def run_teleop_collection(out: str, device_spec: str = "scripted", cell: str = "
     # A replayed stream ends with a disconnect: that ends the session instead of waiting for a reconnect.
     session_config = TeleopSessionConfig(operator=operator, countdown_s=countdown_s, seed=seed,
                                          device_lost_timeout_s=0.0 if device_spec.startswith("replay:") else 30.0)
-    session = TeleopCollectSession(env, device, store, session_config, clock, tuple(sinks), operator_script)
+    session = TeleopCollectSession(env, device, store, session_config, clock, tuple(sinks), operator_script,
+                                   rerun_view=rerun_view)
     start = time.monotonic()
     shot_taken = False
     stop_ros = None

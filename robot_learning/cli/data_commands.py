@@ -13,16 +13,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from robot_learning.sessions.collect import collect_expert_episodes
 
     args.out = args.out or f"outputs/{args.task.name}.zarr"
-    if args.teleop:
-        from robot_learning.cli.teleop_commands import ros_feed
-        from teleop.session import run_teleop_collection
-
-        print(run_teleop_collection(args.out, device_spec=args.teleop, cell=args.cell, task=args.task,
-                                    n_episodes=args.episodes, operator=args.operator,
-                                    image_size=args.image_size or (96, 96), seed=args.seed,
-                                    device_feed=ros_feed() if args.teleop == "ros" else None))
-        return 0
-    if not args.expert:
+    if not args.teleop and not args.expert:
         raise SystemExit("say where demonstrations come from: --expert (scripted, twin) or --teleop DEVICE")
     view = None
     if args.rrd or args.view:
@@ -30,10 +21,21 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
         view = session_view(args.cell, args.task, args.rrd, args.view)
     try:
-        report = collect_expert_episodes(
-            Path(args.out), cell=args.cell, task=args.task, n_episodes=args.episodes, image_size=args.image_size,
-            depth=args.depth, seed=args.seed, keep_failures=args.keep_failures, view=view,
-        )
+        if args.teleop:
+            from robot_learning.cli.teleop_commands import ros_feed
+            from teleop.session import run_teleop_collection
+
+            report = run_teleop_collection(args.out, device_spec=args.teleop, cell=args.cell, task=args.task,
+                                           n_episodes=args.episodes, operator=args.operator,
+                                           image_size=args.image_size or (96, 96), seed=args.seed,
+                                           device_feed=ros_feed() if args.teleop == "ros" else None,
+                                           rerun_view=view)
+        else:
+            report = collect_expert_episodes(
+                Path(args.out), cell=args.cell, task=args.task, n_episodes=args.episodes,
+                image_size=args.image_size, depth=args.depth, seed=args.seed, keep_failures=args.keep_failures,
+                view=view,
+            )
     finally:
         if view is not None:
             view.close()
@@ -133,8 +135,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--depth", action="store_true", help="also store aligned depth [m]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep-failures", action="store_true", help="commit failed episodes too, flagged unsuccessful")
-    p.add_argument("--rrd", default=None, help="--expert: log every step to this rerun file (headless)")
-    p.add_argument("--view", action="store_true", help="--expert: log every step to a rerun viewer it opens")
+    p.add_argument("--rrd", default=None, help="log every recorded step to this rerun file (headless)")
+    p.add_argument("--view", action="store_true", help="log every recorded step to a rerun viewer it opens")
     p.set_defaults(func=cmd_collect)
 
     p = verbs.add_parser("show", help="print a summary of an episode store")

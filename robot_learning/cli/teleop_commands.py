@@ -19,14 +19,26 @@ def cmd_teleop(args: argparse.Namespace) -> int:
     from teleop.session import run_teleop_collection
 
     out = args.out or f"outputs/teleop_{args.task.name}.zarr"
-    report = run_teleop_collection(
-        out, device_spec=args.device, cell=args.cell, task=args.task, n_episodes=args.episodes,
-        operator=args.operator, image_size=args.image_size, seed=args.seed, countdown_s=args.countdown,
-        view_mp4=args.view_mp4, screenshot=args.screenshot, record_input=args.record_input,
-        teleop_config=args.teleop_config, window=False if args.headless else None,
-        device_feed=ros_feed(args.twist_topic, args.joy_topic) if args.device == "ros" else None,
-    )
+    view = None
+    if args.rrd or args.view:
+        from robot_learning.viz.rerun_view import session_view
+
+        view = session_view(args.cell, args.task, args.rrd, args.view)
+    try:
+        report = run_teleop_collection(
+            out, device_spec=args.device, cell=args.cell, task=args.task, n_episodes=args.episodes,
+            operator=args.operator, image_size=args.image_size, seed=args.seed, countdown_s=args.countdown,
+            view_mp4=args.view_mp4, screenshot=args.screenshot, record_input=args.record_input,
+            teleop_config=args.teleop_config, window=False if args.headless else None,
+            device_feed=ros_feed(args.twist_topic, args.joy_topic) if args.device == "ros" else None,
+            rerun_view=view,
+        )
+    finally:
+        if view is not None:
+            view.close()
     print(report)
+    if args.rrd:
+        print(f"rerun view: {args.rrd} (open it with `rerun {args.rrd}`)")
     return 0
 
 
@@ -85,6 +97,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--view-mp4", default=None, help="write the live view to this mp4")
     p.add_argument("--screenshot", default=None, help="save a PNG of the live view while recording")
     p.add_argument("--headless", action="store_true", help="never open a window, even with a display")
+    p.add_argument("--rrd", default=None, help="log every recorded step to this rerun file (headless)")
+    p.add_argument("--view", action="store_true", help="log every recorded step to a rerun viewer it opens")
     p.add_argument("--twist-topic", default="/teleop/cmd_vel", help="--device ros: geometry_msgs/Twist topic")
     p.add_argument("--joy-topic", default="/joy", help="--device ros: sensor_msgs/Joy topic")
     p.set_defaults(func=cmd_teleop)

@@ -198,3 +198,16 @@ def test_collect_with_rrd_logs_every_step_it_stores(tmp_path, capsys):
     assert "Transform3D:translation" in contents.components("/world/objects/cube/ground_truth")
     assert cli_main(["view", str(store), "--rrd", str(tmp_path / "e.rrd"), "--estimate"]) == 2
     assert "--estimate needs depth in the store" in capsys.readouterr().err
+
+
+def test_a_teleop_session_with_rrd_logs_every_recorded_step(tmp_path):
+    store, rrd = tmp_path / "teleop.zarr", tmp_path / "teleop.rrd"
+    assert cli_main(["teleop", "--device", "scripted", "--episodes", "1", "--headless", "--image-size", "32x32",
+                     "--countdown", "0.2", "--out", str(store), "--rrd", str(rrd)]) == 0
+    with EpisodeStore.open(store) as s:
+        episode = s.get_episode(0)
+    contents = read_rrd(rrd)
+    assert contents.steps() == list(range(len(episode["action"])))
+    rgb = image_at(contents, "/world/cameras/cam_front/image/rgb", 5)
+    np.testing.assert_array_equal(rgb, episode["cam_front_rgb"][5])
+    assert any("device spacemouse" in t for _, v in contents.values("/events", "TextLog:text") for t in v)
