@@ -116,14 +116,3 @@ def log_recordings(view: RerunView, directory: str | Path, task, **replay_option
 
     return replay_recordings(view.cell, task, directory, on_frameset=on_frameset, **replay_options)
 
-
-def first_step_with(contents, entity_prefix: str) -> int | None:
-    """The first logged step at which some entity under ``entity_prefix`` has a row (for rendering a frame)."""
-    steps = [s for e, comps in contents.rows.items() if e.startswith(entity_prefix)
-             for rows in comps.values() for s, _ in rows if s is not None]
-    return min(steps) if steps else None
-
-
-def stack_rows(values: list[tuple[int | None, object]]) -> np.ndarray:
-    """Per-step scalar rows (``Scalars:scalars``) as an array, one row per step."""
-    return np.asarray([np.asarray(v, dtype=float).reshape(-1) for _, v in values])
