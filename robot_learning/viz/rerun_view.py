@@ -17,7 +17,7 @@ Entity tree (the robot base frame, z up, metres)::
     world/tcp, world/tcp_path               the TCP pose (axes) and the episode's path so far
     world/actions/<kind>                    the translation of executed/base/residual actions, as arrows at the TCP
     actions/<kind>                          every action dimension as a time series
-    reward, scalars/<key>, intervention     per-step values
+    reward, scalars/<key>, intervention     per-step values (scalars/estimate_confidence/<object> with ``estimated``)
     events                                  text log: episodes, interventions, safety events
 
 Timelines: ``step`` (counts across episodes), ``time`` (seconds; episodes laid end to end, so one timeline
@@ -287,6 +287,10 @@ class RerunView:
             poses[kind] = {n: pose_to_matrix(p[:3], p[3:]) for n, p in zip(names, rows, strict=True)}
         if estimates is not None:
             poses["estimated"] = dict(estimates)
+        confidence = np.asarray(obs.get("estimate_confidence", []), dtype=np.float64).reshape(-1)
+        if names and confidence.size == len(names):  # the estimator's confidence per object and fixture, 0 = lost
+            for name, value in zip(names, confidence, strict=True):
+                self.rec.log(f"scalars/estimate_confidence/{name}", self.rr.Scalars(float(value)))
         for kind, by_name in poses.items():
             for name, T in by_name.items():
                 entity = f"world/objects/{name}/{kind}"

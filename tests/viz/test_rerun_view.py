@@ -160,18 +160,21 @@ def test_object_poses_tcp_path_actions_rewards_and_interventions(view):
     assert sum("episode" in t and "starts" in t for t in texts) == 2
 
 
-def test_a_live_session_logs_safety_events_as_they_are_counted(tmp_path, cell, lift_task):
+def test_a_live_session_logs_safety_events_and_the_robots_own_estimates(tmp_path, cell, lift_task):
     rrd = tmp_path / "live.rrd"
     with RerunView(cell, lift_task, rrd) as live:
         live.start_episode(0)
         for k, counts in enumerate(({"stale_hold": 0}, {"stale_hold": 1}, {"stale_hold": 1, "speed_clipped": 2})):
-            live.log_step({"tcp_position": tcp_at(0, k), "tcp_quaternion": QUAT}, t_s=0.1 * k, safety_counts=counts,
-                          estimates={"cube": pose_to_matrix(np.array([0.5, 0, 0.02]), np.array([0, 0, 0, 1.0]))})
+            obs = {"tcp_position": tcp_at(0, k), "tcp_quaternion": QUAT,
+                   "estimated": np.array([0.5, 0, 0.02, 0, 0, 0, 1]), "estimate_confidence": np.array([0.3 * k])}
+            live.log_step(obs, t_s=0.1 * k, safety_counts=counts)
     contents = read_rrd(rrd)
     texts = [t for _, v in contents.values("/events", "TextLog:text") for t in v]
     assert [t for t in texts if t.startswith("safety")] == ["safety: stale_hold x1 (total 1)",
                                                             "safety: speed_clipped x2 (total 2)"]
     np.testing.assert_allclose(transform_at(contents, "/world/objects/cube/estimated", 2)[:3, 3], [0.5, 0, 0.02])
+    confidence = [v[0] for _, v in contents.values("/scalars/estimate_confidence/cube", "Scalars:scalars")]
+    np.testing.assert_allclose(confidence, [0.0, 0.3, 0.6])
 
 
 def test_bad_arguments_are_refused_in_one_line(tiny_store, tmp_path, capsys):
