@@ -62,12 +62,6 @@ def time_one(chunk: Chunk, device: torch.device) -> float:
     return 1000 * (time.perf_counter() - start)
 
 
-def time_chunks(chunk: Chunk, device: torch.device, repeats: int, warmup: int = 2) -> list[float]:
-    for _ in range(warmup):
-        time_one(chunk, device)
-    return [time_one(chunk, device) for _ in range(repeats)]
-
-
 def time_in_turns(chunks: dict[str, Chunk], device: torch.device, repeats: int, warmup: int = 1
                   ) -> dict[str, list[float]]:
     """Each runtime once per round, ``repeats`` rounds: load from other processes falls on all of them alike."""
@@ -132,7 +126,7 @@ def main() -> None:
                "resnet18 (published)": load_training_config("gpu_resnet18").policy}
     devices = [("cpu", t) for t in args.threads] + ([("cuda", None)] if torch.cuda.is_available() else [])
     print(f"ms per action chunk: {args.ddim_steps} DDIM steps, {args.image_px}x{args.image_px}, batch 1, "
-          f"median (min-max) of {args.repeats}")
+          f"median (min-max) of {args.repeats}, the runtimes of one model taking turns")
     print(f"{'model':<26} {'params':>8} {'cams':>4} {'device':<10} {'runtime':<10} {'ms/chunk':>22}")
     for name, config in configs.items():
         for n_cameras in (1, 3):
@@ -144,8 +138,8 @@ def main() -> None:
                     torch.set_num_threads(threads)
                 device = torch.device(device_name)
                 model.to(device)
-                for runtime, chunk in runtimes(model, observation(model, n_cameras, args.image_px, device)).items():
-                    times = time_chunks(chunk, device, args.repeats)
+                chunks = runtimes(model, observation(model, n_cameras, args.image_px, device))
+                for runtime, times in time_in_turns(chunks, device, args.repeats, warmup=2).items():
                     label = f"cpu x{threads}" if threads else device_name
                     print(f"{name:<26} {params:>7.1f}M {n_cameras:>4} {label:<10} {runtime:<10} {summary(times)}")
             model.to("cpu")

@@ -72,6 +72,18 @@ def test_fast_chunks_match_eager_from_the_same_noise(overrides):
     assert (eager - fast).abs().max() < FP32_TOLERANCE
 
 
+def test_with_two_threads_too():
+    """Several threads take another GroupNorm (one that opens no OpenMP region); the chunk is the same."""
+    model = _model()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        eager, fast = _both(model, FastDiffusionSampler(model))
+    finally:
+        torch.set_num_threads(threads)
+    assert (eager - fast).abs().max() < FP32_TOLERANCE
+
+
 def test_zero_noise_and_other_step_counts_match_too():
     model = _model(n_cameras=1)
     sampler = FastDiffusionSampler(model)
