@@ -144,7 +144,8 @@ def main() -> None:
                     print(f"{name:<26} {params:>7.1f}M {n_cameras:>4} {label:<10} {runtime:<10} {summary(times)}")
             model.to("cpu")
     if args.lerobot:
-        side_by_side(configs["resnet18 (published)"], args, max(args.threads))
+        for threads in args.threads:
+            side_by_side(configs["resnet18 (published)"], args, threads)
 
 
 def side_by_side(config: DiffusionConfig, args: argparse.Namespace, threads: int) -> None:
@@ -152,8 +153,8 @@ def side_by_side(config: DiffusionConfig, args: argparse.Namespace, threads: int
     torch.set_num_threads(threads)
     device = torch.device("cpu")
     print(f"\nsame network side by side (resnet18, U-Net {config.down_dims}), cpu x{threads}, taking turns, "
-          f"median (min-max) of {args.repeats}")
-    print(f"{'runtime':<26} {'cams':>4} {'ms/chunk':>22} {'/ lerobot':>10}")
+          f"median (min-max) of {args.repeats}; / lerobot: ratio of medians; paired: median of per-round ratios")
+    print(f"{'runtime':<26} {'cams':>4} {'ms/chunk':>22} {'/ lerobot':>10} {'paired':>7}")
     for n_cameras in (1, 3):
         lerobot = lerobot_chunk(config, n_cameras, args.image_px, args.ddim_steps)
         if lerobot is None:
@@ -166,7 +167,10 @@ def side_by_side(config: DiffusionConfig, args: argparse.Namespace, threads: int
         reference = statistics.median(times["lerobot"])
         for name, ts in times.items():
             label = "lerobot 0.4.4" if name == "lerobot" else f"ours, {name}"
-            print(f"{label:<26} {n_cameras:>4} {summary(ts)} {statistics.median(ts) / reference:>10.2f}")
+            # paired: the median over rounds of this runtime's time over LeRobot's in the same round
+            paired = statistics.median(t / r for t, r in zip(ts, times["lerobot"], strict=True))
+            print(f"{label:<26} {n_cameras:>4} {summary(ts)} {statistics.median(ts) / reference:>10.2f} "
+                  f"{paired:>7.2f}")
 
 
 if __name__ == "__main__":
