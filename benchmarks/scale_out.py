@@ -136,6 +136,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=2, help="timed PPO iterations (after one warm-up)")
     parser.add_argument("--train-epochs", type=int, default=3)
     parser.add_argument("--warp-worlds", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-warp", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -144,7 +145,7 @@ def main() -> None:
     if checkpoint is None or dataset is None:
         made_base, made_data = make_inputs(root)
         checkpoint, dataset = checkpoint or made_base, dataset or made_data
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start (other jobs included)")
 
     import ray
 
@@ -161,10 +162,11 @@ def main() -> None:
         print(f"{name:<22} {rate:>12.0f} {per_iteration:>18.2f}")
     ray.shutdown()
 
-    print(f"\nbehaviour cloning, small image policy, global batch 32, {args.train_epochs} epochs on {dataset}")
-    print(f"{'processes':>9} {'samples/s':>10}")
-    for n in (1, 2):
-        print(f"{n:>9} {train_samples_per_s(dataset, n, root, args.train_epochs):>10.0f}")
+    if not args.skip_train:
+        print(f"\nbehaviour cloning, small image policy, global batch 32, {args.train_epochs} epochs on {dataset}")
+        print(f"{'processes':>9} {'samples/s':>10}")
+        for n in (1, 2):
+            print(f"{n:>9} {train_samples_per_s(dataset, n, root, args.train_epochs):>10.0f}")
 
     if args.skip_warp:
         return
