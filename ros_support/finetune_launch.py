@@ -37,13 +37,15 @@ FINETUNE_ARGUMENTS: dict[str, tuple[str, str]] = {
                        "/manip/success), twin (the simulator's task success: use_sim:=true only)"),
     "teleop_device": ("", "a teleop device the policy node reads for interventions and labels: '' (none), ros "
                       "(/teleop/cmd_vel + /joy), spacemouse, keyboard, gamepad"),
+    "real_time_factor": ("1.0", "use_sim:=true: sim seconds per wall second; lower it on a loaded machine so "
+                         "the graph keeps its rates in sim time (every node runs on the twin's clock)"),
     "live_view": ("true", "run live_view_node (a PNG dashboard in out_dir, refreshed every 2 s)"),
 }
 FINETUNE_CHOICES = {"success_source": ["operator", "topic", "twin"], "live_view": ["true", "false"],
                     "teleop_device": ["", "ros", "spacemouse", "keyboard", "gamepad"]}
 NAMES = ["cell", "task", "checkpoint", "config", "out_dir", "episodes", "episodes_per_update", "success_source",
-         "use_sim", "camera_driver", "camera_source", "recording_dir", "controller_type", "teleop_device", "live_view",
-         "params_file"]
+         "use_sim", "camera_driver", "camera_source", "recording_dir", "controller_type", "teleop_device",
+         "real_time_factor", "live_view", "params_file"]
 DEFAULTS = {"task": "peg_insert"}
 # The twin as a fine-tuning cell: small images (the live view and the controller's camera watch need them, the
 # state policy does not), and the sim-only topics a twin-only session reads.
@@ -81,6 +83,12 @@ def bringup(context) -> list:
         raise ValueError("success_source:=twin reads the simulator's task success: it needs use_sim:=true; on the "
                          "robot use success_source:=operator or topic")
     episodes = _positive_int("episodes", a["episodes"])
+    try:
+        rtf = float(a["real_time_factor"])
+    except ValueError:
+        raise ValueError(f"real_time_factor:={a['real_time_factor']!r} must be a number") from None
+    if not use_sim and rtf != 1.0:
+        raise ValueError("real_time_factor:= paces the twin: it needs use_sim:=true")
     per_update = _positive_int("episodes_per_update", a["episodes_per_update"])
     files = [a["params_file"] or config_file("manip_stack.yaml")]
     if not use_sim:
@@ -89,7 +97,7 @@ def bringup(context) -> list:
     remap = [] if use_sim else [("/tcp_pose", TCP_POSE_ON_ROBOT)]
     nodes: list = []
     if use_sim:
-        nodes.append(_node("sim_node", files, {**base, "task": a["task"], **SIM_OVERRIDES}))
+        nodes.append(_node("sim_node", files, {**base, "task": a["task"], **SIM_OVERRIDES, "real_time_factor": rtf}))
     else:
         check_camera_arguments(a)
         nodes += camera_drivers(a["cell"], a["camera_driver"], a["camera_source"], a["recording_dir"])

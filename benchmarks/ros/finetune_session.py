@@ -152,6 +152,7 @@ def main() -> int:
     parser.add_argument("--kill-after", type=int, default=None, help="SIGKILL learner + session mid-episode after "
                         "this many committed episodes, then restart them")
     parser.add_argument("--kill-at-step", type=int, default=20, help="... at this step of the running episode")
+    parser.add_argument("--real-time-factor", default="1.0", help="the twin's pace (sim s per wall s)")
     parser.add_argument("--out", default="outputs/finetune_ros_bench")
     parser.add_argument("--plot", default=None)
     parser.add_argument("--timeout-s", type=float, default=3600)
@@ -164,7 +165,8 @@ def main() -> int:
     out.mkdir(parents=True)
     specs = evaluate_launch("finetune.launch.py", use_sim="true", success_source="twin", checkpoint=args.checkpoint,
                             config=args.config, task=args.task, out_dir=str(out / "session"),
-                            episodes=str(args.episodes), episodes_per_update=str(args.episodes_per_update))
+                            episodes=str(args.episodes), episodes_per_update=str(args.episodes_per_update),
+                            real_time_factor=args.real_time_factor)
     by_name = {s.name: s for s in specs}
     monitor = Monitor("/cartesian_impedance_controller/equilibrium_pose")
     started = time.time()
@@ -208,7 +210,8 @@ def main() -> int:
     outside = [w for w in episodes if not any(s < w[1] and e > w[0] for s, e in in_updates)]
     success = np.array([i["success"] for i in infos])
     starts = np.array([i["start_time_unix_s"] for i in infos])
-    print(f"\nfinetune over ROS 2 in the twin: {args.task}, base {args.checkpoint}, config {args.config}")
+    print(f"\nfinetune over ROS 2 in the twin: {args.task}, base {args.checkpoint}, config {args.config}, "
+          f"real_time_factor {args.real_time_factor}")
     print(f"load average at the end {os.getloadavg()}; wall {time.time() - started:.0f} s in all")
     print(f"episodes {len(infos)}: success {int(success.sum())}/{len(infos)} ({success.mean():.0%}); first half "
           f"{success[:len(success) // 2].mean():.0%}, second half {success[len(success) // 2:].mean():.0%}")

@@ -38,11 +38,13 @@ def check(spec):
 
 
 def test_on_the_twin_every_node_starts_with_parameters_its_model_accepts():
-    specs = evaluate_launch("finetune.launch.py", use_sim="true", success_source="twin", checkpoint="base.pt")
+    specs = evaluate_launch("finetune.launch.py", use_sim="true", success_source="twin", checkpoint="base.pt",
+                            real_time_factor="0.5")
     assert [s.executable for s in specs] == ["sim_node", "controller_node", "finetune_policy_node", "learner_node",
                                              "finetune_session_node", "live_view_node"]
     typed = {s.executable: check(s) for s in specs}
     assert typed["sim_node"].publish_task_state and typed["finetune_policy_node"].allow_sim_only
+    assert typed["sim_node"].real_time_factor == 0.5
     assert typed["finetune_session_node"].sim and typed["finetune_session_node"].auto_confirm_reset
     assert typed["finetune_session_node"].task == typed["finetune_policy_node"].task == "peg_insert"
     assert typed["finetune_policy_node"].out_dir == typed["learner_node"].out_dir
@@ -62,6 +64,7 @@ def test_on_the_robot_nothing_twin_only_is_switched_on():
 @pytest.mark.parametrize(("arguments", "message"), [
     ({"success_source": "twin", "checkpoint": "base.pt"}, "success_source:=twin .* needs use_sim:=true"),
     ({"use_sim": "true"}, "checkpoint:= is required"),
+    ({"checkpoint": "b.pt", "real_time_factor": "0.5"}, "real_time_factor:= paces the twin: it needs use_sim"),
     ({"use_sim": "true", "checkpoint": "b.pt", "episodes": "0"}, "episodes:=0 must be at least 1"),
     ({"use_sim": "true", "checkpoint": "b.pt", "episodes_per_update": "two"}, "must be a whole number"),
 ])
