@@ -1,14 +1,15 @@
 """ResiP's deployment route: distil a teacher that reads privileged state into an image student the robot can run.
 
 The teacher (usually ``base_plus_residual.pt`` from ``manip-stack finetune``, whose residual read the twin's
-privileged state; any policy checkpoint is accepted) is rolled out in randomised twins
-(:mod:`sim.randomisation`: camera pose, lighting, colours, object dynamics drawn anew per scene) and reads whatever
-keys it was trained on, since the twin gives them all. Its successful episodes (with ``keep_failures`` all of them,
+privileged state; any policy checkpoint is accepted) is rolled out in randomised twins (:mod:`sim.randomisation`:
+camera pose, lighting, colours, sensor grain, object dynamics drawn anew per scene) and reads whatever keys it was
+trained on, since the twin gives them all (the ``estimated*`` keys, when it reads them, from the randomised cameras
+through the robot's estimator: :mod:`sim.estimation`). Its successful episodes (with ``keep_failures`` all of them,
 flagged) go into a zarr episode store as demonstrations: every camera image, the proprioception and the action the
-teacher executed (the base's action corrected by the residual). The student is the diffusion policy trained on
-that store (:func:`robot_learning.sessions.train.train_policy`) from a config whose inputs are cameras plus
-robot-measured proprioception only (:func:`check_student_config` refuses anything else, before any rollout), and
-it is evaluated from rendered cameras in new randomised scenes by ``manip-stack eval``'s core.
+teacher executed (the base's action corrected by the residual). The student is the diffusion policy trained on that
+store (:func:`robot_learning.sessions.train.train_policy`) from a config whose inputs are cameras plus robot-
+measured proprioception only (:func:`check_student_config` refuses anything else, before any rollout), and it is
+evaluated from rendered cameras in new randomised scenes by ``manip-stack eval``'s core.
 
 ``out/`` receives ``teacher_rollouts.zarr``, ``collection.json`` (progress, so a killed run resumes with the next
 scene), ``student/`` (the training run, ``policy.pt``), ``student_eval/`` (as ``manip-stack eval`` writes it) and
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from controllers.observations import PROPRIOCEPTION, SIM_ONLY_KEYS
+from controllers.observations import ESTIMATED_KEYS, PROPRIOCEPTION, SIM_ONLY_KEYS
 from hardware_configs.schema import CellConfig, TaskConfig
 from robot_learning.policies.diffusion.configuration import PolicyTrainingConfig, load_training_config
 from robot_learning.sessions.evaluate import EVAL_SEED, wilson_interval
@@ -139,13 +140,17 @@ def collect_teacher_episodes(teacher: str | Path, store_path: Path, cell: CellCo
     from robot_learning.runtime.policy_runner import DeltaHold, PolicyRunner, RunnerConfig
     from robot_learning.sessions.collect import dataset_specs
     from sim.env import TwinEnv
+    from sim.estimation_config import StateEstimationConfig
     from sim.randomisation import RandomisedTwin
 
     policy = load_policy(teacher, device=device)
     if policy.camera_keys and tuple(policy.image_size or ()) != tuple(image_size):
         raise ValueError(f"teacher {teacher} sees {policy.image_size} images; the student's are {image_size}: "
                          "give --image-size the teacher's size")
-    env = RandomisedTwin(TwinEnv(cell=cell, task=task, image_size=image_size), randomisation)
+    # a teacher on the robot's estimate of the scene gets it as the robot would: from the (randomised) cameras
+    estimation = StateEstimationConfig() if any(k in ESTIMATED_KEYS for k in policy.obs_keys) else None
+    env = RandomisedTwin(TwinEnv(cell=cell, task=task, image_size=image_size, state_estimation=estimation),
+                         randomisation)
     twin = env.unwrapped
     policy.check_observation(env.observation_space)
     state_path = store_path.parent / STATE_NAME
