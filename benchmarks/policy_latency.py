@@ -25,11 +25,15 @@ import statistics
 import time
 from collections.abc import Callable
 
-import torch
+from robot_learning.runtime.threads import omp_wait_policy, prefer_passive_omp_wait
 
-from robot_learning.policies.diffusion.configuration import DiffusionConfig, load_training_config
-from robot_learning.policies.diffusion.modeling import DiffusionModel
-from robot_learning.runtime.fast_inference import FastDiffusionSampler
+prefer_passive_omp_wait()  # as eval and policy_node do, before torch loads OpenMP (LeRobot's rows run under it too)
+
+import torch  # noqa: E402
+
+from robot_learning.policies.diffusion.configuration import DiffusionConfig, load_training_config  # noqa: E402
+from robot_learning.policies.diffusion.modeling import DiffusionModel  # noqa: E402
+from robot_learning.runtime.fast_inference import FastDiffusionSampler  # noqa: E402
 
 Chunk = Callable[[], object]  # computes one action chunk
 
@@ -126,7 +130,8 @@ def main() -> None:
                "resnet18 (published)": load_training_config("gpu_resnet18").policy}
     devices = [("cpu", t) for t in args.threads] + ([("cuda", None)] if torch.cuda.is_available() else [])
     print(f"ms per action chunk: {args.ddim_steps} DDIM steps, {args.image_px}x{args.image_px}, batch 1, "
-          f"median (min-max) of {args.repeats}, the runtimes of one model taking turns")
+          f"median (min-max) of {args.repeats}, the runtimes of one model taking turns, "
+          f"OMP_WAIT_POLICY={omp_wait_policy()}")
     print(f"{'model':<26} {'params':>8} {'cams':>4} {'device':<10} {'runtime':<10} {'ms/chunk':>22}")
     for name, config in configs.items():
         for n_cameras in (1, 3):

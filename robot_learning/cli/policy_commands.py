@@ -43,6 +43,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from robot_learning.runtime.threads import prefer_passive_omp_wait
+
+    prefer_passive_omp_wait()  # before torch loads OpenMP: idle threads sleep, not spin (runtime.threads)
     from robot_learning.runtime.chunking import ChunkingConfig
     from robot_learning.sessions.evaluate import evaluate_policy, plot_eval_summary
 

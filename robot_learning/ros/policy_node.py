@@ -25,6 +25,7 @@ from trajectory_msgs.msg import JointTrajectory
 from controllers.actions import ACTION_NAMES
 from hardware_configs import load_cell
 from robot_learning.ros.policy_core import PolicyLoop, PolicyParams
+from robot_learning.runtime.threads import prefer_passive_omp_wait
 from ros_support import conversions as conv
 from ros_support.node import COMMAND_QOS, SENSOR_QOS, STATE_QOS, declare_parameters, run_node
 
@@ -104,6 +105,7 @@ class PolicyNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
+    prefer_passive_omp_wait()  # before the checkpoint loads torch: idle OpenMP threads sleep instead of spinning
     return run_node(PolicyNode, name="policy_node", summary=SUMMARY, params=PolicyParams, args=args)
 
 
