@@ -38,6 +38,8 @@ class PolicyParams(NodeParams):
         "none", description="how a new chunk joins the executing one (robot_learning/runtime/chunking.py): rtc "
         "(inpainting towards the actions still queued; set replan_remaining to the inference delay in policy "
         "steps), blend (crossfade) or none (replace)")
+    chunk_decay_steps: int = Field(4, ge=0, le=64, description="steps after the committed actions over which the old "
+                                   "chunk's pull decays (0: to the end of the overlap, the RTC paper's mask)")
     sync_tolerance_s: float = Field(0.06, ge=0.0, le=1.0,
                                     description="largest stamp difference within an observation [s]")
     max_observation_age_s: float = Field(0.3, ge=0.001, description="an observation older than this is not acted "
@@ -122,7 +124,8 @@ class PolicyLoop:
         if params.chunk_join != "none":
             from robot_learning.runtime.chunking import ChunkJoiner, horizon_sampler
 
-            joiner = ChunkJoiner(horizon_sampler(policy), params.chunk_join, config.period_s, params.replan_remaining)
+            joiner = ChunkJoiner(horizon_sampler(policy), params.chunk_join, config.period_s, params.replan_remaining,
+                                 params.chunk_decay_steps or None)
         self.runner = PolicyRunner(policy, DeltaHold(ACTION_DIM, DELTA_DIMS), config, clock=clock, joiner=joiner)
         self.reference = self.cameras[0] if self.cameras else None
         self._last_obs_t: float | None = None
