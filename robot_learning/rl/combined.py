@@ -54,7 +54,8 @@ def _as_current_config(stored: dict[str, Any]) -> dict[str, Any]:
     if "sim_only" not in stored:  # written before sim_only existed: a residual on privileged keys was twin-only
         keys = (stored.get("residual") or {}).get("obs_keys", ["privileged"])
         stored = {**stored, "sim_only": any(k in SIM_ONLY_KEYS for k in keys)}
-    if "reward_poses" not in stored and stored.get("reward") in (*POSE_REWARDS, *OLD_REWARD_NAMES):
+    reward = stored.get("reward")
+    if reward in OLD_REWARD_NAMES or ("reward_poses" not in stored and reward in POSE_REWARDS):
         # written before reward_poses existed: the reward measured the twin's exact poses, a twin-only run
         stored = {**stored, "reward_poses": "privileged", "sim_only": True}
     old = stored.get("reward")

@@ -186,8 +186,11 @@ def test_finetune_with_kagi_asks_the_model_from_every_worker_and_keeps_the_answe
     from robot_learning.rewards.fm.cache import ResponseCache
 
     cache = tmp_path / "answers.sqlite"
+    from sim.estimation_config import StateEstimationConfig
+
     config = tiny_finetune(1).model_copy(update={"reward": "kagi", "reward_shaping": "potential",
-                                                    "answer_cache": str(cache)})
+                                                    "answer_cache": str(cache), "reward_poses": "estimated",
+                                                    "state_estimation": StateEstimationConfig(source="error_model")})
     result = finetune(state_base, tmp_path / "run", config, progress=False)
     assert result.env_steps == 16 and [r["iteration"] for r in rows(tmp_path / "run")] == ["0", "1"]
     stored = ResponseCache(cache)
