@@ -66,7 +66,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                              precision=args.precision,
                              chunking=ChunkingConfig(join=args.chunk_join,
                                                      inference_delay_s=args.inference_delay_ms / 1000.0,
-                                                     decay_steps=args.chunk_decay_steps),
+                                                     decay_steps=args.chunk_decay_steps or None),
                              state_estimation=_state_estimation(args))
     plot_eval_summary(report, out / "eval_summary.png")
     print(report)
@@ -121,9 +121,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk-join", default="none", choices=["none", "blend", "rtc"],
                    help="how a new chunk joins the executing one: rtc (inpainting towards the committed actions), "
                         "blend (crossfade) or none (replace); see robot_learning/runtime/chunking.py")
-    p.add_argument("--chunk-decay-steps", type=int, default=None,
-                   help="steps after the committed actions over which the old chunk's pull decays (default: to the "
-                        "end of the overlap, the RTC paper's mask)")
+    p.add_argument("--chunk-decay-steps", type=int, default=4,
+                   help="steps after the committed actions over which the old chunk's pull decays (default 4; 0: to "
+                        "the end of the overlap, the RTC paper's mask)")
     p.add_argument("--half", action="store_true", help="float16 inference (CUDA only)")
     p.add_argument("--compile", action="store_true", help="torch.compile the U-Net (CUDA; slow first chunk)")
     p.add_argument("--runtime", default="auto", choices=["auto", "fast", "eager"],
