@@ -19,12 +19,15 @@ commanded TCP velocity jumps where they meet. Two joins, chosen with :class:`Chu
 ``decay_steps`` (default 4) ends the decay that many steps after the committed prefix; the paper's mask decays to
 the end of the overlap, which at 10 Hz with 4 executed actions keeps most of the executed actions on the old plan.
 
-Measured with ``benchmarks/chunk_boundaries.py`` (lift, the demo checkpoint, 20 episodes per row): ``rtc`` with a
-4-step decay cuts the largest velocity jump at chunk boundaries by about a third and the acceleration jumps by
-a quarter or more at every delay, with success unchanged within the noise of 20 episodes; ``blend`` and the
-paper's long mask lost success at 0 ms. Inference delay itself costs far more success than the boundaries do
-(the policy acts on observations ``d`` steps old), which no join repairs; so ``none`` stays the default, and
-``rtc`` (4-step decay) is the join to use where smooth commands matter.
+Measured with ``benchmarks/chunk_boundaries.py`` (lift, the demo checkpoint, twin, 20 episodes per row, 40 at
+100 ms): both joins with the 4-step decay cut the largest acceleration jump at chunk boundaries by a quarter to
+a third (e.g. 5.2-5.9 to 3.7-3.9 m/s^2 at 100 ms) and its 95th percentile by about 40% at 100 ms, and the largest
+velocity jump by 5-35%. Success: at 0 ms 19/20 (none), 18/20 (rtc, blend); at 100 ms 22/40 (none), 19/40
+(blend), 14/40 (rtc); at 300 ms 1/20, 1/20 (blend), 2/20 (rtc). Inpainting pulls the executed actions towards a
+plan made from older observations, which costs reactivity at 100 ms; the crossfade smooths as much and kept
+more success, so ``blend`` is the join to use where smooth commands matter, and ``none`` stays the default.
+The delay itself costs far more success than the boundaries do (the policy acts on observations ``d`` steps
+old, which no join repairs): a policy trained with the delay, or a faster one, is the remedy for that.
 
 Chunks here cover the whole model horizon, indexed as the model's: index ``n_obs_steps - 1`` is the current
 (newest observed) step, the ones before it are past actions.
