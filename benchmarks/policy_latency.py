@@ -125,10 +125,15 @@ def main() -> None:
     parser.add_argument("--image-px", type=int, default=96)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="CPU thread counts to try")
     parser.add_argument("--lerobot", action="store_true", help="also time LeRobot's diffusion policy if installed")
+    parser.add_argument("--side-by-side-only", action="store_true",
+                        help="with --lerobot: only the table of ours and LeRobot's taking turns")
     args = parser.parse_args()
     configs = {"small_conv (CPU default)": load_training_config("lift_cpu").policy,
                "resnet18 (published)": load_training_config("gpu_resnet18").policy}
     devices = [("cpu", t) for t in args.threads] + ([("cuda", None)] if torch.cuda.is_available() else [])
+    published = configs["resnet18 (published)"]
+    if args.side_by_side_only:
+        configs = {}
     print(f"ms per action chunk: {args.ddim_steps} DDIM steps, {args.image_px}x{args.image_px}, batch 1, "
           f"median (min-max) of {args.repeats}, the runtimes of one model taking turns, "
           f"OMP_WAIT_POLICY={omp_wait_policy()}")
@@ -150,7 +155,7 @@ def main() -> None:
             model.to("cpu")
     if args.lerobot:
         for threads in args.threads:
-            side_by_side(configs["resnet18 (published)"], args, threads)
+            side_by_side(published, args, threads)
 
 
 def side_by_side(config: DiffusionConfig, args: argparse.Namespace, threads: int) -> None:
