@@ -164,7 +164,8 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
     k, n = sum(r["success"] for r in results), len(results)
     report = EvalReport(str(checkpoint), cell.name, task.name, n, k, k / n, wilson_interval(k, n),
                         float(np.mean([r["steps"] for r in results])), time.monotonic() - start, results,
-                        videos.paths, _sum_stats([r.stats for r in runners]))
+                        videos.paths, {**_sum_stats([r.stats for r in runners]),
+                                       "chunking": (chunking or ChunkingConfig()).model_dump(mode="json")})
     if out is not None:
         write_report(report, out)
     return report
