@@ -8,8 +8,9 @@ gripper's opening (``/joint_states``) of the cloud's time. Out, per update:
   pose; its covariance is ``(sigma_m / confidence)^2`` on position and ``(sigma_rad / confidence)^2`` on
   rotation, 1e6 when lost (never found, or unseen for several updates);
 - ``/manip/estimated`` (std_msgs/Float64MultiArray): the observation keys ``estimated``, ``estimated_relative``
-  and ``estimate_confidence`` concatenated in that order (lengths in ``layout.dim[0..2]``), what a policy that
-  reads the estimate is fed.
+  and ``estimate_confidence`` concatenated in that order (lengths in ``layout.dim[0..2]``), what ``policy_node``
+  feeds a policy that reads the estimate; and each key alone on ``/manip/obs/<key>``, where the fine-tuning
+  policy node reads observation keys.
 
 The estimate is :class:`perception.scene_estimator.SceneEstimator`'s, the same code the twin runs in process.
 """
@@ -48,6 +49,8 @@ class ObjectStateParams(NodeParams):
     robot_tolerance_s: float = Field(0.1, ge=0.0, le=1.0, description="TCP pose this close to the cloud's stamp")
     objects_topic_prefix: str = Field("/manip/objects/", description="one PoseWithCovarianceStamped per name")
     estimated_topic: str = Field("/manip/estimated", description="Float64MultiArray of the estimated keys")
+    obs_topic_prefix: str = Field("/manip/obs/", description="and each key alone (Float64MultiArray) under this "
+                                  "prefix, as the fine-tuning policy node reads observation keys")
     sigma_m: float = Field(0.002, gt=0.0, description="position std at confidence 1 [m] (the benchmark's error)")
     sigma_rad: float = Field(0.04, gt=0.0, description="rotation std at confidence 1 [rad]")
 
@@ -72,6 +75,8 @@ class ObjectStateNode(Node):
         self._pub_poses = {name: self.create_publisher(PoseWithCovarianceStamped, p.objects_topic_prefix + name, 10)
                            for name in self.estimator.layout.names}
         self._pub_estimated = self.create_publisher(Float64MultiArray, p.estimated_topic, 10)
+        self._pub_keys = {key: self.create_publisher(Float64MultiArray, p.obs_topic_prefix + key, 10)
+                          for key in ("estimated", "estimated_relative", "estimate_confidence")}
         self.get_logger().info(f"estimating {list(self.estimator.layout.names)} of task {self.task.name} "
                                f"from {p.cloud_topic}")
 
@@ -122,6 +127,8 @@ class ObjectStateNode(Node):
                             for k, v in zip(("estimated", "estimated_relative", "estimate_confidence"), parts,
                                             strict=True)]
         self._pub_estimated.publish(array)
+        for publisher, values in zip(self._pub_keys.values(), parts, strict=True):
+            publisher.publish(Float64MultiArray(data=values.astype(float).tolist()))
 
 
 def main(args: list[str] | None = None) -> int:

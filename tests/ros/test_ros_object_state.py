@@ -33,6 +33,7 @@ def test_the_node_publishes_the_cube_pose_and_the_estimated_keys(ros_context):
     probe = Probe(ros_context)
     probe.watch(PoseWithCovarianceStamped, "/manip/objects/cube", 10)
     probe.watch(Float64MultiArray, "/manip/estimated", 10)
+    probe.watch(Float64MultiArray, "/manip/obs/estimated_relative", 10)
     factory = conv.RclpyFactory()
     cloud_pub = probe.create_publisher(PointCloud2, "/manip/points", SENSOR_QOS)
     tcp_pub = probe.create_publisher(PoseStamped, "/tcp_pose", STATE_QOS)
@@ -62,3 +63,4 @@ def test_the_node_publishes_the_cube_pose_and_the_estimated_keys(ros_context):
     sizes = [d.size for d in estimated.layout.dim]
     assert sizes == [7, 5, 1] and len(estimated.data) == sum(sizes)
     np.testing.assert_allclose(estimated.data[:3], T_true[:3, 3], atol=0.003)
+    assert len(probe.last["/manip/obs/estimated_relative"].data) == 5  # each key alone, as the fine-tuning node reads
