@@ -199,3 +199,32 @@ def test_finetune_with_kagi_asks_the_model_from_every_worker_and_keeps_the_answe
                                          for e in stored.entries()}) == len(stored)
     finally:
         stored.close()
+
+
+def test_a_residual_on_the_robots_estimate_over_a_base_fed_the_estimate_runs_on_what_the_robot_has(state_base,
+                                                                                                   tmp_path):
+    """The robot-ready route: a state base trained on the twin's poses, fed their estimate; the residual reads only
+    proprioception and the estimate. The result is no longer twin-only and never asks for privileged keys."""
+    import numpy as np
+
+    from robot_learning.runtime.loading import load_policy
+    from sim.env import TwinEnv
+    from sim.estimation_config import StateEstimationConfig
+
+    keys = ["tcp_position", "tcp_rot6d", "gripper_width", "estimated", "estimated_relative"]
+    config = FinetuneConfig.model_validate({
+        **tiny_finetune(1).model_dump(mode="json"), "residual": {"obs_keys": keys},
+        "state_estimation": {"source": "error_model"}, "base_inputs": {"privileged": "estimated"}})
+    result = finetune(state_base, tmp_path / "run", config, progress=False)
+    policy = load_policy(result.checkpoint, device="cpu")
+    assert "privileged" not in policy.obs_keys and "estimated" in policy.obs_keys and not policy.sim_only
+    env = TwinEnv(task="lift", image_size=None, state_estimation=StateEstimationConfig(source="error_model"))
+    try:
+        obs, _ = env.reset(seed=3)
+        robot_view = {k: v for k, v in obs.items() if not k.startswith("privileged")}
+        policy.check_observation(robot_view)  # everything it reads, the robot has
+        chunk = policy.predict_chunk({k: np.stack([robot_view[k]] * policy.n_obs_steps) for k in policy.obs_keys})
+        action = policy.correct(robot_view, chunk[0])
+        assert np.all(np.isfinite(action))
+    finally:
+        env.close()
