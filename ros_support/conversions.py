@@ -335,6 +335,13 @@ def joint_state_to_arrays(msg: Any, names: Sequence[str]) -> JointReading:
     return JointReading(stamp_to_seconds(msg.header.stamp), position[rows], vel)
 
 
+def gripper_width_m(msg: Any, gripper_joint: str, scale: float = 1.0) -> float | None:
+    """The fingers' opening [m] from a joint_states message (``scale`` times the gripper joint's position), or
+    None when the message does not carry that joint."""
+    names = list(msg.name)
+    return float(msg.position[names.index(gripper_joint)]) * scale if gripper_joint in names else None
+
+
 def pose_msg(f: MessageFactory, position_m: np.ndarray, quaternion_xyzw: np.ndarray, stamp_s: float,
              frame_id: str) -> Any:
     """PoseStamped of ``frame_id``'s child: position [m], quaternion (x, y, z, w)."""

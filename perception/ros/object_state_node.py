@@ -45,7 +45,8 @@ class ObjectStateParams(NodeParams):
     cloud_topic: str = Field("/manip/points", description="sensor_msgs/PointCloud2 in (base frame, x y z rgb)")
     tcp_pose_topic: str = Field("/tcp_pose", description="geometry_msgs/PoseStamped of the TCP in")
     joint_states_topic: str = Field("/joint_states", description="sensor_msgs/JointState in (the gripper)")
-    gripper_joint: str = Field("gripper_width", description="joint_states entry of the gripper opening [m]")
+    gripper_joint: str = Field("gripper_width", description="joint_states entry of the gripper")
+    gripper_joint_scale: float = Field(1.0, ge=1e-6, description="opening [m] = scale * that joint's position")
     robot_tolerance_s: float = Field(0.1, ge=0.0, le=1.0, description="TCP pose this close to the cloud's stamp")
     objects_topic_prefix: str = Field("/manip/objects/", description="one PoseWithCovarianceStamped per name")
     estimated_topic: str = Field("/manip/estimated", description="Float64MultiArray of the estimated keys")
@@ -85,8 +86,9 @@ class ObjectStateNode(Node):
         self._tcp.add(pose.stamp_s, (pose.position_m, pose.quaternion_xyzw))
 
     def _on_joints(self, msg: JointState) -> None:
-        if self.params.gripper_joint in msg.name:
-            self._gripper_width_m = float(msg.position[list(msg.name).index(self.params.gripper_joint)])
+        width = conv.gripper_width_m(msg, self.params.gripper_joint, self.params.gripper_joint_scale)
+        if width is not None:
+            self._gripper_width_m = width
 
     def _on_cloud(self, msg: PointCloud2) -> None:
         stamp = conv.stamp_to_seconds(msg.header.stamp)

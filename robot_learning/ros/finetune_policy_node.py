@@ -139,9 +139,7 @@ class FinetunePolicyNode(Node):
             reading = conv.joint_state_to_arrays(msg, self.arm_joints)
         except conv.ConversionError:
             return
-        names, gripper = list(msg.name), self.params.gripper_joint
-        width = float(msg.position[names.index(gripper)]) * self.params.gripper_joint_scale if gripper in names \
-            else 0.0
+        width = conv.gripper_width_m(msg, self.params.gripper_joint, self.params.gripper_joint_scale) or 0.0
         self.builder.add_joints(reading.stamp_s, reading.positions, width)
 
     def _on_tcp(self, msg: PoseStamped) -> None:

@@ -15,6 +15,7 @@ BOX = ObjectConfig(name="peg", shape="box", half_size_m=(0.0125, 0.02, 0.04), rg
 CYLINDER = ObjectConfig(name="can", shape="cylinder", half_size_m=(0.02, 0.03), rgba=(0.85, 0.15, 0.15, 1.0),
                         initial_pose={"x_m": {"low": 0.5, "high": 0.5}, "y_m": {"low": 0.0, "high": 0.0}})
 TABLE_GREY = (0.45, 0.45, 0.45)
+VIEWPOINTS = ((0.0, -0.6, 0.6), (0.0, 0.6, 0.6), (1.1, 0.0, 0.5))  # where the cell's cameras look from
 
 
 def rot_z(yaw: float) -> np.ndarray:
@@ -28,21 +29,26 @@ def pose(x: float, y: float, z: float, yaw: float) -> np.ndarray:
     return T
 
 
+def visible_surface(model: ObjectModel, T: np.ndarray, viewpoints) -> tuple[np.ndarray, np.ndarray]:
+    """The model's surface points (and normals) at pose ``T`` that face one of the viewpoints, above the table."""
+    p, n = model.sample_surface(0.003)
+    p, n = p @ T[:3, :3].T + T[:3, 3], n @ T[:3, :3].T
+    seen = np.zeros(len(p), bool)
+    for v in viewpoints:
+        seen |= np.einsum("ij,ij->i", n, np.asarray(v) - p) > 0
+    keep = seen & (p[:, 2] > 0.001)
+    return p[keep], n[keep]
+
+
 def scene(config: ObjectConfig | None, T: np.ndarray | None, rng: np.random.Generator, noise_m: float = 0.001,
-          viewpoints=((0.0, -0.6, 0.6), (0.0, 0.6, 0.6), (1.1, 0.0, 0.5))) -> tuple[np.ndarray, np.ndarray]:
+          viewpoints=VIEWPOINTS) -> tuple[np.ndarray, np.ndarray]:
     """A table (z = 0) and the faces of the object that face one of the viewpoints, shaded, with noise."""
     g = np.arange(0.3, 0.75, 0.005)
     xx, yy = np.meshgrid(g, np.arange(-0.25, 0.25, 0.005))
     table = np.column_stack([xx.ravel(), yy.ravel(), np.zeros(xx.size)])
     points, colors = [table], [np.tile(TABLE_GREY, (len(table), 1))]
     if config is not None:
-        model = ObjectModel.from_config(config)
-        p, n = model.sample_surface(0.003)
-        p, n = p @ T[:3, :3].T + T[:3, 3], n @ T[:3, :3].T
-        seen = np.zeros(len(p), bool)
-        for v in viewpoints:
-            seen |= np.einsum("ij,ij->i", n, np.asarray(v) - p) > 0
-        p, n = p[seen & (p[:, 2] > 0.001)], n[seen & (p[:, 2] > 0.001)]
+        p, n = visible_surface(ObjectModel.from_config(config), T, viewpoints)
         shade = 0.5 + 0.5 * np.abs(n[:, 2:3])
         points.append(p)
         colors.append(np.clip(shade * np.asarray(config.rgba[:3]), 0, 1))
