@@ -15,6 +15,7 @@ from robot_learning.rewards.oracles import good_plan
 from robot_learning.rl.config import FinetuneConfig, PPOConfig
 from robot_learning.rl.rewards import REWARDS, Need, finetune_reward, stage_plan_json
 from sim.env import TwinEnv
+from sim.estimation_config import StateEstimationConfig
 
 LIFT_PLAN = json.dumps(good_plan(load_task("lift")))
 
@@ -26,14 +27,19 @@ def lift_plan(tmp_path) -> str:
     return str(path)
 
 
+# The rewards read the scene as the robot estimates it: here the estimator's error model with a fixed offset per
+# episode and no per-step noise, so holding still gives the same reward every step.
+ESTIMATE = StateEstimationConfig(source="error_model", position_noise_m=0.0, rotation_noise_rad=0.0)
+
+
 def stage_config(plan_path: str, shaping: str = "none", **fields) -> FinetuneConfig:
     return FinetuneConfig(task="lift", reward="robohorizon", reward_shaping=shaping, plan_path=plan_path,
-                          ppo=PPOConfig(gamma=0.99), **fields)
+                          ppo=PPOConfig(gamma=0.99), state_estimation=ESTIMATE, **fields)
 
 
 def rewards_while_holding_still(config: FinetuneConfig, steps: int = 8) -> list[float]:
     with finetune_reward(config) as wrap:
-        env = wrap(TwinEnv(task="lift", image_size=None))
+        env = wrap(TwinEnv(task="lift", image_size=None, state_estimation=config.state_estimation))
     try:
         env.reset(seed=4)
         hold = np.zeros(env.action_space.shape, dtype=np.float32)  # zero deltas, gripper open: no progress
@@ -53,7 +59,7 @@ def test_the_per_step_stage_reward_pays_for_holding_still_and_the_shaped_one_doe
 
 def test_an_accepted_plan_file_is_used_without_asking_a_model(lift_plan):
     with finetune_reward(stage_config(lift_plan, "potential", model_profile="no_such_model")) as wrap:
-        env = wrap(TwinEnv(task="lift", image_size=None))
+        env = wrap(TwinEnv(task="lift", image_size=None, state_estimation=ESTIMATE))
     try:
         env.reset(seed=0)
         info = env.step(np.zeros(env.action_space.shape, dtype=np.float32))[4]
@@ -91,12 +97,13 @@ def test_every_registered_reward_takes_a_shaping_and_declares_its_needs():
 
 
 def kagi_config(cache, mode="read_write") -> FinetuneConfig:
-    return FinetuneConfig(task="lift", reward="kagi", answer_cache=str(cache), answer_cache_mode=mode)
+    return FinetuneConfig(task="lift", reward="kagi", answer_cache=str(cache), answer_cache_mode=mode,
+                          state_estimation=ESTIMATE)
 
 
 def kagi_rewards(config: FinetuneConfig, seed: int, steps: int = 6) -> list[tuple[float, dict]]:
     with finetune_reward(config) as wrap:
-        env = wrap(TwinEnv(task="lift", image_size=None))
+        env = wrap(TwinEnv(task="lift", image_size=None, state_estimation=config.state_estimation))
         try:
             env.reset(seed=seed)
             towards_cube = np.zeros(env.action_space.shape, dtype=np.float32)
@@ -142,14 +149,15 @@ def test_an_offline_replay_of_a_scene_never_asked_about_falls_back_to_sparse_and
 
 def test_offline_without_a_cache_is_refused_when_the_config_loads():
     with pytest.raises(ValueError, match="answer_cache"):
-        FinetuneConfig(task="lift", reward="kagi", answer_cache_mode="offline")
+        FinetuneConfig(task="lift", reward="kagi", answer_cache_mode="offline", state_estimation=ESTIMATE)
 
 
 def test_without_a_plan_file_the_model_is_asked_over_http_and_its_plan_checked_on_demonstrations(tmp_path):
     from robot_learning.rewards.fm.cache import ResponseCache
 
     cache = tmp_path / "answers.sqlite"
-    plan = stage_plan_json(FinetuneConfig(task="lift", reward="robohorizon", answer_cache=str(cache)))
+    plan = stage_plan_json(FinetuneConfig(task="lift", reward="robohorizon", answer_cache=str(cache),
+                                          state_estimation=ESTIMATE))
     assert plan is not None and json.loads(plan)["stages"][0]["name"] == "approach"
     stored = ResponseCache(cache)
     assert len(stored) == 1  # the planning request, kept with its answer for inspection and offline replay
@@ -166,7 +174,7 @@ def test_a_plan_that_fails_the_demonstration_check_is_not_used_and_the_run_goes_
         profile.write_text(f"provider: other\nbase_url: {server.base_url}\nmodel: bad-planner\napi_key_env: null\n"
                            "timeout_s: 5\nmax_retries: 0\n")
         config = FinetuneConfig(task="lift", reward="robohorizon", reward_shaping="potential",
-                                model_profile=str(profile))
+                                state_estimation=ESTIMATE, model_profile=str(profile))
         with finetune_reward(config) as wrapper:
             assert wrapper is None  # the env's own sparse success reward
     assert "rejected" in caplog.text and "sparse reward" in caplog.text
@@ -208,7 +216,7 @@ def test_an_online_session_refuses_a_reward_other_than_the_success_label_before_
     from robot_learning.cli.main import main
 
     config = tmp_path / "online_kagi.yaml"
-    config.write_text("task: lift\nreward: kagi\n")
+    config.write_text("task: lift\nreward: kagi\nstate_estimation: {source: error_model}\n")
     code = main(["finetune", "--online", "--checkpoint", str(tmp_path / "absent.pt"), "--config", str(config),
                  "--out", str(tmp_path / "out")])
     assert code == 2 and "online session learns from the task's success label" in capsys.readouterr().err
