@@ -172,14 +172,15 @@ class ObjectStateEstimator:
         colors = np.asarray(colors, dtype=np.float32).reshape(-1, 3)
         points, colors = self.remove_table(points, colors)
         self._updates += 1
-        claimed = np.zeros(len(points), dtype=bool)  # points of a coloured object's colour
-        for mc in self.models.values():
-            if mc.model.is_coloured:
-                claimed |= self._colour_mask(mc.model, colors)
+        colour_masks = {name: self._colour_mask(mc.model, colors) for name, mc in self.models.items()
+                        if mc.model.is_coloured}  # once per update: each coloured object's points
+        claimed = np.zeros(len(points), dtype=bool)  # points of a coloured object's colour, or the gripper's
+        for mask in colour_masks.values():
+            claimed |= mask
         if T_base_tcp is not None:
             claimed |= self._near_gripper(points, T_base_tcp, T_base_flange)
         grip = (T_base_tcp, gripper_width_m) if T_base_tcp is not None and gripper_width_m is not None else None
-        return {name: self._update_object(mc, points, colors, stamp_s, claimed, grip)
+        return {name: self._update_object(mc, points, colour_masks.get(name, ~claimed), stamp_s, grip)
                 for name, mc in self.models.items()}
 
     def update_cloud(self, cloud, stamp_s: float = 0.0, **robot) -> dict[str, ObjectEstimate]:
@@ -219,14 +220,14 @@ class ObjectStateEstimator:
         radius = p.colour_tolerance * float(np.linalg.norm(model.chroma - 1.0 / 3.0))
         return bright & (np.linalg.norm(chroma - model.chroma, axis=1) < radius)
 
-    def _update_object(self, mc: _ModelCloud, points: np.ndarray, colors: np.ndarray, stamp_s: float,
-                       claimed: np.ndarray, grip: tuple[np.ndarray, float] | None) -> ObjectEstimate:
+    def _update_object(self, mc: _ModelCloud, points: np.ndarray, mask: np.ndarray, stamp_s: float,
+                       grip: tuple[np.ndarray, float] | None) -> ObjectEstimate:
+        """``mask``: the points that may be this object (its colour; for a grey shape, what nothing else claims)."""
         p, model, track = self.params, mc.model, self._tracks[mc.model.name]
         if (model.static and track.T_base_object is not None and track.confidence >= p.static_lock_confidence
                 and self._updates % p.static_refit_every != 0):  # fixed to the table: keep the locked pose
             return ObjectEstimate(model.name, track.T_base_object.copy(), track.confidence, TrackState.tracking, 0,
                                   stamp_s, method="static")
-        mask = self._colour_mask(model, colors) if model.is_coloured else ~claimed
         candidates = points[mask]
         held_pose = None
         if grip is not None and track.T_tcp_object is not None:

@@ -113,15 +113,3 @@ class SceneEstimator:
                    for name in self.layout.object_names}
         relative = self.layout.relative_state(robot.tcp_position_m, robot.tcp_quaternion_xyzw, vector, heights)
         return SceneEstimate(vector, relative, confidence, objects, stamp_s)
-
-    def is_success(self, estimate: SceneEstimate, min_confidence: float = 0.5) -> bool | None:
-        """The task's success condition on the estimate; None (ask the operator) while the objects it names are
-        known with less than ``min_confidence``."""
-        cond = self.task.success
-        named = [cond.object, *([cond.fixture] if hasattr(cond, "fixture") else [])]
-        index = {n: i for i, n in enumerate(self.layout.names)}
-        if any(estimate.estimate_confidence[index[n]] < min_confidence for n in named):
-            return None
-        heights = {name: self.initial_height_m.get(name, float(self._prior[name].position_m[2]))
-                   for name in self.layout.object_names}
-        return self.layout.is_success(estimate.estimated, heights)
