@@ -144,3 +144,36 @@ class TaskStateLayout:
         lateral_m = float(np.hypot(*(obj.position_m[:2] - fixture.position_m[:2])))
         return (self.insertion_depth_m(obj, fixture) >= cond.depth_m and lateral_m <= cond.max_lateral_error_m
                 and tilt_rad(obj, fixture) <= cond.max_tilt_rad)
+
+
+class EstimateSuccessJudge:
+    """The task's success condition on the robot's estimate, and None where the estimate is too unsure to say.
+
+    Shared by the in-process online session (:class:`robot_learning.sessions.success.EstimatedSuccess`) and
+    ``object_state_node``, which publishes the verdict for the session on the graph. ``start`` takes the episode's
+    first estimate: lift measures its height from there, as the twin measures from the spawn height.
+    """
+
+    def __init__(self, task: TaskConfig, min_confidence: float = 0.5):
+        self.layout, self.min_confidence = TaskStateLayout(task), float(min_confidence)
+        cond = task.success
+        self.named_indices = [self.layout.names.index(cond.object)]
+        if isinstance(cond, InsertSuccess):
+            self.named_indices.append(self.layout.names.index(cond.fixture))
+        self.initial_height_m: dict[str, float] = {}
+
+    @property
+    def started(self) -> bool:
+        return bool(self.initial_height_m)
+
+    def start(self, estimated: np.ndarray) -> None:
+        """The episode's first estimate: each object's starting height [m]."""
+        poses = self.layout.poses(estimated)
+        self.initial_height_m = {n: float(poses[n].position_m[2]) for n in self.layout.object_names}
+
+    def judge(self, estimated: np.ndarray, confidence: np.ndarray) -> bool | None:
+        """True/False from the estimate; None when an object the condition names is known too poorly, or before
+        ``start``."""
+        if not self.started or np.any(np.asarray(confidence)[self.named_indices] < self.min_confidence):
+            return None
+        return self.layout.is_success(estimated, self.initial_height_m)

@@ -40,17 +40,23 @@ FINETUNE_ARGUMENTS: dict[str, tuple[str, str]] = {
     "real_time_factor": ("1.0", "use_sim:=true: sim seconds per wall second; lower it on a loaded machine so "
                          "the graph keeps its rates in sim time (every node runs on the twin's clock)"),
     "live_view": ("true", "run live_view_node (a PNG dashboard in out_dir, refreshed every 2 s)"),
+    "objects": ("false", "run perception_node and object_state_node: the scene as the robot estimates it "
+                "(/manip/obs/estimated*, for a residual that reads it) and the task's success judged on it "
+                "(/manip/success, read with success_source:=topic)"),
 }
 FINETUNE_CHOICES = {"success_source": ["operator", "topic", "twin"], "live_view": ["true", "false"],
+                    "objects": ["true", "false"],
                     "teleop_device": ["", "ros", "spacemouse", "keyboard", "gamepad"]}
 NAMES = ["cell", "task", "checkpoint", "config", "out_dir", "episodes", "episodes_per_update", "success_source",
          "use_sim", "camera_driver", "camera_source", "recording_dir", "controller_type", "teleop_device",
-         "real_time_factor", "live_view", "params_file"]
+         "real_time_factor", "live_view", "objects", "params_file"]
 DEFAULTS = {"task": "peg_insert"}
 # The twin as a fine-tuning cell: small images (the live view and the controller's camera watch need them, the
 # state policy does not), and the sim-only topics a twin-only session reads.
 SIM_OVERRIDES = {"image_width": 128, "image_height": 96, "camera_fps": 10.0, "publish_depth": False,
                  "publish_task_state": True}
+# With objects:=true the twin's cameras feed the estimator as the robot's do: depth, at the estimator's size.
+SIM_OBJECTS_OVERRIDES = {"image_width": 320, "image_height": 240, "publish_depth": True}
 
 
 def declare() -> list[DeclareLaunchArgument]:
@@ -96,12 +102,17 @@ def bringup(context) -> list:
     base = {"cell": a["cell"], "use_sim_time": use_sim}
     remap = [] if use_sim else [("/tcp_pose", TCP_POSE_ON_ROBOT)]
     nodes: list = []
+    objects = _true(a["objects"])
     if use_sim:
-        nodes.append(_node("sim_node", files, {**base, "task": a["task"], **SIM_OVERRIDES, "real_time_factor": rtf}))
+        cameras = {**SIM_OVERRIDES, **(SIM_OBJECTS_OVERRIDES if objects else {})}
+        nodes.append(_node("sim_node", files, {**base, "task": a["task"], **cameras, "real_time_factor": rtf}))
     else:
         check_camera_arguments(a)
         nodes += camera_drivers(a["cell"], a["camera_driver"], a["camera_source"], a["recording_dir"])
     nodes.append(_node("controller_node", files, {**base, "controller_type": a["controller_type"]}, remappings=remap))
+    if objects:
+        nodes.append(_node("perception_node", files, base, remappings=remap))
+        nodes.append(_node("object_state_node", files, {**base, "task": a["task"]}, remappings=remap))
     learning = {"checkpoint": a["checkpoint"], "config": a["config"], "out_dir": a["out_dir"]}
     nodes.append(_node("finetune_policy_node", files, {**base, "task": a["task"], **learning,
                                                        "allow_sim_only": use_sim, "teleop_device": a["teleop_device"]},

@@ -10,13 +10,19 @@ gripper's opening (``/joint_states``) of the cloud's time. Out, per update:
 - ``/manip/estimated`` (std_msgs/Float64MultiArray): the observation keys ``estimated``, ``estimated_relative``
   and ``estimate_confidence`` concatenated in that order (lengths in ``layout.dim[0..2]``), what ``policy_node``
   feeds a policy that reads the estimate; and each key alone on ``/manip/obs/<key>``, where the fine-tuning
-  policy node reads observation keys.
+  policy node reads observation keys;
+- ``/manip/success`` (std_msgs/Bool): the task's success condition on the estimate
+  (:class:`perception.task_state.EstimateSuccessJudge`), published only where the estimator is sure of the objects
+  the condition names; an online session with ``success_source:=topic`` ends its episode on True, and the operator
+  decides where the estimate stays unsure. The episode's starting heights (lift) are taken from the first estimate
+  after the session's ``~/status`` reports a new episode running, or from the first estimate at all.
 
 The estimate is :class:`perception.scene_estimator.SceneEstimator`'s, the same code the twin runs in process.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -24,11 +30,12 @@ from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
 from pydantic import Field
 from rclpy.node import Node
 from sensor_msgs.msg import JointState, PointCloud2
-from std_msgs.msg import Float64MultiArray, MultiArrayDimension
+from std_msgs.msg import Bool, Float64MultiArray, MultiArrayDimension, String
 
 from controllers.interface import RobotState
 from hardware_configs import load_cell, load_task
 from perception.streams import StreamBuffer
+from perception.task_state import EstimateSuccessJudge
 from ros_support import conversions as conv
 from ros_support.node import SENSOR_QOS, STATE_QOS, declare_parameters, run_node
 from ros_support.params import CELL_DESCRIPTION, TASK_DESCRIPTION, CellName, NodeParams, TaskName
@@ -54,6 +61,12 @@ class ObjectStateParams(NodeParams):
                                   "prefix, as the fine-tuning policy node reads observation keys")
     sigma_m: float = Field(0.002, gt=0.0, description="position std at confidence 1 [m] (the benchmark's error)")
     sigma_rad: float = Field(0.04, gt=0.0, description="rotation std at confidence 1 [rad]")
+    success_topic: str = Field("/manip/success", description="std_msgs/Bool out: the task's success condition on "
+                               "the estimate, only where the estimator is sure ('' : not published)")
+    min_success_confidence: float = Field(0.5, ge=0.0, le=1.0, description="confidence below which the node does "
+                                          "not judge success (the operator decides)")
+    session_status_topic: str = Field("/finetune_session_node/status", description="std_msgs/String JSON in: a new "
+                                      "episode running restarts the success judge ('' : never restarted)")
 
 
 class ObjectStateNode(Node):
@@ -68,6 +81,8 @@ class ObjectStateNode(Node):
         p = self.params
         self.cell, self.task = load_cell(p.cell), load_task(p.task)
         self.estimator = SceneEstimator(self.cell, self.task)
+        self.success_judge = EstimateSuccessJudge(self.task, p.min_success_confidence)
+        self._episode: object = None  # the session's running episode, as its status names it
         self._tcp = StreamBuffer(256)
         self._gripper_width_m: float | None = None
         self.create_subscription(PointCloud2, p.cloud_topic, self._on_cloud, SENSOR_QOS)
@@ -78,8 +93,22 @@ class ObjectStateNode(Node):
         self._pub_estimated = self.create_publisher(Float64MultiArray, p.estimated_topic, 10)
         self._pub_keys = {key: self.create_publisher(Float64MultiArray, p.obs_topic_prefix + key, 10)
                           for key in ("estimated", "estimated_relative", "estimate_confidence")}
+        self._pub_success = self.create_publisher(Bool, p.success_topic, 10) if p.success_topic else None
+        if p.session_status_topic:
+            self.create_subscription(String, p.session_status_topic, self._on_session_status, 10)
         self.get_logger().info(f"estimating {list(self.estimator.layout.names)} of task {self.task.name} "
                                f"from {p.cloud_topic}")
+
+    def _on_session_status(self, msg: String) -> None:
+        try:
+            status = json.loads(msg.data)
+        except ValueError:
+            return
+        if not isinstance(status, dict) or status.get("phase") != "running":
+            return
+        if status.get("episode") != self._episode:  # a new episode: its starting heights come from the next estimate
+            self._episode = status.get("episode")
+            self.success_judge.initial_height_m = {}
 
     def _on_tcp(self, msg: PoseStamped) -> None:
         pose = conv.pose_to_arrays(msg)
@@ -103,7 +132,16 @@ class ObjectStateNode(Node):
                            self._gripper_width_m)
         estimate = self.estimator.update_cloud(points, colors, robot, stamp)
         self._publish(estimate, msg.header.stamp)
+        self._judge_success(estimate)
         self.updates += 1
+
+    def _judge_success(self, estimate) -> None:
+        judge = self.success_judge
+        if not judge.started and np.all(estimate.estimate_confidence[judge.named_indices] >= judge.min_confidence):
+            judge.start(estimate.estimated)
+        verdict = judge.judge(estimate.estimated, estimate.estimate_confidence)
+        if verdict is not None and self._pub_success is not None:
+            self._pub_success.publish(Bool(data=bool(verdict)))
 
     def _publish(self, estimate, stamp_msg) -> None:
         p, layout = self.params, self.estimator.layout

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from hardware_configs.schema import TaskConfig
-from perception.task_state import TaskStateLayout
+from perception.task_state import EstimateSuccessJudge
 
 log = logging.getLogger(__name__)
 Operator = Callable[[Mapping[str, np.ndarray]], bool | None]
@@ -40,25 +40,21 @@ class EstimatedSuccess:
     sim_only = False
 
     def __init__(self, task: TaskConfig, min_confidence: float = 0.5, operator: Operator | None = None):
-        self.layout, self.min_confidence, self.operator = TaskStateLayout(task), min_confidence, operator
-        cond = task.success
-        self._named = [self.layout.names.index(cond.object)]
-        if hasattr(cond, "fixture"):
-            self._named.append(self.layout.names.index(cond.fixture))
-        self.initial_height_m: dict[str, float] = {}
+        self._judge, self.operator = EstimateSuccessJudge(task, min_confidence), operator
+        self.layout = self._judge.layout
         self.asked = 0  # episodes the operator was asked about
+
+    @property
+    def initial_height_m(self) -> dict[str, float]:
+        return self._judge.initial_height_m
 
     def start(self, obs: Mapping[str, np.ndarray]) -> None:
         """The episode's first observation: each object's starting height (lift measures from it)."""
-        poses = self.layout.poses(obs["estimated"])
-        self.initial_height_m = {n: float(poses[n].position_m[2]) for n in self.layout.object_names}
+        self._judge.start(obs["estimated"])
 
     def judge(self, obs: Mapping[str, np.ndarray]) -> bool | None:
         """True/False from the estimate, None when the objects the condition names are known too poorly."""
-        confidence = np.asarray(obs["estimate_confidence"])
-        if np.any(confidence[self._named] < self.min_confidence):
-            return None
-        return self.layout.is_success(obs["estimated"], self.initial_height_m)
+        return self._judge.judge(obs["estimated"], obs["estimate_confidence"])
 
     def __call__(self, info: Mapping, obs: Mapping[str, np.ndarray]) -> bool:
         verdict = self.judge(obs)

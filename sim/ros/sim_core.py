@@ -18,6 +18,7 @@ from controllers.interface import CartesianTarget, RobotState
 from hardware_configs import load_cell, load_task
 from hardware_configs.schema import CellConfig, TaskConfig
 from perception.cameras.base import Frame
+from perception.depth_model import DepthModel
 from ros_support.params import CELL_DESCRIPTION, TASK_DESCRIPTION, CellName, Field, NodeParams, TaskName
 from sim.cameras import TwinCameras
 from sim.robot import GRIPPER_CTRL_CLOSED, TwinRobot
@@ -38,6 +39,9 @@ class SimNodeParams(NodeParams):
                               description="frames per second of sim time; 0 = each camera's fps from the cell")
     cameras: list[str] = Field([], description="cameras to publish; empty = every camera of the cell")
     publish_depth: bool = Field(True, description="also publish aligned depth (as realsense-ros align_depth)")
+    depth_model: bool = Field(True, description="the D435-like depth errors on the published depth "
+                              "(perception.depth_model: noise growing with distance squared, edge and dark-surface "
+                              "holes, 1 mm steps, per-camera pose error); off only to measure them")
     depth_encoding: Literal["16UC1", "32FC1"] = Field("16UC1",
                                                       description="16UC1 (mm, the driver's) or 32FC1 (m)")
     publish_cameras: bool = Field(True, description="set false at run time to simulate a camera dropout",
@@ -94,7 +98,8 @@ class SimCell:
     """The twin of one cell and task, driven like the real cell's controllers."""
 
     def __init__(self, cell: CellConfig | str, task: TaskConfig | str, image_size: tuple[int, int] | None = None,
-                 cameras: list[str] | None = None, seed: int = 0, fast_render: bool = True) -> None:
+                 cameras: list[str] | None = None, seed: int = 0, fast_render: bool = True,
+                 depth_model: bool = True) -> None:
         self.cell = load_cell(cell) if isinstance(cell, str) else cell
         self.task_config = load_task(task) if isinstance(task, str) else task
         first = self.cell.cameras[0].intrinsics
@@ -107,7 +112,9 @@ class SimCell:
         self.data = mujoco.MjData(self.model)
         self.robot = TwinRobot(self.model, self.data, self.cell)
         self.task = TwinTask(self.model, self.data, self.task_config)
-        self.cameras = TwinCameras(self.model, self.data, self.cell, self.image_size, self.camera_names)
+        noisy_depth = DepthModel(rng=seed) if depth_model else None  # the twin is not kinder than the camera
+        self.cameras = TwinCameras(self.model, self.data, self.cell, self.image_size, self.camera_names,
+                                   depth_model=noisy_depth)
         self.joint_names = [j.name for j in self.cell.robot.joints]
         self._arm_actuators = np.array([self.model.actuator(f"actuator{i}").id for i in range(1, 8)])
         self._gripper_actuator = self.model.actuator("fingers_actuator").id

@@ -72,7 +72,7 @@ class SimNode(Node):
             raise GL_ERROR
         p = self.params
         size = (p.image_width, p.image_height) if p.image_width and p.image_height else None
-        self.sim = SimCell(p.cell, p.task, size, p.cameras or None, seed=p.seed)
+        self.sim = SimCell(p.cell, p.task, size, p.cameras or None, seed=p.seed, depth_model=p.depth_model)
         cell = self.sim.cell
         self.base_frame = cell.robot.base_frame
         self.joint_names = [p.joint_prefix + n for n in self.sim.joint_names]

@@ -76,3 +76,21 @@ def test_bad_arguments_are_refused_before_anything_starts(arguments, message):
 def test_success_source_choices_are_checked_by_launch():
     with pytest.raises(ValueError, match="'success_source' provided value 'vibes' is not valid"):
         evaluate_launch("finetune.launch.py", use_sim="true", checkpoint="b.pt", success_source="vibes")
+
+
+def test_objects_true_adds_the_estimator_and_gives_the_twin_noisy_depth_at_the_estimators_size():
+    specs = evaluate_launch("finetune.launch.py", use_sim="true", success_source="topic", checkpoint="base.pt",
+                            objects="true")
+    names = [s.executable for s in specs]
+    assert names.index("perception_node") < names.index("object_state_node") < names.index("finetune_policy_node")
+    sim = next(s for s in specs if s.executable == "sim_node")
+    typed = validate(importlib.import_module("sim.ros.sim_core").SimNodeParams,
+                     {k: v for k, v in values(sim).items() if k != "use_sim_time"}, node="sim_node",
+                     allow_unknown=False)
+    assert typed.publish_depth and typed.depth_model and (typed.image_width, typed.image_height) == (320, 240)
+    objects = next(s for s in specs if s.executable == "object_state_node")
+    assert objects.overrides["task"] == "peg_insert"
+    session = next(s for s in specs if s.executable == "finetune_session_node")
+    assert check(session).success_topic == "/manip/success"  # what object_state_node publishes its verdict on
+    assert "object_state_node" not in [s.executable for s in evaluate_launch("finetune.launch.py", use_sim="true",
+                                                                            checkpoint="base.pt")]
