@@ -61,8 +61,16 @@ def frames_match(root: Path, store_path: Path, max_episodes: int) -> tuple[int, 
     return n, worst_px, worst_vec
 
 
-def train_steps(root: Path, steps: int, batch_size: int) -> list[float]:
-    """Train LeRobot's diffusion policy on the export for a few steps, as lerobot_train does; the losses."""
+def train_steps(root: Path, steps: int, batch_size: int, same_batch: bool = False) -> dict[str, object]:
+    """Train LeRobot's diffusion policy on the export for a few steps, as lerobot_train does.
+
+    Returns the loss of each step, the shape of every array in the first batch LeRobot's DataLoader gave, and the
+    type LeRobot's policy factory gave each input feature (so a caller can check LeRobot read the export's cameras
+    as images and its state as state). ``same_batch`` trains on the first batch only with the same noise, crop and
+    diffusion timesteps at every step, so the loss is a deterministic function of the weights and must fall: a
+    check that gradients from the export's data reach the policy, which shuffled batches cannot give in a few
+    steps (their losses jump with the sampled timesteps).
+    """
     import torch
     from lerobot.datasets.factory import resolve_delta_timestamps
     from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
@@ -76,21 +84,36 @@ def train_steps(root: Path, steps: int, batch_size: int) -> list[float]:
                           device="cpu")
     dataset = LeRobotDataset("local/manip_stack_export", root=root,
                              delta_timestamps=resolve_delta_timestamps(cfg, meta))
+    torch.manual_seed(0)
     policy = make_policy(cfg, ds_meta=meta)
     pre, _ = make_pre_post_processors(cfg, dataset_stats=meta.stats)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0)
-    opt = torch.optim.Adam(policy.parameters(), lr=1e-4)
-    losses = []
+    opt = torch.optim.Adam(policy.parameters(), lr=1e-3 if same_batch else 1e-4)
+    batches = iter(loader)
+    first = next(batches)
+    report: dict[str, object] = {
+        "batch_shapes": {k: list(v.shape) for k, v in first.items() if isinstance(v, torch.Tensor)},
+        "policy_inputs": {k: f.type.name for k, f in cfg.input_features.items()},
+        "policy_outputs": {k: f.type.name for k, f in cfg.output_features.items()},
+    }
+    losses: list[float] = []
     policy.train()
-    for batch in loader:
-        loss, _ = policy.forward(pre(batch))
+    batch = first
+    while len(losses) < steps:
+        if same_batch:
+            torch.manual_seed(1)  # same crop, noise and timesteps every step
+        loss, _ = policy.forward(pre(dict(batch)))
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
-        if len(losses) == steps:
-            break
-    return losses
+        losses.append(loss.item())
+        if not same_batch:
+            batch = next(batches, None)
+            if batch is None:
+                batches = iter(loader)
+                batch = next(batches)
+    report["losses"] = losses
+    return report
 
 
 def reference_episodes() -> list[dict[str, np.ndarray]]:
@@ -155,14 +178,41 @@ def layout(root: Path) -> dict[str, object]:
     }
 
 
+def metadata_summary(root: Path) -> dict[str, object]:
+    """What LeRobot's own metadata reader makes of a dataset: counts, camera keys, state and action names."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+    meta = LeRobotDatasetMetadata("local/manip_stack_export", root=root)
+    return {"episodes": meta.total_episodes, "frames": meta.total_frames, "fps": meta.fps,
+            "video_keys": list(meta.video_keys),
+            "names": {k: meta.features[k]["names"] for k in ("observation.state", "action")}}
+
+
+def check(root: Path, store: Path, *, check_episodes: int, steps: int, batch_size: int,
+          same_batch: bool) -> dict[str, object]:
+    """Everything this script measures on one export of ``store``, as one JSON-ready dict (timings in s)."""
+    t = time.monotonic()
+    result: dict[str, object] = {"metadata": metadata_summary(root)}
+    n, px, vec = frames_match(root, store, check_episodes)
+    result.update(frames_checked=n, largest_pixel_difference=px, largest_vector_difference=vec,
+                  read_s=time.monotonic() - t)
+    t = time.monotonic()
+    result.update(train_steps(root, steps, batch_size, same_batch=same_batch), train_s=time.monotonic() - t)
+    return result
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--store", default=None, help="episode store to export (without it: only --reference)")
+    p.add_argument("--dataset", default=None, help="an export of --store already made: check it, export nothing")
     p.add_argument("--codec", default="lossless", choices=["lossless", "h264", "av1"])
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--same-batch", action="store_true",
+                   help="train on one batch with fixed noise: the loss must fall (see train_steps)")
     p.add_argument("--check-episodes", type=int, default=5, help="episodes whose every frame is compared")
     p.add_argument("--reference", default=None, help="also write LeRobot's own small dataset here and compare")
+    p.add_argument("--json", action="store_true", help="print one JSON object (for tests) instead of the text")
     args = p.parse_args()
     if args.store is None:
         if not args.reference:
@@ -170,17 +220,22 @@ def main() -> None:
         print(f"LeRobot wrote {write_reference(Path(args.reference))}")
         return
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "export"
-        report = export_lerobot(args.store, out, codec=args.codec)
-        print(report)
-        t = time.monotonic()
-        n, px, vec = frames_match(out, Path(args.store), args.check_episodes)
-        print(f"LeRobotDataset opened it; {n} frames read back in {time.monotonic() - t:.1f} s: largest pixel "
-              f"difference {px:.0f} grey levels, largest state/action difference {vec:.3g}")
-        t = time.monotonic()
-        losses = train_steps(out, args.steps, args.batch_size)
-        print(f"LeRobot DiffusionPolicy trained {len(losses)} steps in {time.monotonic() - t:.1f} s, losses "
-              + " ".join(f"{x:.3f}" for x in losses))
+        out = Path(args.dataset) if args.dataset else Path(tmp) / "export"
+        if not args.dataset:
+            report = export_lerobot(args.store, out, codec=args.codec)
+            if not args.json:
+                print(report)
+        result = check(out, Path(args.store), check_episodes=args.check_episodes, steps=args.steps,
+                       batch_size=args.batch_size, same_batch=args.same_batch)
+        if args.json:
+            print(json.dumps(result))
+            return
+        print(f"LeRobotDataset opened it; {result['frames_checked']} frames read back in {result['read_s']:.1f} s: "
+              f"largest pixel difference {result['largest_pixel_difference']:.0f} grey levels, largest "
+              f"state/action difference {result['largest_vector_difference']:.3g}")
+        losses = result["losses"]
+        print(f"LeRobot DiffusionPolicy trained {len(losses)} steps in {result['train_s']:.1f} s, losses "  # type: ignore[arg-type]
+              + " ".join(f"{x:.3f}" for x in losses))  # type: ignore[union-attr]
         if args.reference:
             ref = layout(write_reference(Path(args.reference)))
             ours = layout(out)
