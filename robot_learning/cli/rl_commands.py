@@ -61,7 +61,6 @@ def _online(args: argparse.Namespace, raw: dict, source: str) -> int:
 
     from controllers.observations import SIM_ONLY_KEYS
     from hardware_configs.loader import ConfigError, validate_model
-    from robot_learning.policies.estimated_inputs import EstimatedInputs
     from robot_learning.rl.base_policy import FrozenBase, load_frozen_base
     from robot_learning.rl.config import FinetuneConfig, PPOConfig
     from robot_learning.rl.ppo import PPOUpdater
@@ -79,9 +78,7 @@ def _online(args: argparse.Namespace, raw: dict, source: str) -> int:
     import torch
 
     torch.set_num_threads(config.torch_threads)
-    base_policy = load_frozen_base(Path(args.checkpoint), config)
-    if config.base_inputs:  # trained on the twin's exact state, fed the robot's estimate of it
-        base_policy = EstimatedInputs(base_policy, config.base_inputs)
+    base_policy = load_frozen_base(Path(args.checkpoint), config)  # with base_inputs: fed the robot's estimate
     if base_policy.sim_only and not config.sim_only:
         raise ConfigError(f"{source}: the base {args.checkpoint} reads the twin's simulator state "
                           f"({[k for k in base_policy.obs_keys if k in SIM_ONLY_KEYS]}): feed it the robot's estimate "

@@ -23,7 +23,6 @@ import torch
 from tqdm import tqdm
 
 from hardware_configs.loader import load_cell, load_task
-from robot_learning.policies.estimated_inputs import EstimatedInputs
 from robot_learning.rl.base_policy import FrozenBase, load_frozen_base
 from robot_learning.rl.combined import save_combined
 from robot_learning.rl.config import FinetuneConfig
@@ -134,9 +133,7 @@ def finetune(base_checkpoint: Path, out: Path, config: FinetuneConfig, progress:
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.torch_threads)
     ppo = config.ppo
-    policy_base = load_frozen_base(base_checkpoint, config)
-    if config.base_inputs:  # trained on the twin's exact state, fed the robot's estimate of it
-        policy_base = EstimatedInputs(policy_base, config.base_inputs)
+    policy_base = load_frozen_base(base_checkpoint, config)  # with base_inputs: fed the robot's estimate
     with finetune_reward(config) as wrapper:  # a model endpoint, for KAGI, lives as long as the twins
         if config.state_estimation is not None:
             wrapper = partial(estimated_then, config.state_estimation, wrapper)

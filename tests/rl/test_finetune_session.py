@@ -228,3 +228,16 @@ def test_a_residual_on_the_robots_estimate_over_a_base_fed_the_estimate_runs_on_
         assert np.all(np.isfinite(action))
     finally:
         env.close()
+
+
+def test_every_path_loads_the_base_on_the_estimate_when_the_config_says_so(state_base):
+    """load_frozen_base is what the twins, the in-process online session and the ROS fine-tuning policy node all
+    call: with base_inputs it hands back the base reading the estimate, so none of them needs the twin's state."""
+    from robot_learning.rl.base_policy import load_frozen_base
+
+    plain = load_frozen_base(state_base, FinetuneConfig(task="lift"), device="cpu")
+    assert plain.sim_only and "privileged" in plain.obs_keys
+    config = FinetuneConfig(task="lift", state_estimation={"source": "error_model"},
+                            base_inputs={"privileged": "estimated"})
+    fed = load_frozen_base(state_base, config, device="cpu")
+    assert not fed.sim_only and "estimated" in fed.obs_keys and "privileged" not in fed.obs_keys
