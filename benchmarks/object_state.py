@@ -8,7 +8,10 @@ counted in its phase: *approach* (the object not in the hand), *grasp* (in the c
 wrist camera at the flange pose the robot reports), and :class:`perception.scene_estimator.SceneEstimator` (the
 robot's code: fusion, tracking, the hand's pose and opening) estimates the scene. Errors are position [mm] and
 rotation modulo the shape's symmetries [deg], over the frames where the object is not lost; "lost" is the share
-of frames reported lost. Updates/s time fusion + estimator only (not rendering), one thread.
+of frames reported lost. "jit" is how much the error changes from one frame to the next within an episode (position:
+sigma per axis of the change of the error vector / sqrt 2 [mm]; rotation: mean change of the error angle [deg]):
+far below the error itself, the error is a slow offset rather than per-step noise, which is how the twin's error
+model for RL (:mod:`sim.estimation`) splits it. Updates/s time fusion + estimator only (not rendering), one thread.
 
 ``--depth-model`` renders depth through the twin's D435-like model (:mod:`perception.depth_model`: z^2 noise,
 stereo-shadow and edge holes, dark dropout, quantisation, per-camera extrinsic error); ``--noise-k`` adds plain
@@ -57,6 +60,10 @@ class Bench:
         self.noise_k, self.rng = noise_k, np.random.default_rng(0)
         self.errors: dict[tuple[str, str], list[tuple[float, float]]] = {}
         self.lost: dict[tuple[str, str], list[bool]] = {}
+        # step-to-step change of each object's error within an episode: position error vector [mm] and rotation
+        # error angle [deg]; small against the error itself means the error is an offset, not per-step noise
+        self.jitter: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        self._previous: dict[str, tuple[np.ndarray, float]] = {}
         self.update_s: list[float] = []
 
     def frames(self):
@@ -104,17 +111,27 @@ class Bench:
                 err_deg = float(np.degrees(symmetric_rotation_error_rad(model, est.T_base_object[:3, :3],
                                                                         T_true[:3, :3])))
                 self.errors.setdefault((name, phase), []).append((err_mm, err_deg))
+                err_vec_mm = 1e3 * (est.T_base_object[:3, 3] - T_true[:3, 3])
+                if phase != "at rest" and name in self._previous:
+                    before_mm, before_deg = self._previous[name]
+                    self.jitter.setdefault((name, phase), []).append(
+                        (float(np.sqrt(np.mean((err_vec_mm - before_mm) ** 2) / 2)), abs(err_deg - before_deg)))
+                self._previous[name] = (err_vec_mm, err_deg)
+            else:
+                self._previous.pop(name, None)
 
     def at_rest(self, scenes: int) -> None:
         for seed in range(scenes):
             self.env.reset(seed=1000 + seed)
             self.scene.reset()
+            self._previous.clear()
             self.measure("at rest")
 
     def grasp(self, episodes: int) -> None:
         for episode in range(episodes):
             obs, _ = self.env.reset(seed=2000 + episode)
             self.scene.reset()
+            self._previous.clear()
             expert = make_expert(self.env.cell, self.env.task_config, seed=episode)
             for _ in range(self.env.task_config.horizon_steps):
                 self.measure("episode")
@@ -126,10 +143,13 @@ class Bench:
 PHASES = ("at rest", "approach", "grasp", "insertion")
 
 
-def row(task: str, phase: str, errors: list[tuple[float, float]], lost: list[bool]) -> str:
+def row(task: str, phase: str, errors: list[tuple[float, float]], lost: list[bool],
+        jitter: list[tuple[float, float]]) -> str:
     e = np.asarray(errors) if errors else np.full((1, 2), np.nan)
+    j = np.asarray(jitter) if jitter else np.full((1, 2), np.nan)
     return (f"{task:<18}{phase:<12}{len(lost):>7}{np.mean(e[:, 0]):>9.1f}{np.percentile(e[:, 0], 95):>9.1f}"
-            f"{np.mean(e[:, 1]):>9.1f}{np.percentile(e[:, 1], 95):>9.1f}{100 * np.mean(lost):>8.0f}%")
+            f"{np.mean(e[:, 1]):>9.1f}{np.percentile(e[:, 1], 95):>9.1f}{100 * np.mean(lost):>8.0f}%"
+            f"{np.mean(j[:, 0]):>10.2f}{np.mean(j[:, 1]):>10.2f}")
 
 
 def main() -> int:
@@ -150,7 +170,8 @@ def main() -> int:
     print(f"{args.size}, 3 cameras, stride {args.stride}, voxel {1e3 * args.voxel_m:.0f} mm, depth noise k "
           f"{args.noise_k}/m, D435 depth model {'on' if args.depth_model else 'off'}, "
           f"detection {args.global_registration}; load average {os.getloadavg()[0]:.1f}")
-    print(f"{'task: object':<18}{'phase':<12}{'frames':>7}{'pos mm':>9}{'p95':>9}{'rot deg':>9}{'p95':>9}{'lost':>9}")
+    print(f"{'task: object':<18}{'phase':<12}{'frames':>7}{'pos mm':>9}{'p95':>9}{'rot deg':>9}{'p95':>9}{'lost':>9}"
+          f"{'jit mm':>10}{'jit deg':>10}")
     update_s = []
     for task in args.tasks:
         bench = Bench(task, width, height, args.voxel_m, args.noise_k, args.stride, args.global_registration,
@@ -158,7 +179,8 @@ def main() -> int:
         bench.at_rest(args.scenes)
         bench.grasp(args.episodes)
         for (name, phase), lost in sorted(bench.lost.items(), key=lambda kv: (kv[0][0], PHASES.index(kv[0][1]))):
-            print(row(f"{task}: {name}", phase, bench.errors.get((name, phase), []), lost))
+            print(row(f"{task}: {name}", phase, bench.errors.get((name, phase), []), lost,
+                      bench.jitter.get((name, phase), [])))
         update_s += bench.update_s
         bench.renderer.close()
         bench.env.close()
