@@ -23,6 +23,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +49,37 @@ def parse_policy(spec: str) -> tuple[str, str, int]:
     return task, path, int(episodes)
 
 
+@contextmanager
+def timestep_spacing(spacing: str) -> Iterator[None]:
+    """DDIM timesteps spaced ``leading`` (diffusers' default, the library's: 1 step runs the denoiser at t=0, 2 at
+    t=50 and 0) or ``trailing`` (1 step at t=T-1, from where the noise is; Lin et al. 2023, "Common diffusion noise
+    schedules and sample steps are flawed"), for the policies built inside the block: a candidate few-step sampler,
+    measured here before any library change."""
+    from robot_learning.policies.diffusion import modeling
+
+    original = modeling.DDIMScheduler
+    if spacing != "leading":
+        modeling.DDIMScheduler = partial(original, timestep_spacing=spacing)
+    try:
+        yield
+    finally:
+        modeling.DDIMScheduler = original
+
+
 def run_row(task: str, checkpoint: str, episodes: int, steps: int, noise: str, seed: int, envs: int,
-            device: str) -> dict[str, Any]:
+            device: str, spacing: str = "leading") -> dict[str, Any]:
     """One eval at ``steps`` DDIM steps and the given noise; the figures the table and plot need."""
     from robot_learning.sessions.evaluate import evaluate_policy
 
     start = time.monotonic()
-    report = evaluate_policy(checkpoint, task=task, n_episodes=episodes, n_envs=envs, seed=seed, n_videos=0,
-                             device=device, progress=False, num_inference_steps=steps, zero_noise=NOISES[noise])
+    with timestep_spacing(spacing):
+        report = evaluate_policy(checkpoint, task=task, n_episodes=episodes, n_envs=envs, seed=seed, n_videos=0,
+                                 device=device, progress=False, num_inference_steps=steps,
+                                 zero_noise=NOISES[noise])
     lo, hi = report.ci95
-    return {"task": task, "checkpoint": checkpoint, "steps": steps, "noise": noise, "episodes": episodes,
-            "seed": seed, "successes": report.successes, "rate": report.success_rate, "ci95": [lo, hi],
+    return {"task": task, "checkpoint": checkpoint, "steps": steps, "noise": noise, "spacing": spacing,
+            "episodes": episodes, "seed": seed, "successes": report.successes, "rate": report.success_rate,
+            "ci95": [lo, hi],
             "ms_per_chunk": report.runner.get("inference_ms_mean"), "chunks": report.runner.get("chunks"),
             "mean_episode_steps": report.mean_steps, "failures": report.failures_by_outcome,
             "episode_successes": [bool(e["success"]) for e in sorted(report.episodes, key=lambda e: e["episode"])],
@@ -63,16 +87,18 @@ def run_row(task: str, checkpoint: str, episodes: int, steps: int, noise: str, s
 
 
 def same_row(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return all(a[k] == b[k] for k in ("task", "checkpoint", "steps", "noise", "episodes", "seed"))
+    return (all(a[k] == b[k] for k in ("task", "checkpoint", "steps", "noise", "episodes", "seed"))
+            and a.get("spacing", "leading") == b.get("spacing", "leading"))
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown: one row per (task, steps, noise)."""
-    lines = ["| task | steps | noise | success | rate | 95% CI | ms/chunk | wall s |",
-             "|---|---:|---|---:|---:|---:|---:|---:|"]
+    lines = ["| task | steps | noise | spacing | success | rate | 95% CI | ms/chunk | wall s |",
+             "|---|---:|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         ms = f"{r['ms_per_chunk']:.1f}" if r["ms_per_chunk"] is not None else "-"
-        lines.append(f"| {r['task']} | {r['steps']} | {r['noise']} | {r['successes']}/{r['episodes']} "
+        lines.append(f"| {r['task']} | {r['steps']} | {r['noise']} | {r.get('spacing', 'leading')} "
+                     f"| {r['successes']}/{r['episodes']} "
                      f"| {r['rate']:.0%} | {r['ci95'][0]:.0%}-{r['ci95'][1]:.0%} | {ms} | {r['wall_s']:.0f} |")
     return "\n".join(lines)
 
@@ -88,18 +114,23 @@ def plot(rows: list[dict[str, Any]], png: Path) -> Path:
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, task in enumerate(tasks):
-        for noise, style, offset in (("sampled", "-o", -0.04), ("zero-noise", "--s", 0.04)):
-            sel = sorted((r for r in rows if r["task"] == task and r["noise"] == noise), key=lambda r: r["steps"])
+        for noise, spacing, style, offset in (("sampled", "leading", "-o", -0.06),
+                                              ("zero-noise", "leading", "--s", -0.02),
+                                              ("sampled", "trailing", ":^", 0.02),
+                                              ("zero-noise", "trailing", "-.v", 0.06)):
+            sel = sorted((r for r in rows if r["task"] == task and r["noise"] == noise
+                          and r.get("spacing", "leading") == spacing), key=lambda r: r["steps"])
             if not sel:
                 continue
+            name = noise if spacing == "leading" else f"{noise}, trailing"
             x = [r["steps"] * 2 ** offset for r in sel]  # nudged apart so the error bars do not overlap
             y = [r["rate"] for r in sel]
             err = [[r["rate"] - r["ci95"][0] for r in sel], [r["ci95"][1] - r["rate"] for r in sel]]
-            label = f"{task} {noise} (n={sel[0]['episodes']})"
+            label = f"{task} {name} (n={sel[0]['episodes']})"
             ax_s.errorbar(x, y, yerr=err, fmt=style, color=colours[i], capsize=3, label=label)
             ms = [(r["steps"], r["ms_per_chunk"]) for r in sel if r["ms_per_chunk"] is not None]
             if ms:
-                ax_t.plot([s for s, _ in ms], [t for _, t in ms], style, color=colours[i], label=f"{task} {noise}")
+                ax_t.plot([s for s, _ in ms], [t for _, t in ms], style, color=colours[i], label=f"{task} {name}")
     for ax in (ax_s, ax_t):
         ax.set_xscale("log", base=2)
         ax.set_xticks([1, 2, 4, 8, 16], ["1", "2", "4", "8", "16"])
@@ -126,6 +157,8 @@ def main() -> int:
                         help="TASK=CHECKPOINT[:EPISODES], repeatable")
     parser.add_argument("--steps", type=int, nargs="+", default=[16, 8, 4, 2, 1])
     parser.add_argument("--noises", nargs="+", choices=list(NOISES), default=list(NOISES))
+    parser.add_argument("--spacings", nargs="+", choices=["leading", "trailing"], default=["leading"],
+                        help="DDIM timestep spacing (leading: the library's; trailing: the candidate few-step sampler)")
     parser.add_argument("--seed", type=int, default=300_000, help="first scene seed (new scenes)")
     parser.add_argument("--envs", type=int, default=1)
     parser.add_argument("--device", default="cpu")
@@ -137,18 +170,20 @@ def main() -> int:
     rows: list[dict[str, Any]] = json.loads(args.json.read_text())["rows"] if args.json.is_file() else []
     for task, checkpoint, episodes in args.policy:
         for steps in args.steps:
-            for noise in args.noises:
-                want = {"task": task, "checkpoint": checkpoint, "steps": steps, "noise": noise,
+            for noise, spacing in product(args.noises, args.spacings):
+                want = {"task": task, "checkpoint": checkpoint, "steps": steps, "noise": noise, "spacing": spacing,
                         "episodes": episodes, "seed": args.seed}
                 if any(same_row(r, want) for r in rows):
                     continue
-                rows.append(run_row(task, checkpoint, episodes, steps, noise, args.seed, args.envs, args.device))
+                rows.append(run_row(task, checkpoint, episodes, steps, noise, args.seed, args.envs, args.device,
+                                    spacing))
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
                 args.json.parent.mkdir(parents=True, exist_ok=True)
                 args.json.write_text(json.dumps({"machine": os.uname().nodename, "rows": rows}, indent=2))
     order = {(t, c): i for i, (t, c, _) in enumerate(args.policy)}
     shown = sorted((r for r in rows if (r["task"], r["checkpoint"]) in order),
-                   key=lambda r: (order[(r["task"], r["checkpoint"])], -r["steps"], r["noise"]))
+                   key=lambda r: (order[(r["task"], r["checkpoint"])], -r["steps"], r["noise"],
+                                  r.get("spacing", "leading")))
     print(f"\nseed {args.seed}, {args.envs} env(s), {args.device}")
     print(table(shown))
     if args.png:
