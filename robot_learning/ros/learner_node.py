@@ -4,12 +4,15 @@ It never touches the control loop: it reads the episode store read-only every ``
 saves ``online_state.pt`` atomically and then publishes ``{"path", "version", "episodes_consumed", "update_s",
 "started_unix_s"}`` (std_msgs/String JSON, latched) on ``weights_topic``; ``finetune_policy_node`` swaps the
 weights in at its next episode. Killed and restarted, it goes on from ``online_state.pt``.
+
+On a machine with few cores an update must not take the control loop's CPU: the node runs under ``SCHED_IDLE``
+(``idle_priority``; else ``niceness``), with ``torch_threads`` (1), and sleeps between the bursts of an update
+(``yield_ratio``: after every optimiser step and episode read). See docs/finetune_ros.md for what that held.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from std_msgs.msg import String
 
 from robot_learning.ros.finetune_policy_node import LATCHED_QOS
 from robot_learning.sessions.online_actor import load_finetune_config
-from robot_learning.sessions.online_learner import LearnerParams, OnlineLearner
+from robot_learning.sessions.online_learner import CpuYield, LearnerParams, OnlineLearner, lower_priority
 from ros_support.node import declare_parameters, run_node
 
 SUMMARY = "PPO on committed episodes of the store; publishes new residual weights between episodes."
@@ -35,19 +38,19 @@ class LearnerNode(Node):
         from robot_learning.rl.base_policy import load_frozen_base
 
         p = self.params
-        if p.niceness:
-            os.nice(p.niceness)  # never compete with the controller and the policy at their priority
+        priority = lower_priority(p.niceness, p.idle_priority)  # never compete with the controller and the policy
         torch.set_num_threads(p.torch_threads)
         config = load_finetune_config(p.config)
         base = load_frozen_base(Path(p.checkpoint), config, device="cpu")  # for its action bounds
         self.learner = OnlineLearner(Path(p.out_dir), config, base.action_low, base.action_high,
-                                     p.episodes_per_update)
+                                     p.episodes_per_update, CpuYield(p.yield_ratio, p.max_yield_s))
         self._pub = self.create_publisher(String, p.weights_topic, LATCHED_QOS)
         if self.learner.state_path.exists():  # resumed: say what is current, for a policy node started after us
             self._announce({"version": self.learner.version, "episodes_consumed": self.learner.episodes_consumed})
         self.create_timer(p.poll_s, self._poll)
         self.get_logger().info(f"learning from {self.learner.store_path}: {self.learner.episodes_consumed} episodes "
-                               f"consumed, an update every {p.episodes_per_update} new ones")
+                               f"consumed, an update every {p.episodes_per_update} new ones; {priority}, "
+                               f"{p.torch_threads} torch thread(s), yield ratio {p.yield_ratio}")
 
     def _announce(self, fields: dict) -> None:
         self._pub.publish(String(data=json.dumps({"path": str(self.learner.state_path.resolve()), **fields})))

@@ -12,7 +12,9 @@ the in-process session's layout (:mod:`robot_learning.sessions.online_finetune`)
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +34,15 @@ log = logging.getLogger(__name__)
 
 
 def buffer_from_store(store: EpisodeStore, keys: list[str], normalizer: ActionNormalizer, first: int,
-                      last: int) -> RolloutBuffer:
+                      last: int, between: Callable[[], None] | None = None) -> RolloutBuffer:
     """Episodes ``[first, last)`` as one PPO batch (one env): intervention steps masked out of the policy loss,
-    an episode that ran out of time bootstrapped from its last value rather than called a failure."""
-    episodes = [store.get_episode(i) for i in range(first, last)]
+    an episode that ran out of time bootstrapped from its last value rather than called a failure. ``between``
+    is called after each episode is read (the learner yields the CPU there)."""
+    episodes = []
+    for i in range(first, last):
+        episodes.append(store.get_episode(i))
+        if between is not None:
+            between()
     successes = [store.episode_info(i)["success"] for i in range(first, last)]
     steps = sum(len(e["action"]) for e in episodes)
     obs_dim = sum(int(np.prod(store.specs[k].shape)) for k in keys)
@@ -60,6 +67,49 @@ def buffer_from_store(store: EpisodeStore, keys: list[str], normalizer: ActionNo
     return buffer
 
 
+class CpuYield:
+    """Cuts a PPO update into short bursts with sleeps between them, so on a machine with few cores the nodes of
+    the control loop (twin or robot driver, controller, policy) get a core while the learner updates.
+
+    Called after every optimiser step (two per minibatch: actor and critic) and after every episode read; it
+    sleeps ``ratio`` times as long as the burst since the last call took (at most ``max_sleep_s``), so the
+    learner uses at most ``1 / (1 + ratio)`` of one core during an update and the update takes ``1 + ratio``
+    times as long. ``ratio`` 0: no sleeps (the update as it was).
+    """
+
+    def __init__(self, ratio: float = 1.0, max_sleep_s: float = 0.1) -> None:
+        if ratio < 0 or max_sleep_s < 0:
+            raise ValueError(f"CpuYield needs ratio >= 0 and max_sleep_s >= 0, got {ratio}, {max_sleep_s}")
+        self.ratio, self.max_sleep_s = ratio, max_sleep_s
+        self.slept_s = 0.0
+        self._since = time.monotonic()
+
+    def start(self) -> None:
+        self._since = time.monotonic()
+
+    def __call__(self, *_: object) -> None:  # also an optimiser step post-hook: (optimizer, args, kwargs)
+        if self.ratio > 0:
+            pause = min(self.ratio * (time.monotonic() - self._since), self.max_sleep_s)
+            time.sleep(pause)
+            self.slept_s += pause
+        self._since = time.monotonic()
+
+
+def lower_priority(niceness: int, idle: bool) -> str:
+    """This thread (and the threads it starts: torch's) below the control loop's nodes: Linux's ``SCHED_IDLE``
+    policy if ``idle`` (it runs only on CPU time no normal thread wants; an unprivileged process may switch to
+    it), else, or where it is refused, ``niceness`` added to the nice value. Returns what was done."""
+    if idle and hasattr(os, "sched_setscheduler"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            return "SCHED_IDLE"
+        except OSError as exc:
+            log.warning("SCHED_IDLE refused (%s): using nice +%d instead", exc, niceness)
+    if niceness:
+        os.nice(niceness)
+    return f"nice +{niceness}"
+
+
 @dataclass
 class UpdateReport:
     version: int
@@ -69,14 +119,16 @@ class UpdateReport:
     approx_kl: float
     update_s: float
     started_unix_s: float
+    yielded_s: float = 0.0  # of update_s, asleep to leave the CPU to the control loop
 
 
 class OnlineLearner:
     """PPO on committed episodes; :meth:`poll` does at most one update and returns its report."""
 
     def __init__(self, out: Path, config: FinetuneConfig, action_low: np.ndarray, action_high: np.ndarray,
-                 episodes_per_update: int = 4) -> None:
+                 episodes_per_update: int = 4, cpu_yield: CpuYield | None = None) -> None:
         self.out, self.config, self.episodes_per_update = Path(out), config, episodes_per_update
+        self.cpu_yield = cpu_yield or CpuYield(ratio=0.0)
         self.keys = list(config.residual.obs_keys)
         self.normalizer = ActionNormalizer(np.asarray(action_low), np.asarray(action_high))
         self.ppo_config = PPOConfig.model_validate({**config.ppo.model_dump(), "n_envs": 1, "steps_per_iteration": 1,
@@ -111,6 +163,8 @@ class OnlineLearner:
         obs_dim = sum(int(np.prod(store.specs[k].shape)) for k in self.keys)
         self.policy = ResidualPolicy(obs_dim, len(self.normalizer.low), self.config.residual)
         self.updater = PPOUpdater(self.policy, self.ppo_config)
+        for optimizer in (self.updater.actor_optimizer, self.updater.critic_optimizer):
+            optimizer.register_step_post_hook(self.cpu_yield)
         if self._state is not None:
             self.policy.load_state_dict(self._state["residual"])
             self.updater.load_state_dict(self._state["ppo"])
@@ -126,17 +180,19 @@ class OnlineLearner:
                 return None
             if self.policy is None:
                 self._build(store)
-            started, t0 = time.time(), time.monotonic()
-            buffer = buffer_from_store(store, self.keys, self.normalizer, self.episodes_consumed, available)
+            started, t0, slept = time.time(), time.monotonic(), self.cpu_yield.slept_s
+            self.cpu_yield.start()
+            buffer = buffer_from_store(store, self.keys, self.normalizer, self.episodes_consumed, available,
+                                       between=self.cpu_yield)
         stats = self.updater.update(buffer, torch.zeros(1))
         batch = available - self.episodes_consumed
         self.episodes_consumed, self.version = available, self.version + 1
         save_plain({"residual": self.policy.state_dict(), "ppo": self.updater.state_dict(),
                     "episodes_consumed": self.episodes_consumed, "version": self.version}, self.state_path)
         report = UpdateReport(self.version, available, batch, int(buffer.step), float(stats.approx_kl),
-                              time.monotonic() - t0, started)
-        log.info("PPO update %d on episodes up to %d: kl %.4f, %.2f s", self.version, available, stats.approx_kl,
-                 report.update_s)
+                              time.monotonic() - t0, started, self.cpu_yield.slept_s - slept)
+        log.info("PPO update %d on episodes up to %d: kl %.4f, %.2f s (%.2f s of it yielded)", self.version,
+                 available, stats.approx_kl, report.update_s, report.yielded_s)
         return report
 
 
@@ -150,5 +206,12 @@ class LearnerParams(NodeParams):
     poll_s: float = Field(1.0, gt=0.0, le=60.0, description="how often the store is checked for new episodes [s]")
     torch_threads: int = Field(1, ge=1, le=64, description="CPU threads for the PPO update")
     niceness: int = Field(10, ge=0, le=19, description="added to the process's nice value at start: an update "
-                          "yields the CPU to the control loop's nodes (0 = as they run)")
+                          "yields the CPU to the control loop's nodes (0 = as they run); used when idle_priority "
+                          "is off or refused")
+    idle_priority: bool = Field(True, description="run the learner under Linux's SCHED_IDLE policy: it gets only "
+                                "CPU time no other thread wants (else the niceness above)")
+    yield_ratio: float = Field(1.0, ge=0.0, le=20.0, description="after every optimiser step and episode read, "
+                               "sleep this many times as long as it computed: at most 1/(1+ratio) of a core during "
+                               "an update, which takes 1+ratio times as long (0 = no sleeps)")
+    max_yield_s: float = Field(0.1, ge=0.0, le=5.0, description="longest single sleep of yield_ratio [s]")
     weights_topic: str = Field("/finetune/weights", description="std_msgs/String JSON out after every update")
