@@ -22,6 +22,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -186,7 +187,7 @@ def main() -> int:
                 kill_at = n
                 for name in ("learner_node", "finetune_session_node"):
                     procs[name].send_signal(signal.SIGKILL)
-                    procs[name].wait(timeout=10)
+                    procs[name].wait(timeout=120)  # a killed process still has to be scheduled to exit
                 print(f"SIGKILL learner_node and finetune_session_node at step {monitor.progress['steps']} of "
                       f"episode {n}; {n} episodes committed", flush=True)
                 t_kill = time.time()
@@ -199,8 +200,11 @@ def main() -> int:
                 not any(u.get("episodes_consumed") == args.episodes for u in monitor.updates):
             time.sleep(0.5)
     finally:
-        for proc in procs.values():
-            stop(proc)
+        for name, proc in procs.items():  # every one, even if one is slow to go on a saturated machine
+            try:
+                stop(proc, timeout=30.0)
+            except subprocess.TimeoutExpired:
+                print(f"{name} (pid {proc.pid}) did not exit in 30 s after SIGKILL", file=sys.stderr)
         monitor.close()
     infos = committed(out / "session")
     commands = np.array(monitor.commands)

@@ -5,9 +5,9 @@ saves ``online_state.pt`` atomically and then publishes ``{"path", "version", "e
 "started_unix_s"}`` (std_msgs/String JSON, latched) on ``weights_topic``; ``finetune_policy_node`` swaps the
 weights in at its next episode. Killed and restarted, it goes on from ``online_state.pt``.
 
-On a machine with few cores an update must not take the control loop's CPU: the node runs under ``SCHED_IDLE``
-(``idle_priority``; else ``niceness``), with ``torch_threads`` (1), and sleeps between the bursts of an update
-(``yield_ratio``: after every optimiser step and episode read). See docs/finetune_ros.md for what that held.
+On a machine with few cores an update must not take the control loop's CPU: the node runs reniced (``niceness``,
+or Linux's ``SCHED_IDLE`` with ``idle_priority``), with ``torch_threads`` (1), and sleeps between the bursts of an
+update (``yield_ratio``: after every optimiser step and episode read). docs/finetune_ros.md has what that held.
 """
 
 from __future__ import annotations

@@ -208,8 +208,9 @@ class LearnerParams(NodeParams):
     niceness: int = Field(10, ge=0, le=19, description="added to the process's nice value at start: an update "
                           "yields the CPU to the control loop's nodes (0 = as they run); used when idle_priority "
                           "is off or refused")
-    idle_priority: bool = Field(True, description="run the learner under Linux's SCHED_IDLE policy: it gets only "
-                                "CPU time no other thread wants (else the niceness above)")
+    idle_priority: bool = Field(False, description="run the learner under Linux's SCHED_IDLE policy: it gets only "
+                                "CPU time no other thread wants (else the niceness above); off by default: on a "
+                                "saturated machine it also dies slowly (a SIGKILLed one took over 10 s at load 30)")
     yield_ratio: float = Field(1.0, ge=0.0, le=20.0, description="after every optimiser step and episode read, "
                                "sleep this many times as long as it computed: at most 1/(1+ratio) of a core during "
                                "an update, which takes 1+ratio times as long (0 = no sleeps)")
