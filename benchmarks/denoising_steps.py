@@ -126,7 +126,8 @@ def plot(rows: list[dict[str, Any]], png: Path) -> Path:
             x = [r["steps"] * 2 ** offset for r in sel]  # nudged apart so the error bars do not overlap
             y = [r["rate"] for r in sel]
             err = [[r["rate"] - r["ci95"][0] for r in sel], [r["ci95"][1] - r["rate"] for r in sel]]
-            label = f"{task} {name} (n={sel[0]['episodes']})"
+            ns = sorted({r["episodes"] for r in sel})
+            label = f"{task} {name} (n={'/'.join(map(str, ns))})"
             ax_s.errorbar(x, y, yerr=err, fmt=style, color=colours[i], capsize=3, label=label)
             ms = [(r["steps"], r["ms_per_chunk"]) for r in sel if r["ms_per_chunk"] is not None]
             if ms:
@@ -142,7 +143,7 @@ def plot(rows: list[dict[str, Any]], png: Path) -> Path:
     ax_s.legend(fontsize=8, loc="lower right")
     ax_t.set_yscale("log")
     ax_t.set_ylabel("ms per chunk (this CPU, 1 thread)")
-    ax_t.set_title("inference time per chunk")
+    ax_t.set_title("ms per chunk in the eval (load-dependent)")
     ax_t.legend(fontsize=8)
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
