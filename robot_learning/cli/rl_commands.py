@@ -16,6 +16,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         raw = read_yaml_mapping(Path(args.config)) if args.config else {}
     except UnsafeYamlError as exc:
         raise ConfigError(str(exc)) from None
+    if (args.rrd or args.view) and not args.online:
+        raise ValueError("--rrd/--view log an --online session's steps; the parallel twins' rollouts are not logged")
     if args.online:
         if args.backend != "process":
             raise ValueError("--online runs one episode at a time through the robot interface: no --backend ray")
@@ -95,13 +97,22 @@ def _online(args: argparse.Namespace, raw: dict, source: str) -> int:
     policy = ResidualPolicy(obs_dim, int(base.action_low.size), config.residual)
     ppo = PPOConfig.model_validate({**config.ppo.model_dump(), "n_envs": 1, "steps_per_iteration": 1,
                                     "n_minibatches": 1})
+    view = None
+    if args.rrd or args.view:
+        from robot_learning.viz.rerun_view import session_view
+
+        view = session_view(env.cell, env.task_config, args.rrd, args.view)
     session = OnlineFinetuneSession(env, base, policy, PPOUpdater(policy, ppo), keys, Path(args.out),
                                     episodes_per_update=args.episodes_per_update, seed=config.seed,
-                                    init_residual=config.init_residual, label_success=label)
+                                    init_residual=config.init_residual, label_success=label, view=view)
     try:
         report = session.run(args.episodes)
     finally:
         session.close()
+        if view is not None:
+            view.close()
+            if args.rrd:
+                print(f"rerun view: {args.rrd} (open it with `rerun {args.rrd}`)")
     print(f"{report.episodes_in_store} episodes in {Path(args.out) / 'online_rollouts.zarr'} "
           f"({report.episodes_run} this run), {report.updates} updates, {report.interventions} intervention steps, "
           f"recent success {report.recent_success:.0%}")
@@ -124,5 +135,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
                    help="one episode at a time through the robot interface, every rollout stored; resumable")
     p.add_argument("--episodes", type=int, default=20, help="--online: episodes the store should hold at the end")
     p.add_argument("--episodes-per-update", type=int, default=4, help="--online: episodes per PPO update")
+    p.add_argument("--rrd", default=None, help="--online: log every step (cameras, TCP path, base and residual "
+                   "actions, reward, value, interventions, safety events) to this rerun file (headless)")
+    p.add_argument("--view", action="store_true", help="--online: the same to a rerun viewer it opens")
     add_backend_args(p)
     p.set_defaults(func=cmd_finetune)

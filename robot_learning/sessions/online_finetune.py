@@ -63,7 +63,8 @@ class OnlineFinetuneSession:
     def __init__(self, env, base: FrozenBase, policy: ResidualPolicy, updater: PPOUpdater, obs_keys: list[str],
                  out: Path, episodes_per_update: int = 4, intervention: Intervention | None = None,
                  label_success: SuccessLabel | None = None, seed: int = 0,
-                 init_residual: Path | str | None = None):
+                 init_residual: Path | str | None = None, view=None):
+        self.view = view  # a robot_learning.viz.rerun_view.RerunView: every step, base and residual, to rerun
         self.env, self.base, self.policy, self.updater, self.keys = env, base, policy, updater, obs_keys
         self.out, self.episodes_per_update, self.seed = Path(out), episodes_per_update, seed
         self.intervention = intervention
@@ -94,6 +95,8 @@ class OnlineFinetuneSession:
             self.intervention.reset()
         interventions, success, info = 0, False, {}
         self.label_success.start(obs)
+        if self.view is not None:
+            self.view.start_episode(self.store.n_episodes, {"seed": seed, "residual": "online"})
         with self.store.begin_episode({"seed": seed, "task": self.env.task_config.name, "operator": "online"}) as ep:
             for _ in range(self.env.task_config.horizon_steps):
                 batch = {k: np.asarray(v)[None] for k, v in obs.items()}
@@ -110,6 +113,12 @@ class OnlineFinetuneSession:
                 ep.add_step(**obs, action=action, reward=np.float32(reward), timestamp=np.float64(self.env.data.time),
                             base_action=base_raw, residual=residual[0].numpy(), log_prob=np.float32(log_prob[0]),
                             value=np.float32(value[0]), intervention=np.bool_(person is not None))
+                if self.view is not None:
+                    self.view.log_step(obs, action, float(reward), t_s=float(self.env.data.time),
+                                       base_action=base_raw, residual=residual[0].numpy(),
+                                       intervention=person is not None, scalars={"value": float(value[0])},
+                                       safety_counts=getattr(getattr(self.env, "safe_robot", None),
+                                                             "event_counts", None))
                 obs = next_obs
                 if terminated or truncated:
                     break

@@ -70,3 +70,34 @@ def test_a_new_session_can_start_from_a_residual_trained_elsewhere(tmp_path):
     assert robot.episodes_consumed == 0  # a new session, not a resumed one
     for name, tensor in trained.items():
         assert torch.equal(started_with[name], tensor), name
+
+
+def test_an_online_session_logs_every_step_with_base_residual_and_interventions_to_rerun(tmp_path):
+    """What `finetune --online --rrd` writes: every executed step on one timeline, the base's action and the
+    residual's sample beside the executed one, and the steps a person took over."""
+    from robot_learning.viz.rerun_view import RerunView
+    from robot_learning.viz.rrd_read import read_rrd
+
+    session = make_session(str(tmp_path / "run"))
+    rrd = tmp_path / "online.rrd"
+    session.view = RerunView(session.env.cell, session.env.task_config, rrd, spawn=False, cloud=False)
+    session.run(1)
+    session.close()
+    session.view.close()
+    with EpisodeStore.open(tmp_path / "run" / "online_rollouts.zarr") as store:
+        episode = store.get_episode(0)
+    contents = read_rrd(rrd)
+    assert contents.steps() == list(range(len(episode["action"])))
+    taken = [bool(v[0]) for _, v in contents.values("/intervention", "Scalars:scalars")]
+    assert taken == episode["intervention"].tolist()
+    residual = np.array([v for _, v in contents.values("/actions/residual", "Scalars:scalars")])
+    np.testing.assert_allclose(residual, episode["residual"], atol=1e-6)
+    assert {"/actions/base", "/actions/executed"} <= contents.entities
+
+
+def test_rerun_logging_is_refused_for_the_parallel_twins_in_one_line(tmp_path, capsys):
+    from robot_learning.cli.main import main
+
+    assert main(["finetune", "--checkpoint", str(tmp_path / "never_read.pt"), "--rrd", str(tmp_path / "x.rrd"),
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "--online" in capsys.readouterr().err and not (tmp_path / "out").exists()
