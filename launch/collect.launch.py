@@ -11,4 +11,4 @@ from ros_support.launch_graph import launch_entities
 def generate_launch_description() -> LaunchDescription:
     return LaunchDescription(launch_entities(
         "collect", ["cell", "task", "checkpoint", "use_sim", "camera_driver", "camera_source", "recording_dir",
-                    "controller_type", "perception", "store_path", "params_file"]))
+                    "controller_type", "perception", "objects", "store_path", "params_file"]))

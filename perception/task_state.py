@@ -72,6 +72,12 @@ class TaskStateLayout:
     def confidence_dim(self) -> int:
         return len(self.names)
 
+    @property
+    def estimated_dims(self) -> dict[str, int]:
+        """Lengths of the estimated observation keys, in the order ``object_state_node`` concatenates them."""
+        return {"estimated": self.pose_dim, "estimated_relative": self.relative_dim,
+                "estimate_confidence": self.confidence_dim}
+
     def poses(self, vector: np.ndarray) -> dict[str, ObjectPose]:
         """Name -> pose from a vector in this layout (objects, then fixtures)."""
         values = np.asarray(vector, dtype=float).reshape(-1)

@@ -215,7 +215,10 @@ def bringup(context, mode: str, names: list[str]) -> list:
         nodes.append(_node("policy_node", files, policy, remappings=remap))
     if mode == "collect":
         nodes.append(
-            _node("session_node", files, {**base, "task": a["task"], "store_path": a["store_path"]}, remappings=remap)
+            _node("session_node", files, {**base, "task": a["task"], "store_path": a["store_path"],
+                                          # the estimator runs: each step stores its estimate of the scene too
+                                          "record_estimates": _true(a.get("perception", "false"))
+                                          and _true(a.get("objects", "false"))}, remappings=remap)
         )
     return nodes
 

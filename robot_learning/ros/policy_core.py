@@ -77,9 +77,7 @@ def estimated_dims_for(policy: Policy, task: str = "") -> dict[str, int] | None:
     if not name:
         raise PolicyMismatchError(f"checkpoint {policy.source} reads the estimated scene but names no task: "
                                   "set the task parameter")
-    layout = TaskStateLayout(load_task(name))
-    return {"estimated": layout.pose_dim, "estimated_relative": layout.relative_dim,
-            "estimate_confidence": layout.confidence_dim}
+    return TaskStateLayout(load_task(name)).estimated_dims
 
 
 def check_policy_against_cell(policy: Policy, cell: CellConfig, task: str = "") -> list[str]:

@@ -18,7 +18,7 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import String
+from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
@@ -54,6 +54,8 @@ class SessionNode(Node):
         self.create_subscription(JointState, p.joint_states_topic, self._on_joints, STATE_QOS)
         self.create_subscription(PoseStamped, p.tcp_pose_topic, self._on_tcp, STATE_QOS)
         self.create_subscription(JointTrajectory, p.action_topic, self._on_action, COMMAND_QOS)
+        if p.record_estimates:
+            self.create_subscription(Float64MultiArray, p.estimated_topic, self._on_estimated, STATE_QOS)
         self._events = self.create_publisher(String, "~/events", COMMAND_QOS)
         self.create_service(Trigger, "~/start", self._trigger(lambda: self.recorder.start(), "start"))
         self.create_service(Trigger, "~/stop", self._trigger(lambda: self.recorder.stop(), "stop"))
@@ -85,6 +87,14 @@ class SessionNode(Node):
         width = float(msg.position[names.index(gripper)]) * self.params.gripper_joint_scale if gripper in names \
             else 0.0
         self.recorder.builder.add_joints(reading.stamp_s, reading.positions, width)
+
+    def _on_estimated(self, msg: Float64MultiArray) -> None:
+        # The array has no header: stamped on arrival, it joins steps up to estimate_max_age_s later.
+        stamp = self.get_clock().now().nanoseconds * 1e-9
+        try:
+            self.recorder.builder.add_estimated(stamp, np.asarray(msg.data))
+        except ValueError as exc:
+            self.get_logger().error(str(exc), throttle_duration_sec=5.0)
 
     def _on_tcp(self, msg: PoseStamped) -> None:
         pose = conv.pose_to_arrays(msg)

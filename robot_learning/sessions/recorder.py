@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from hardware_configs import load_cell, load_task
+from perception.task_state import TaskStateLayout
 from robot_learning.data.episode_store import EpisodeStore
 from robot_learning.data.episode_writer import EpisodeWriter, StepValidationError
 from robot_learning.data.robot_steps import MissingStreamsError, StepBuilder
@@ -41,6 +42,12 @@ class SessionParams(NodeParams):
     gripper_joint_scale: float = Field(1.0, ge=1e-6, description="opening [m] = scale * position")
     operator: str = Field("", description="who records (stored with each episode)")
     durable: bool = Field(True, description="fsync each commit (survives power loss, not just a killed process)")
+    record_estimates: bool = Field(False, description="also store the scene as the robot estimates it (estimated, "
+                                   "estimated_relative, estimate_confidence from object_state_node): a step waits "
+                                   "for an estimate at most estimate_max_age_s old")
+    estimated_topic: str = Field("/manip/estimated", description="object_state_node's estimated keys in")
+    estimate_max_age_s: float = Field(0.3, gt=0.0, le=2.0, description="oldest estimate a step may use [s] (the "
+                                      "estimator runs slower than the cameras)")
 
 
 
@@ -53,8 +60,10 @@ class SessionRecorder:
         self.cell = load_cell(params.cell)
         self.task = load_task(params.task)
         cameras = params.cameras or [c.name for c in self.cell.cameras]
+        estimated_dims = TaskStateLayout(self.task).estimated_dims if params.record_estimates else None
         self.builder = StepBuilder(self.cell, cameras, (params.image_width, params.image_height),
-                                   params.record_depth, params.sync_tolerance_s)
+                                   params.record_depth, params.sync_tolerance_s, estimated_dims=estimated_dims,
+                                   estimate_max_age_s=params.estimate_max_age_s)
         attrs = {"cell": self.cell.name, "task": self.task.name, "instruction": self.task.instruction,
                  "source": "ros2_session", "policy_hz": self.cell.rates.policy_hz,
                  "image_size": [params.image_width, params.image_height]}

@@ -208,6 +208,17 @@ def test_realsense_drivers_are_generated_per_camera_with_the_cells_topics(launch
     assert [n.parameters[0]["cameras"] for n in ours] == [[c.name] for c in CELL.cameras]
 
 
+def test_collecting_with_objects_true_records_the_estimate_beside_each_step(launch_api):
+    _, nodes = evaluate("collect.launch.py", use_sim="true", objects="true")
+    assert [n.executable for n in nodes] == ["sim_node", "controller_node", "perception_node", "object_state_node",
+                                             "session_node"]
+    (session,) = [n for n in nodes if n.executable == "session_node"]
+    assert node_parameters(session)["record_estimates"] is True
+    _, nodes = evaluate("collect.launch.py", use_sim="true")
+    (session,) = [n for n in nodes if n.executable == "session_node"]
+    assert node_parameters(session)["record_estimates"] is False
+
+
 def test_calibration_records_full_resolution_images(launch_api):
     _, nodes = evaluate("calibrate.launch.py", store_path="cal.zarr")
     (session,) = [n for n in nodes if n.executable == "session_node"]

@@ -69,6 +69,40 @@ def test_episodes_are_recorded_accepted_and_discarded(ros_context, tmp_path):
     assert np.all((side_values - frame_values) % 256 == 40)
 
 
+def test_with_record_estimates_each_step_stores_the_robots_estimate_of_the_scene(ros_context, tmp_path):
+    """What object_state_node publishes on /manip/estimated is stored under the estimated keys, so a residual or
+    a reward on the estimate can learn from teleoperated or policy episodes; no privileged key is stored."""
+    from std_msgs.msg import Float64MultiArray
+
+    from robot_learning.ros.session_node import SessionNode
+
+    store_path = tmp_path / "estimates.zarr"
+    session = SessionNode(context=ros_context, parameter_overrides=[
+        Parameter("store_path", value=str(store_path)), Parameter("image_width", value=8),
+        Parameter("image_height", value=6), Parameter("durable", value=False), Parameter("task", value="lift"),
+        Parameter("record_estimates", value=True)])
+    session.configure()
+    cell = FakeCell(ros_context, CELL, act=True)
+    operator = Node("operator", context=ros_context)
+    estimate = np.concatenate([[0.5, 0.02, 0.02, 0, 0, 0, 1], np.arange(5) * 0.01, [0.9]])  # lift: 7 + 5 + 1
+    publisher = operator.create_publisher(Float64MultiArray, "/manip/estimated", 10)
+    operator.create_timer(0.05, lambda: publisher.publish(Float64MultiArray(data=estimate.tolist())))
+    with Graph(ros_context) as graph:
+        for node in (session, cell, operator):
+            graph.add(node)
+        assert call(operator, Trigger, "/session_node/start").success
+        assert wait_for(lambda: session.recorder.steps >= 4, 20.0)
+        assert call(operator, Trigger, "/session_node/stop").success
+        assert call(operator, SetBool, "/session_node/accept", SetBool.Request(data=True)).success
+    with EpisodeStore.open(store_path) as store:
+        ep = store.get_episode(0)
+        assert not any(key.startswith("privileged") for key in ep)
+    n = len(ep["action"])
+    np.testing.assert_allclose(ep["estimated"], np.tile(estimate[:7], (n, 1)), atol=1e-6)
+    np.testing.assert_allclose(ep["estimated_relative"], np.tile(estimate[7:12], (n, 1)), atol=1e-6)
+    np.testing.assert_allclose(ep["estimate_confidence"], np.full((n, 1), 0.9), atol=1e-6)
+
+
 def test_killed_session_keeps_committed_episodes(ros_context, tmp_path):
     store_path = tmp_path / "kill.zarr"
     proc = node_process("robot_learning.ros.session_node", {"store_path": str(store_path), "image_width": 8,
