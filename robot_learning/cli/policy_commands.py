@@ -62,6 +62,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                              backend=twin_backend(args),
                              progress=not args.no_progress, half=args.half, compile_unet=args.compile,
                              n_action_steps=args.action_steps, num_inference_steps=args.ddim_steps,
+                             timestep_spacing=args.timestep_spacing,
                              zero_noise=True if args.zero_noise else None, runtime=args.runtime,
                              precision=args.precision,
                              chunking=ChunkingConfig(join=args.chunk_join,
@@ -112,6 +113,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
     p.add_argument("--action-steps", type=int, default=None, help="actions executed per chunk (default: trained)")
     p.add_argument("--ddim-steps", type=int, default=None, help="DDIM denoising steps (default: trained, 16)")
+    p.add_argument("--timestep-spacing", choices=["leading", "trailing"], default=None,
+                   help="where the DDIM steps sit (default: trained, leading); trailing keeps success at 2 steps "
+                        "(docs/denoising_steps.md)")
     p.add_argument("--zero-noise", action="store_true",
                    help="start DDIM from zero noise: a deterministic policy (default: a Gaussian sample, or what a "
                         "fine-tuned checkpoint's base ran with)")

@@ -100,6 +100,7 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
                     cpu_threads: int | None = 1, n_action_steps: int | None = None,
                     chunking: ChunkingConfig | None = None,
                     num_inference_steps: int | None = None, zero_noise: bool | None = None,
+                    timestep_spacing: str | None = None,
                     env_wrapper: Callable[[Any], Any] | None = None, runtime: str = "auto",
                     precision: str = "fp32", state_estimation: StateEstimationConfig | None = None,
                     backend: TwinBackend | None = None,
@@ -127,7 +128,8 @@ def evaluate_policy(checkpoint: str | Path, task: TaskConfig | str | None = None
     policy = load_policy(checkpoint, device=device, half=half, compile_unet=compile_unet, runtime=runtime,
                          precision=precision,
                          n_action_steps=n_action_steps, num_inference_steps=num_inference_steps,
-                         **({} if zero_noise is None else {"zero_noise": zero_noise}))
+                         **({} if zero_noise is None else {"zero_noise": zero_noise}),
+                         **({} if timestep_spacing is None else {"timestep_spacing": timestep_spacing}))
     if policy.device.type == "cpu" and cpu_threads:
         torch.set_num_threads(cpu_threads)
     if n_videos and not policy.camera_keys:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from diffusers import DDIMScheduler
 
 from robot_learning.policies.diffusion.configuration import DiffusionConfig, PolicyTrainingConfig
 from robot_learning.policies.diffusion.modeling import DiffusionModel
@@ -74,7 +75,12 @@ class DiffusionPolicy(Policy):
     def __init__(self, model: DiffusionModel, processor: ObservationProcessor, obs_spec: Mapping[str, Any],
                  dataset: Mapping[str, Any], source: str = "<memory>", seed: int = 0,
                  n_action_steps: int | None = None, num_inference_steps: int | None = None, zero_noise: bool = False,
-                 runtime: Runtime = "auto", precision: Precision = "fp32"):
+                 runtime: Runtime = "auto", precision: Precision = "fp32", timestep_spacing: str | None = None):
+        if timestep_spacing is not None and timestep_spacing != model.config.timestep_spacing:
+            # where the DDIM steps sit is an inference choice: the trained network is the same (see DiffusionConfig)
+            model.config = model.config.model_copy(update={"timestep_spacing": timestep_spacing})
+            model.inference_scheduler = DDIMScheduler.from_config(model.inference_scheduler.config,
+                                                                  timestep_spacing=timestep_spacing)
         self.model, self.processor, self.config = model.eval(), processor, model.config
         # how chunks are sampled: robot_learning.runtime.fast_inference (auto: fast where supported, else eager)
         self.sampler = make_sampler(self.model, runtime, precision)
@@ -96,24 +102,26 @@ class DiffusionPolicy(Policy):
                         half: bool = False, compile_unet: bool = False, seed: int = 0,
                         n_action_steps: int | None = None, num_inference_steps: int | None = None,
                         zero_noise: bool = False, runtime: Runtime = "auto",
-                        precision: Precision = "fp32") -> DiffusionPolicy:
+                        precision: Precision = "fp32", timestep_spacing: str | None = None) -> DiffusionPolicy:
         """Load for inference (EMA weights). ``observation_space`` (gym Dict or {key: array}) is checked now.
 
         ``n_action_steps``/``num_inference_steps`` override the trained config (e.g. 4 DDIM steps inside RL);
-        ``zero_noise`` starts DDIM from zero instead of a Gaussian sample (a deterministic policy).
+        ``zero_noise`` starts DDIM from zero instead of a Gaussian sample (a deterministic policy);
+        ``timestep_spacing`` (leading / trailing) overrides where the DDIM steps sit (few steps: trailing).
         ``runtime``: ``auto`` (the fast sampler of :mod:`robot_learning.runtime.fast_inference` where it supports the
         model, else eager), ``fast`` or ``eager``; ``precision``: the fast path's ``fp32`` (default) or ``bf16``.
         """
         return cls.from_checkpoint_dict(load_checkpoint(path), str(path), device, observation_space, half,
                                         compile_unet, seed, n_action_steps, num_inference_steps, zero_noise, runtime,
-                                        precision)
+                                        precision, timestep_spacing)
 
     @classmethod
     def from_checkpoint_dict(cls, ckpt: Mapping[str, Any], source: str, device: str = "auto",
                              observation_space: Mapping[str, Any] | None = None, half: bool = False,
                              compile_unet: bool = False, seed: int = 0, n_action_steps: int | None = None,
                              num_inference_steps: int | None = None, zero_noise: bool = False,
-                             runtime: Runtime = "auto", precision: Precision = "fp32") -> DiffusionPolicy:
+                             runtime: Runtime = "auto", precision: Precision = "fp32",
+                             timestep_spacing: str | None = None) -> DiffusionPolicy:
         """As :meth:`from_checkpoint`, from a loaded checkpoint dict (one embedded in a combined checkpoint)."""
         config = PolicyTrainingConfig.model_validate(ckpt["config"]).policy
         dev = resolve_device(device)
@@ -129,7 +137,7 @@ class DiffusionPolicy(Policy):
                                          MinMaxNormalizer(ckpt["normalizer"]), dev, dtype)
         policy = cls(model, processor, ckpt["obs_spec"], ckpt["dataset"], source=source, seed=seed,
                      n_action_steps=n_action_steps, num_inference_steps=num_inference_steps, zero_noise=zero_noise,
-                     runtime=runtime, precision=precision)
+                     runtime=runtime, precision=precision, timestep_spacing=timestep_spacing)
         if observation_space is not None:
             policy.check_observation(observation_space)
         return policy

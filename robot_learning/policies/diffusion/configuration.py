@@ -77,6 +77,10 @@ class DiffusionConfig(_Strict):
     # Noise: DDPM for training, DDIM with fewer steps for inference.
     num_train_timesteps: PosInt = 100
     num_inference_steps: PosInt = 16
+    # Where DDIM's few steps sit on the training timesteps: leading (diffusers' default: 1 step runs the denoiser at
+    # t=0, i.e. on pure noise told it is clean) or trailing (1 step at t=T-1; 2 at T-1, T/2-1): trailing keeps
+    # success at 2 steps on lift and peg_insert where leading loses it (docs/denoising_steps.md)
+    timestep_spacing: Literal["leading", "trailing"] = "leading"
     beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = "squaredcos_cap_v2"
     prediction_type: Literal["epsilon", "sample"] = "epsilon"
     clip_sample: bool = True

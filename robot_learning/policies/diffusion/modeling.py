@@ -208,7 +208,8 @@ class DiffusionModel(nn.Module):
         schedule = dict(num_train_timesteps=config.num_train_timesteps, beta_schedule=config.beta_schedule,
                         clip_sample=config.clip_sample, prediction_type=config.prediction_type)
         self.noise_scheduler = DDPMScheduler(**schedule)
-        self.inference_scheduler = DDIMScheduler(**schedule, set_alpha_to_one=True, steps_offset=0)
+        self.inference_scheduler = DDIMScheduler(**schedule, set_alpha_to_one=True, steps_offset=0,
+                                                 timestep_spacing=config.timestep_spacing)
 
     def global_condition(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """(B, n_obs_steps * feature_dim): every step of the history encoded by the same encoder."""
