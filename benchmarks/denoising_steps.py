@@ -12,7 +12,7 @@ noise, episodes, seed), so a long run can be stopped and resumed. ``--png`` plot
 steps, two lines per task, and ms per chunk beside it.
 
 Run: ``nice -n 15 env OMP_NUM_THREADS=1 python benchmarks/denoising_steps.py
---policy lift=outputs/demo/policy/policy.pt:50 --policy peg_insert=/work/runs/peg_base/policy.pt:100
+--policy lift=outputs/demo/policy/policy.pt:50 --policy peg_insert=outputs/peg_base/policy.pt:100
 --json docs/denoising_steps.json --png docs/denoising_steps.png``.
 """
 

@@ -6,8 +6,8 @@ committed episodes of a session's store, the session's config) with pauses betwe
 the controller's commands per sim second and per wall second inside its updates, and outside any update, with the
 largest gaps. Settings alternate update by update, so a changing machine load falls on all of them alike.
 
-    nice -n 15 python benchmarks/ros/learner_interference.py --session /work/runs/h20_peg28/session \\
-        --checkpoint /work/runs/peg_base/policy.pt --updates 12 --settings nice/0 idle/0 idle/1
+    nice -n 15 python benchmarks/ros/learner_interference.py --session outputs/h20_peg28/session \\
+        --checkpoint outputs/peg_base/policy.pt --updates 12 --settings nice/0 idle/0 idle/1
 
 A setting is ``PRIORITY/RATIO``: PRIORITY ``nice`` (+10 on the nice value, as learner_node did before) or
 ``idle`` (SCHED_IDLE), RATIO the ``yield_ratio`` (sleep that many times each optimiser step's compute).
