@@ -41,12 +41,7 @@ class EstimatedSuccess:
 
     def __init__(self, task: TaskConfig, min_confidence: float = 0.5, operator: Operator | None = None):
         self._judge, self.operator = EstimateSuccessJudge(task, min_confidence), operator
-        self.layout = self._judge.layout
         self.asked = 0  # episodes the operator was asked about
-
-    @property
-    def initial_height_m(self) -> dict[str, float]:
-        return self._judge.initial_height_m
 
     def start(self, obs: Mapping[str, np.ndarray]) -> None:
         """The episode's first observation: each object's starting height (lift measures from it)."""
