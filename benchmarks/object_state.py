@@ -47,14 +47,16 @@ from sim.render import TwinRenderer
 
 class Bench:
     def __init__(self, task: str, width: int, height: int, voxel_m: float, noise_k: float, stride: int,
-                 global_registration: str = "shape", depth_model: bool = False):
+                 global_registration: str = "shape", depth_model: bool = False, grasp_smoothing: float | None = None):
         self.env = TwinEnv(task=task, image_size=None)
         self.renderer = TwinRenderer(self.env.model, width, height, self.env.cell,
                                      depth_model=DepthModel(rng=0) if depth_model else None)
         names = [c.name for c in self.env.cell.cameras]
         intrinsics = {n: self.renderer.intrinsics(n) for n in names}
         self.scene = SceneEstimator(self.env.cell, self.env.task_config, intrinsics,
-                                    EstimatorParams(global_registration=global_registration), voxel_m=voxel_m,
+                                    EstimatorParams(global_registration=global_registration,
+                                                    **({} if grasp_smoothing is None
+                                                       else {"grasp_smoothing": grasp_smoothing})), voxel_m=voxel_m,
                                     stride=stride)
         self.cameras = names
         self.noise_k, self.rng = noise_k, np.random.default_rng(0)
@@ -165,17 +167,20 @@ def main() -> int:
                         help="detection's initial guesses: the cluster's shape, or FPFH + RANSAC")
     parser.add_argument("--depth-model", action="store_true",
                         help="the twin's D435-like depth model (noise, holes, quantisation, extrinsic error)")
+    parser.add_argument("--grasp-smoothing", type=float, default=None,
+                        help="weight of a new fit of a held object (1: no smoothing; default: the estimator's)")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     print(f"{args.size}, 3 cameras, stride {args.stride}, voxel {1e3 * args.voxel_m:.0f} mm, depth noise k "
           f"{args.noise_k}/m, D435 depth model {'on' if args.depth_model else 'off'}, "
-          f"detection {args.global_registration}; load average {os.getloadavg()[0]:.1f}")
+          f"detection {args.global_registration}, grasp smoothing {args.grasp_smoothing or 'default'}; "
+          f"load average {os.getloadavg()[0]:.1f}")
     print(f"{'task: object':<18}{'phase':<12}{'frames':>7}{'pos mm':>9}{'p95':>9}{'rot deg':>9}{'p95':>9}{'lost':>9}"
           f"{'jit mm':>10}{'jit deg':>10}")
     update_s = []
     for task in args.tasks:
         bench = Bench(task, width, height, args.voxel_m, args.noise_k, args.stride, args.global_registration,
-                      args.depth_model)
+                      args.depth_model, args.grasp_smoothing)
         bench.at_rest(args.scenes)
         bench.grasp(args.episodes)
         for (name, phase), lost in sorted(bench.lost.items(), key=lambda kv: (kv[0][0], PHASES.index(kv[0][1]))):

@@ -94,3 +94,26 @@ def test_success_on_an_estimate_is_the_twins_success_condition() -> None:
     assert layout.is_success(inserted, {}) and not layout.is_success(on_rim, {})
     assert not layout.is_success(beside, {})  # deep enough, but 6 mm off the axis
 
+
+
+def _yaw_deg(T: np.ndarray) -> float:
+    return float(np.degrees(np.arctan2(T[1, 0], T[0, 0])))
+
+
+def test_a_held_objects_fit_noise_is_smoothed_but_a_slip_in_the_fingers_is_followed_at_once() -> None:
+    """In closed fingers the object moves with the TCP: its fits' frame-to-frame scatter (the partial view's
+    noise) is averaged in the TCP frame, and a fit far from the grasp (a slip) is taken as it is."""
+    rng = np.random.default_rng(3)
+    estimator = ObjectStateEstimator([BOX])
+    T_tcp = pose(0.52, 0.0, 0.05, 0.0)
+    T_tcp[:3, :3] = np.diag([1.0, -1.0, -1.0])
+    width = 2 * BOX.half_size_m[0]
+    wobble_deg = [3.0 * (-1) ** i for i in range(12)]  # what the cloud says, frame after frame: +-3 deg
+    reported = [_yaw_deg(estimator.update(*scene(BOX, pose(0.52, 0.0, 0.04, np.radians(w)), rng), T_base_tcp=T_tcp,
+                                          gripper_width_m=width)["peg"].T_base_object) for w in wobble_deg]
+    swings = np.abs(np.diff(reported[4:]))
+    assert swings.max() < 2.0, reported  # the clouds swing by 6 deg per frame
+    assert abs(np.mean(reported[4:])) < 1.0
+    slipped = estimator.update(*scene(BOX, pose(0.52, 0.0, 0.04, np.radians(20.0)), rng), T_base_tcp=T_tcp,
+                               gripper_width_m=width)["peg"]
+    assert abs(_yaw_deg(slipped.T_base_object) - 20.0) < 2.0
