@@ -23,9 +23,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from functools import partial
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -49,33 +46,17 @@ def parse_policy(spec: str) -> tuple[str, str, int]:
     return task, path, int(episodes)
 
 
-@contextmanager
-def timestep_spacing(spacing: str) -> Iterator[None]:
-    """DDIM timesteps spaced ``leading`` (diffusers' default, the library's: 1 step runs the denoiser at t=0, 2 at
-    t=50 and 0) or ``trailing`` (1 step at t=T-1, from where the noise is; Lin et al. 2023, "Common diffusion noise
-    schedules and sample steps are flawed"), for the policies built inside the block: a candidate few-step sampler,
-    measured here before any library change."""
-    from robot_learning.policies.diffusion import modeling
-
-    original = modeling.DDIMScheduler
-    if spacing != "leading":
-        modeling.DDIMScheduler = partial(original, timestep_spacing=spacing)
-    try:
-        yield
-    finally:
-        modeling.DDIMScheduler = original
-
-
 def run_row(task: str, checkpoint: str, episodes: int, steps: int, noise: str, seed: int, envs: int,
             device: str, spacing: str = "leading") -> dict[str, Any]:
     """One eval at ``steps`` DDIM steps and the given noise; the figures the table and plot need."""
     from robot_learning.sessions.evaluate import evaluate_policy
 
     start = time.monotonic()
-    with timestep_spacing(spacing):
-        report = evaluate_policy(checkpoint, task=task, n_episodes=episodes, n_envs=envs, seed=seed, n_videos=0,
-                                 device=device, progress=False, num_inference_steps=steps,
-                                 zero_noise=NOISES[noise])
+    # the spacing goes through the loader's override (DiffusionConfig.timestep_spacing): the model's scheduler, the
+    # fast sampler and the chunk joiner all follow it
+    report = evaluate_policy(checkpoint, task=task, n_episodes=episodes, n_envs=envs, seed=seed, n_videos=0,
+                             device=device, progress=False, num_inference_steps=steps, zero_noise=NOISES[noise],
+                             timestep_spacing=spacing)
     lo, hi = report.ci95
     return {"task": task, "checkpoint": checkpoint, "steps": steps, "noise": noise, "spacing": spacing,
             "episodes": episodes, "seed": seed, "successes": report.successes, "rate": report.success_rate,

@@ -25,14 +25,16 @@ if TYPE_CHECKING:
 
 def load_frozen_base(checkpoint: Path, config: FinetuneConfig, device: str = "auto") -> Policy:
     """The base as every fine-tuning path runs it (twins, in-process online, the ROS policy node, benchmarks): the
-    config's DDIM steps, seed and initial noise, so a residual is always trained and measured on the same base
-    behaviour; and, with ``base_inputs``, fed the robot's estimate where it was trained on the twin's state."""
+    config's DDIM steps, their spacing, seed and initial noise, so a residual is always trained and measured on the
+    same base behaviour; and, with ``base_inputs``, fed the robot's estimate where it was trained on the twin's
+    state."""
     from robot_learning.policies.diffusion.checkpoint import DiffusionPolicy
     from robot_learning.policies.estimated_inputs import EstimatedInputs
 
     base = DiffusionPolicy.from_checkpoint(checkpoint, device=device, seed=config.seed,
                                            num_inference_steps=config.base_inference_steps,
-                                           zero_noise=config.base_zero_noise)
+                                           zero_noise=config.base_zero_noise,
+                                           timestep_spacing=config.base_timestep_spacing)
     return EstimatedInputs(base, config.base_inputs) if config.base_inputs else base
 
 

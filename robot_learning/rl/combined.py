@@ -80,13 +80,16 @@ class ResidualDiffusionPolicy(Policy):
     def from_checkpoint_dict(cls, ckpt: Any, source: str, device: str = "auto", seed: int = 0,
                              num_inference_steps: int | None = None, **base_kwargs: Any) -> ResidualDiffusionPolicy:
         """From a loaded ``base_plus_residual.pt`` (load files with ``runtime.loading.load_policy``). The base runs
-        the DDIM steps it was fine-tuned with unless ``num_inference_steps`` says otherwise."""
+        the DDIM steps and spacing it was fine-tuned with unless ``num_inference_steps`` / ``timestep_spacing`` say
+        otherwise (a fine-tuning config saved before ``base_timestep_spacing`` existed ran a leading-spaced base)."""
         if not isinstance(ckpt, dict) or ckpt.get("format") != COMBINED_FORMAT:
             raise ValueError(f"{source} is not a {COMBINED_FORMAT} checkpoint")
         if ckpt.get("version") != COMBINED_VERSION:
             raise ValueError(f"{source} has version {ckpt.get('version')}, this code reads {COMBINED_VERSION}")
         config = FinetuneConfig.model_validate(_as_current_config(ckpt["config"]))
         base_kwargs.setdefault("zero_noise", config.base_zero_noise)  # the base as the residual learned on it
+        if base_kwargs.get("timestep_spacing") is None:
+            base_kwargs["timestep_spacing"] = config.base_timestep_spacing
         base = DiffusionPolicy.from_checkpoint_dict(
             validate_checkpoint(ckpt["base"], f"{source} (embedded base)"), f"{source} (base {ckpt['base_source']})",
             device=device, seed=seed, num_inference_steps=num_inference_steps or config.base_inference_steps,

@@ -91,6 +91,10 @@ class FinetuneConfig(_Strict):
     base_zero_noise: bool = Field(False, description="run the base's DDIM from zero noise instead of a Gaussian "
                                   "sample: the same observation always gives the same chunk, so the residual corrects "
                                   "one base behaviour per state rather than a different sampled grasp every episode")
+    base_timestep_spacing: Literal["leading", "trailing"] = Field(
+        "leading", description="where the frozen base's DDIM steps sit on the training timesteps, whatever the base "
+        "checkpoint's own default (docs/denoising_steps.md): every residual so far was trained and measured on a "
+        "leading-spaced base, so a base saved with the trailing default still runs as they learned it")
     torch_threads: PosInt = Field(1, description="CPU threads for the base and PPO; more oversubscribes the "
                                   "cores the twins run on (measured: 37 ms vs 650 ms per chunk on 2 busy cores)")
     reward: str = Field("sparse", description="the reward, by name in the registry (robot_learning.rl.rewards."

@@ -51,6 +51,17 @@ def build_model(config: DiffusionConfig, obs_spec: Mapping[str, Mapping[str, Any
     return DiffusionModel(config, images, low_dim, action_dim)
 
 
+def saved_training_config(ckpt: Mapping[str, Any]) -> PolicyTrainingConfig:
+    """The checkpoint's training config as this code reads it. A checkpoint saved before
+    ``DiffusionConfig.timestep_spacing`` existed was trained and measured with DDIM's ``leading`` spacing (the only
+    one then), so it keeps it rather than taking today's default; its ``num_inference_steps`` is saved with it."""
+    stored = dict(ckpt["config"])
+    policy = stored.get("policy")
+    if isinstance(policy, Mapping) and "timestep_spacing" not in policy:
+        stored["policy"] = {**policy, "timestep_spacing": "leading"}
+    return PolicyTrainingConfig.model_validate(stored)
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """The raw checkpoint dict; refuses files that are not ours (no pickled objects are ever loaded)."""
     path = Path(path)
@@ -123,7 +134,7 @@ class DiffusionPolicy(Policy):
                              runtime: Runtime = "auto", precision: Precision = "fp32",
                              timestep_spacing: str | None = None) -> DiffusionPolicy:
         """As :meth:`from_checkpoint`, from a loaded checkpoint dict (one embedded in a combined checkpoint)."""
-        config = PolicyTrainingConfig.model_validate(ckpt["config"]).policy
+        config = saved_training_config(ckpt).policy
         dev = resolve_device(device)
         if half and dev.type != "cuda":
             raise ValueError("half precision is for CUDA; on a CPU run in float32")
