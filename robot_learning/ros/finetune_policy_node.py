@@ -60,6 +60,8 @@ class FinetunePolicyNode(Node):
         self._held = False
         self._horizon_reached = False
         self._last_obs_t: float | None = None
+        self._begin_t = -np.inf  # node clock [s] and system clock [ns] when the running episode began: inputs
+        self._begin_ns = 0  # from before it (the last scene's objects, the arm before the reset) are not its
 
     def configure(self) -> None:
         from robot_learning.rl.base_policy import load_frozen_base
@@ -85,7 +87,7 @@ class FinetunePolicyNode(Node):
         self.extra_keys = [k for k in self.actor.obs_keys if k not in PROPRIOCEPTION]
         for key in self.extra_keys:
             self.create_subscription(Float64MultiArray, p.obs_topic_prefix + key,
-                                     lambda m, k=key: self._on_extra(k, m), STATE_QOS)
+                                     lambda m, info, k=key: self._on_extra(k, m, info), STATE_QOS)
         self.create_subscription(JointTrajectory, p.intervention_topic, self._on_teleop, COMMAND_QOS)
         self.device, self._intervening, self._last_action = None, False, np.zeros(len(ACTION_NAMES))
         self._label = self.create_publisher(Bool, p.operator_label_topic, COMMAND_QOS)
@@ -146,7 +148,13 @@ class FinetunePolicyNode(Node):
         pose = conv.pose_to_arrays(msg)
         self.builder.add_tcp(pose.stamp_s, pose.position_m, pose.quaternion_xyzw)
 
-    def _on_extra(self, key: str, msg: Float64MultiArray) -> None:
+    def _on_extra(self, key: str, msg: Float64MultiArray, info: dict[str, int] | None = None) -> None:
+        """The latest value of an observation key. Float64MultiArray has no stamp: a message the middleware
+        received before the running episode began (still queued when ``~/begin`` ran) describes the last scene and
+        is dropped, or the first chunk is planned for objects that are no longer there."""
+        received_ns = int((info or {}).get("received_timestamp", 0))
+        if received_ns and received_ns < self._begin_ns:
+            return
         values = np.asarray(msg.data, dtype=np.float32)
         if np.all(np.isfinite(values)):
             self._extra[key] = values
@@ -175,6 +183,7 @@ class FinetunePolicyNode(Node):
             index = self.recorder.n_episodes
             self.recorder.begin({"operator": "online", "task": self.task.name, "weights_version": version})
             self._held, self._horizon_reached, self._last_obs_t, self._teleop = False, False, None, None
+            self._extra, self._begin_t, self._begin_ns = {}, self._now(), time.time_ns()  # the new scene's only
         response.success, response.message = True, json.dumps({"episode": index, "weights_version": version})
         return response
 
@@ -207,7 +216,7 @@ class FinetunePolicyNode(Node):
                 return
             now = self._now()
             t = self.builder.buffers["tcp"].latest_stamp()
-            if t is None or now - t > self.params.max_observation_age_s or \
+            if t is None or now - t > self.params.max_observation_age_s or t < self._begin_t or \
                     (self._last_obs_t is not None and t <= self._last_obs_t):
                 return
             missing = [k for k in self.extra_keys if k not in self._extra]

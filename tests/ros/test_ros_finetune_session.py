@@ -125,6 +125,8 @@ def test_a_killed_learner_and_session_lose_nothing_committed_and_learning_resume
         info = [store.episode_info(i) for i in range(EPISODES)]
     assert all(len(e["action"]) <= HORIZON and np.isfinite(e["log_prob"]).all() for e in episodes)
     assert sum(int(e["intervention"].sum()) for e in episodes) >= 1  # the teleop steps, marked
+    for e in episodes:  # each first observation is of the scene the twin reset to, not the last one's objects
+        np.testing.assert_allclose(e["privileged"][0][:3], e["privileged"][1][:3], atol=0.002)
     for e, i in zip(episodes, info, strict=True):  # sparse reward: only the last step can pay, and only on success
         assert e["reward"][:-1].sum() == 0 and e["reward"][-1] == float(i["success"])
     state = torch.load(out / "online_state.pt", weights_only=True)
