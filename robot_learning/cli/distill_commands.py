@@ -27,7 +27,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
                      image_size=args.image_size, randomisation=randomisation, seed=args.seed,
                      keep_failures=args.keep_failures, eval_episodes=args.eval_episodes, eval_envs=args.envs,
                      eval_seed=args.eval_seed, eval_randomised=not args.eval_nominal, n_videos=args.videos,
-                     device=args.device, progress=not args.no_progress)
+                     device=args.device, progress=not args.no_progress, teacher_estimation=args.teacher_estimation)
     print(report)
     print(f"report: {Path(args.out) / 'distill_report.json'}")
     return 0
@@ -50,6 +50,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="first collection scene")
     p.add_argument("--keep-failures", action="store_true",
                    help="record the teacher's failed episodes too (flagged; for a smoke run of a weak teacher)")
+    p.add_argument("--teacher-estimation", choices=["cameras", "error_model"], default="cameras",
+                   help="a teacher on the estimated scene gets it from the randomised cameras (as on the robot) or "
+                        "from the estimator's error model (what it trained on; no 3-camera fusion per step)")
     p.add_argument("--eval-episodes", type=int, default=50, help="student evaluation scenes (0: skip)")
     p.add_argument("--eval-seed", type=int, default=100_000, help="first evaluation scene (new scenes)")
     p.add_argument("--eval-nominal", action="store_true", help="evaluate in the nominal twin, not randomised ones")

@@ -131,10 +131,13 @@ class DistillReport:
 def collect_teacher_episodes(teacher: str | Path, store_path: Path, cell: CellConfig, task: TaskConfig,
                              n_episodes: int, image_size: tuple[int, int], randomisation: RandomisationConfig,
                              seed: int = 0, keep_failures: bool = False, device: str = "cpu",
-                             progress: bool = True) -> CollectionResult:
+                             progress: bool = True, teacher_estimation: str = "cameras") -> CollectionResult:
     """Roll ``teacher`` out for ``n_episodes`` scenes (seeds ``seed``...) in randomised twins; commit its
     successful episodes (all, flagged, with ``keep_failures``) to ``store_path``. Resumes after the scenes
-    ``collection.json`` (beside the store) counts as done."""
+    ``collection.json`` (beside the store) counts as done. A teacher on the estimate gets it from the randomised
+    cameras through the estimator (``teacher_estimation="cameras"``, as the robot would) or from the estimator's
+    error model (``"error_model"``: what it was trained on, without rendering and fusing 3 cameras per step; the
+    teacher only makes the demonstrations, the student always sees rendered images)."""
     from robot_learning.data.episode_store import EpisodeStore
     from robot_learning.runtime.loading import load_policy
     from robot_learning.runtime.policy_runner import DeltaHold, PolicyRunner, RunnerConfig
@@ -148,7 +151,8 @@ def collect_teacher_episodes(teacher: str | Path, store_path: Path, cell: CellCo
         raise ValueError(f"teacher {teacher} sees {policy.image_size} images; the student's are {image_size}: "
                          "give --image-size the teacher's size")
     # a teacher on the robot's estimate of the scene gets it as the robot would: from the (randomised) cameras
-    estimation = StateEstimationConfig() if any(k in ESTIMATED_KEYS for k in policy.obs_keys) else None
+    estimation = (StateEstimationConfig(source=teacher_estimation)
+                  if any(k in ESTIMATED_KEYS for k in policy.obs_keys) else None)
     env = RandomisedTwin(TwinEnv(cell=cell, task=task, image_size=image_size, state_estimation=estimation),
                          randomisation)
     twin = env.unwrapped
@@ -156,7 +160,8 @@ def collect_teacher_episodes(teacher: str | Path, store_path: Path, cell: CellCo
     state_path = store_path.parent / STATE_NAME
     state = _read_state(state_path, seed)
     attrs = {"cell": cell.name, "task": task.name, "instruction": task.instruction, "source": "distill_teacher",
-             "teacher": str(teacher), "policy_hz": cell.rates.policy_hz, "image_size": list(image_size),
+             "teacher": str(teacher), "teacher_estimation": estimation.source if estimation else "none",
+             "policy_hz": cell.rates.policy_hz, "image_size": list(image_size),
              "randomisation": randomisation.model_dump(mode="json")}
     store = EpisodeStore.open_or_create(store_path, dataset_specs(twin), attrs)
     state["attempted"] = max(state["attempted"], _scenes_in_store(store, seed))
@@ -221,7 +226,7 @@ def distill(teacher: str | Path, student_config: PolicyTrainingConfig, out: str 
             image_size: tuple[int, int] = (96, 96), randomisation: RandomisationConfig | None = None,
             seed: int = 0, keep_failures: bool = False, eval_episodes: int = 50, eval_envs: int = 2,
             eval_seed: int = EVAL_SEED, eval_randomised: bool = True, n_videos: int = 2, device: str = "auto",
-            torch_threads: int = 1, progress: bool = True) -> DistillReport:
+            torch_threads: int = 1, progress: bool = True, teacher_estimation: str = "cameras") -> DistillReport:
     """Collect from the teacher, train the student, evaluate it; ``out/distill_report.json``. ``cell``/``task``
     default to the teacher's; ``eval_episodes`` 0 skips the evaluation."""
     import torch
@@ -246,7 +251,8 @@ def distill(teacher: str | Path, student_config: PolicyTrainingConfig, out: str 
     del teacher_policy
 
     collected = collect_teacher_episodes(teacher, out / STORE_NAME, cell, task, n_episodes, image_size,
-                                         randomisation, seed=seed, keep_failures=keep_failures, progress=progress)
+                                         randomisation, seed=seed, keep_failures=keep_failures, progress=progress,
+                                         teacher_estimation=teacher_estimation)
     log.info("teacher: %d/%d successes, %d episodes recorded", collected.successes, collected.attempted,
              collected.committed)
     if collected.committed == 0:
