@@ -145,9 +145,12 @@ class EpisodeLoop:
         return True
 
     def pause(self, on: bool) -> str:
+        """Pause or resume: a running episode holds at once; between episodes, the next one waits (a homing
+        already under way finishes: it is the controller's scripted, speed-limited move home)."""
         with self._lock:
             self._paused = on
         self.status.paused = on
+        self.io.publish(json.loads(self.status.to_json()))  # the live view shows it now, not with the next change
         return "paused: the policy stops commanding, the controller holds" if on else "resumed"
 
     def abort(self) -> bool:
@@ -163,9 +166,18 @@ class EpisodeLoop:
         self.status.phase = phase
         self.io.publish(json.loads(self.status.to_json()))
 
+    def _wait_while_paused(self) -> bool:
+        """Between episodes: hold here while paused; False if the session stops meanwhile."""
+        while self._paused:
+            if self.stop.wait(0.05):
+                return False
+        return not self.stop.is_set()
+
     def run(self) -> None:
         self.io.discard()  # a restarted session never continues an episode it did not start
         while not self.stop.is_set():
+            if not self._wait_while_paused():
+                return
             self._set_phase("homing")
             self.io.home()
             self.io.reset_scene()
@@ -176,7 +188,7 @@ class EpisodeLoop:
                 while not self._confirmed.wait(0.2):
                     if self.stop.is_set():
                         return
-            if self._abort:
+            if self._abort or not self._wait_while_paused():
                 continue
             with self._lock:
                 self._label = None

@@ -55,7 +55,7 @@ class FakeGraph:
         return Progress(True, self.polls, self.polls >= self.horizon_after, 0, 0)
 
     def publish(self, status):
-        pass
+        self.calls.append(f"status {status['phase']} paused={status['paused']}")
 
 
 def run_in_thread(loop: EpisodeLoop) -> threading.Thread:
@@ -82,7 +82,7 @@ def test_episodes_end_at_the_horizon_as_failures_and_a_restart_discards_first():
                        poll_s=0.001)
     run_in_thread(loop).join(timeout=10)
     assert graph.committed == [False, False] and loop.status.phase == "done"
-    assert graph.calls[:4] == ["discard", "home", "reset_scene", "begin"]
+    assert [c for c in graph.calls if not c.startswith("status")][:4] == ["discard", "home", "reset_scene", "begin"]
 
 
 def test_only_the_configured_source_or_the_operator_labels_an_episode():
@@ -115,11 +115,40 @@ def test_the_robot_waits_for_the_operators_reset_and_abort_discards_the_episode(
     while "hold True" not in graph.calls:
         time.sleep(0.01)
     assert loop.abort()
+    time.sleep(0.2)
+    assert loop.status.phase == "aborted"  # paused: the next homing waits for resume
+    loop.pause(False)
     while loop.status.phase != "awaiting_reset_confirmation":
         time.sleep(0.01)
     assert graph.committed == [] and graph.calls.count("discard") == 2
     loop.stop.set()
     thread.join(timeout=5)
+
+
+def test_a_pause_shows_at_once_and_no_episode_begins_until_resume():
+    graph = FakeGraph(horizon_after=10_000)
+    loop = EpisodeLoop(params(episodes=2, success_source="topic", sim=True, auto_confirm_reset=True), graph,
+                       poll_s=0.001)
+    loop.pause(True)  # before the first episode: nothing moves
+    assert graph.calls[-1].endswith("paused=True")  # published with the call, not with the next phase change
+    thread = run_in_thread(loop)
+    time.sleep(0.3)
+    assert "home" not in graph.calls and "begin" not in graph.calls
+    loop.pause(False)
+    while loop.status.phase != "running":
+        time.sleep(0.001)
+    loop.pause(True)  # during the first episode: the arm holds, then the operator ends it
+    while "hold True" not in graph.calls:
+        time.sleep(0.001)
+    assert loop.offer_success("operator", False)
+    time.sleep(0.3)
+    assert graph.committed == [False] and graph.calls.count("begin") == 1  # the second waits for resume
+    loop.pause(False)
+    while loop.status.phase != "running" or graph.calls.count("begin") < 2:
+        time.sleep(0.001)
+    assert loop.offer_success("operator", True)
+    thread.join(timeout=10)
+    assert graph.committed == [False, True] and loop.status.phase == "done"
 
 
 def _record(recorder: EpisodeRecorder, steps: int, success: bool | None) -> int | None:
