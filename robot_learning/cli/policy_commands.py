@@ -112,10 +112,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="output directory (default: <checkpoint dir>/eval)")
     p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
     p.add_argument("--action-steps", type=int, default=None, help="actions executed per chunk (default: trained)")
-    p.add_argument("--ddim-steps", type=int, default=None, help="DDIM denoising steps (default: trained, 16)")
+    p.add_argument("--ddim-steps", type=int, default=None, help="DDIM denoising steps (default: the checkpoint's)")
     p.add_argument("--timestep-spacing", choices=["leading", "trailing"], default=None,
-                   help="where the DDIM steps sit (default: trained, leading); trailing keeps success at 2 steps "
-                        "(docs/denoising_steps.md)")
+                   help="where the DDIM steps sit (default: the checkpoint's: trailing for new ones, leading for those "
+                        "saved before the option); trailing keeps success at 2 steps (docs/denoising_steps.md)")
     p.add_argument("--zero-noise", action="store_true",
                    help="start DDIM from zero noise: a deterministic policy (default: a Gaussian sample, or what a "
                         "fine-tuned checkpoint's base ran with)")

@@ -18,7 +18,8 @@ LOW_DIM = ["gripper_width", "joint_pos", "privileged", "privileged_relative", "t
 def test_defaults_are_diffusion_policys_horizons():
     cfg = DiffusionConfig()
     assert (cfg.n_obs_steps, cfg.horizon, cfg.n_action_steps) == (2, 16, 8)
-    assert (cfg.num_train_timesteps, cfg.num_inference_steps) == (100, 16)
+    # sampling: 2 DDIM steps spaced trailing (docs/denoising_steps.md); training: 100 DDPM steps
+    assert (cfg.num_train_timesteps, cfg.num_inference_steps, cfg.timestep_spacing) == (100, 2, "trailing")
 
 
 @pytest.mark.parametrize(

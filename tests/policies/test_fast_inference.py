@@ -177,7 +177,8 @@ def test_cuda_graph_path_matches_eager_on_the_gpu():
 def test_trailing_spacing_puts_few_steps_at_the_noisy_end_and_the_fast_path_follows_it():
     """Leading spacing runs 1 step at t=0 (the denoiser is told pure noise is clean); trailing runs it at t=T-1.
     The fast sampler takes its schedule from the model's scheduler, so it matches eager there too."""
-    leading, trailing = _model(n_cameras=1), _model(n_cameras=1, timestep_spacing="trailing")
+    leading = _model(n_cameras=1, timestep_spacing="leading")
+    trailing = _model(n_cameras=1, timestep_spacing="trailing")
     for steps, expected in ((1, [99]), (2, [99, 49])):
         trailing.inference_scheduler.set_timesteps(steps)
         assert trailing.inference_scheduler.timesteps.tolist() == expected
@@ -188,9 +189,10 @@ def test_trailing_spacing_puts_few_steps_at_the_noisy_end_and_the_fast_path_foll
     assert (eager - _both(leading, FastDiffusionSampler(leading), num_inference_steps=2)[0]).abs().max() > 1e-3
 
 
-def test_a_loaded_policy_takes_trailing_spacing_at_inference_without_retraining(tiny_run):
-    policy = load_policy(tiny_run.policy_path, device="cpu", timestep_spacing="trailing", num_inference_steps=2)
-    policy.model.inference_scheduler.set_timesteps(2)
-    assert policy.config.timestep_spacing == "trailing"
-    assert policy.model.inference_scheduler.timesteps.tolist() == [99, 49]
-    assert load_policy(tiny_run.policy_path, device="cpu").config.timestep_spacing == "leading"  # the trained one
+def test_a_loaded_policy_takes_either_spacing_at_inference_without_retraining(tiny_run):
+    assert load_policy(tiny_run.policy_path, device="cpu").config.timestep_spacing == "trailing"  # the trained one
+    for spacing, expected in (("leading", [50, 0]), ("trailing", [99, 49])):
+        policy = load_policy(tiny_run.policy_path, device="cpu", timestep_spacing=spacing, num_inference_steps=2)
+        policy.model.inference_scheduler.set_timesteps(2)
+        assert policy.config.timestep_spacing == spacing
+        assert policy.model.inference_scheduler.timesteps.tolist() == expected
