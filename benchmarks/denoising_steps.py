@@ -99,8 +99,12 @@ def plot(rows: list[dict[str, Any]], png: Path) -> Path:
                                               ("zero-noise", "leading", "--s", -0.02),
                                               ("sampled", "trailing", ":^", 0.02),
                                               ("zero-noise", "trailing", "-.v", 0.06)):
-            sel = sorted((r for r in rows if r["task"] == task and r["noise"] == noise
-                          and r.get("spacing", "leading") == spacing), key=lambda r: r["steps"])
+            most = {}  # per step count, the row with the most episodes (a setting rerun at more episodes)
+            for r in rows:
+                same = r["task"] == task and r["noise"] == noise and r.get("spacing", "leading") == spacing
+                if same and (r["steps"] not in most or r["episodes"] > most[r["steps"]]["episodes"]):
+                    most[r["steps"]] = r
+            sel = [most[steps] for steps in sorted(most)]
             if not sel:
                 continue
             name = noise if spacing == "leading" else f"{noise}, trailing"
