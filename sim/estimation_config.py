@@ -28,8 +28,8 @@ class StateEstimationConfig(BaseModel):
     # insertion with its grasp smoothed (2.7 / 5.5 deg before), changing 0.4-0.8 deg per frame: a residual trained
     # with these sigmas scores 83% with them and 86-91% through the cameras (100 scenes each), so in effect they are
     # not kinder than the cameras. Harsher sigmas (0.025 + 0.015 rad per step) cut the same residual to 58% (24
-    # scenes); gentler ones matched to the measurements (configs/rl/peg_insert_residual_estimated_stage3_cpu.yaml)
-    # did not raise its success through the cameras either (86/100 after 40 more iterations, against 90/100)
+    # scenes); gentler ones matched to the measurements did not raise its success through the cameras either
+    # (86/100 after 40 more iterations, against 90/100; docs/config_history.md#peg-insert-residual-estimated-stage2)
     rotation_offset_rad: float = Field(0.015, ge=0.0, description="error_model: per-episode rotation sigma per "
                                        "axis [rad]")
     rotation_noise_rad: float = Field(0.01, ge=0.0, description="error_model: per-step rotation sigma per axis "
