@@ -4,12 +4,13 @@ The teacher (usually ``base_plus_residual.pt`` from ``manip-stack finetune``, wh
 privileged state; any policy checkpoint is accepted) is rolled out in randomised twins (:mod:`sim.randomisation`:
 camera pose, lighting, colours, sensor grain, object dynamics drawn anew per scene) and reads whatever keys it was
 trained on, since the twin gives them all (the ``estimated*`` keys, when it reads them, from the randomised cameras
-through the robot's estimator: :mod:`sim.estimation`). Its successful episodes (with ``keep_failures`` all of them,
-flagged) go into a zarr episode store as demonstrations: every camera image, the proprioception and the action the
-teacher executed (the base's action corrected by the residual). The student is the diffusion policy trained on that
-store (:func:`robot_learning.sessions.train.train_policy`) from a config whose inputs are cameras plus robot-
-measured proprioception only (:func:`check_student_config` refuses anything else, before any rollout), and it is
-evaluated from rendered cameras in new randomised scenes by ``manip-stack eval``'s core.
+through the robot's estimator, or from its error model: :mod:`sim.estimation`). Its successful episodes (with
+``keep_failures`` all of them, flagged) go into a zarr episode store as demonstrations: every camera image, the
+proprioception and the action the teacher executed (the base's action corrected by the residual). The student is the
+diffusion policy trained on that store (:func:`robot_learning.sessions.train.train_policy`) from a config whose
+inputs are cameras plus robot-measured proprioception only (:func:`check_student_config` refuses anything else,
+before any rollout), and it is evaluated from rendered cameras in new randomised scenes by ``manip-stack eval``'s
+core.
 
 ``out/`` receives ``teacher_rollouts.zarr``, ``collection.json`` (progress, so a killed run resumes with the next
 scene), ``student/`` (the training run, ``policy.pt``), ``student_eval/`` (as ``manip-stack eval`` writes it) and
@@ -150,7 +151,8 @@ def collect_teacher_episodes(teacher: str | Path, store_path: Path, cell: CellCo
     if policy.camera_keys and tuple(policy.image_size or ()) != tuple(image_size):
         raise ValueError(f"teacher {teacher} sees {policy.image_size} images; the student's are {image_size}: "
                          "give --image-size the teacher's size")
-    # a teacher on the robot's estimate of the scene gets it as the robot would: from the (randomised) cameras
+    # a teacher on the robot's estimate of the scene gets it as the robot would (the randomised cameras), or from the
+    # estimator's error model it trained on
     estimation = (StateEstimationConfig(source=teacher_estimation)
                   if any(k in ESTIMATED_KEYS for k in policy.obs_keys) else None)
     env = RandomisedTwin(TwinEnv(cell=cell, task=task, image_size=image_size, state_estimation=estimation),
