@@ -282,13 +282,23 @@ def _inference_weights(model: torch.nn.Module, ema: EMAModel | None) -> dict[str
     return shadow.state_dict()
 
 
+# How the trained policy samples (DDIM steps and where they sit): they change no training step, so a run started
+# before a sampler default changed (docs/denoising_steps.md) still resumes; the new values are what it saves.
+SAMPLING_ONLY_FIELDS = ("num_inference_steps", "timestep_spacing")
+
+
+def _what_training_reads(config: dict[str, Any]) -> dict[str, Any]:
+    policy = {k: v for k, v in config.get("policy", {}).items() if k not in SAMPLING_ONLY_FIELDS}
+    return {**config, "policy": policy}
+
+
 def _resume_state(out: Path, cfg: PolicyTrainingConfig, dataset_info: dict[str, Any]) -> dict[str, Any] | None:
     """The last checkpoint in ``out`` if it belongs to the same config and dataset; refuse a mix-up."""
     last = out / "checkpoints" / "last.pt"
     if not last.exists():
         return None
     ckpt = load_checkpoint(last)
-    if ckpt["config"] != cfg.model_dump(mode="json"):
+    if _what_training_reads(ckpt["config"]) != _what_training_reads(cfg.model_dump(mode="json")):
         raise ValueError(f"{out} holds a run with another config (see {out / 'config.yaml'}); "
                          f"use a new --out or delete it to start over")
     if ckpt["dataset"]["fingerprint"] != dataset_info["fingerprint"]:

@@ -49,6 +49,17 @@ def test_a_run_directory_refuses_to_resume_with_another_config(tiny_store, make_
                      progress=False)
 
 
+def test_a_run_resumes_when_only_how_the_policy_samples_changed(tiny_store, make_config, tmp_path):
+    cfg = make_config(num_epochs=2)
+    train_policy(tiny_store, cfg, tmp_path / "run", device="cpu", progress=False, stop_after_epoch=1)
+    sampler = cfg.policy.model_copy(update={"num_inference_steps": 16, "timestep_spacing": "leading"})
+    resumed = train_policy(tiny_store, cfg.model_copy(update={"policy": sampler}), tmp_path / "run", device="cpu",
+                           progress=False)
+    assert resumed.resumed_from_epoch == 1
+    saved = load_checkpoint(resumed.policy_path)["config"]["policy"]
+    assert (saved["num_inference_steps"], saved["timestep_spacing"]) == (16, "leading")
+
+
 def test_a_run_writes_config_log_plot_and_an_ema_policy(tiny_run):
     out = tiny_run.out
     for name in ("config.yaml", "train_log.csv", "loss.png", "policy.pt", "checkpoints/last.pt", "train_summary.json"):
