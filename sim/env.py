@@ -12,6 +12,7 @@ with ``state_estimation``, the robot's view of the same scene: ``estimated``, ``
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,8 @@ from sim.scene import ImageSize, build_model
 from sim.tasks import TwinTask
 
 SETTLE_TICKS = 20  # control ticks after reset for objects to come to rest
+
+logger = logging.getLogger(__name__)
 
 
 class TwinEnv(gym.Env):
@@ -73,6 +76,7 @@ class TwinEnv(gym.Env):
         self._commanded: CartesianTarget | None = None  # last target the safety filter let through
         self._goal: CartesianTarget | None = None  # where the actions so far asked the TCP to be
         self._steps = 0
+        self._last_observation: dict[str, np.ndarray] = {}
 
         self.action_space = spaces.Box(low=self.action_limits.low, high=self.action_limits.high, dtype=np.float32)
         self.observation_schema: dict[str, ObservationKey] = observation_schema(
@@ -118,7 +122,8 @@ class TwinEnv(gym.Env):
         self._steps = 0
         if self.estimation is not None:
             self.estimation.reset(self.task.privileged_state(), self.np_random)
-        return self._observation(), {"success": False}
+        self._last_observation = self._observation()
+        return self._last_observation, {"success": False}
 
     def step(self, action: np.ndarray):
         action = as_action(action)
@@ -129,6 +134,8 @@ class TwinEnv(gym.Env):
         for target in upsample(self._commanded, goal, self.ticks_per_step):
             self.safe_robot.send_target(target)
             self.safe_robot.wait_for_tick()
+            if self.robot.physics_diverged:
+                return self._diverged()
         self._commanded = self.safe_robot.last_result.target
         self._steps += 1
         success = self.task.is_success()
@@ -136,7 +143,18 @@ class TwinEnv(gym.Env):
         info = {"success": success, "safety_violations": self.safe_robot.last_result.violations}
         if success or truncated:
             info["outcome"] = self.task.outcome(success)
-        return self._observation(), float(success), success, truncated, info
+        self._last_observation = self._observation()
+        return self._last_observation, float(success), success, truncated, info
+
+    def _diverged(self):
+        """End the episode where MuJoCo's physics blew up (it has reset the state: the scene is gone): truncated,
+        a failure with outcome ``sim_unstable``, the last valid observation as the final one. Stepping on would
+        teleport the scene mid-episode and hand the safety filter a clock that jumped back."""
+        self._steps += 1
+        logger.warning("the twin's physics diverged at step %d of the episode (MuJoCo reset its state at t=%.3f "
+                       "s): the episode ends as %s", self._steps, self.data.time, "sim_unstable")
+        info = {"success": False, "safety_violations": (), "outcome": "sim_unstable", "physics_diverged": True}
+        return self._last_observation, 0.0, False, True, info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array" or self.cameras is None:

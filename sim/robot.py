@@ -17,6 +17,10 @@ from hardware_configs.schema import CellConfig
 from sim.scene import ARM_JOINTS
 
 GRIPPER_CTRL_CLOSED = 255.0
+# MuJoCo's checks for a diverged state: it warns, then resets mjData itself (time back to 0, every body at its
+# model pose) and steps on, so a blowup would silently teleport the scene in the middle of an episode.
+DIVERGENCE_WARNINGS = (mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADQVEL,
+                       mujoco.mjtWarning.mjWARN_BADQPOS)
 GRIPPER_DRIVER_CLOSED_RAD = 0.8
 IK_DAMPING = 1e-3
 IK_NULLSPACE_GAIN = 0.05
@@ -53,6 +57,7 @@ class TwinRobot:
         self._jac_rot = np.zeros((3, model.nv))
         self._q_target = self._home.copy()
         self._gripper_closure = 0.0
+        self._divergences_at_reset = self._divergences()
 
     # ------------------------------------------------------------------ set-up
     def reset_to(self, joint_positions_rad: np.ndarray | None = None) -> None:
@@ -64,6 +69,17 @@ class TwinRobot:
         self._gripper_closure = 0.0
         self._apply_controls()
         mujoco.mj_forward(self.model, self.data)
+        self._divergences_at_reset = self._divergences()
+
+    @property
+    def physics_diverged(self) -> bool:
+        """True once MuJoCo found a NaN or huge position, velocity or acceleration since the last
+        :meth:`reset_to` and reset the state itself: the scene is gone, the episode must end (the real arm's
+        counterpart is a controller fault)."""
+        return self._divergences() > self._divergences_at_reset
+
+    def _divergences(self) -> int:
+        return sum(int(self.data.warning[w].number) for w in DIVERGENCE_WARNINGS)
 
     # ------------------------------------------------------------------ RobotInterface
     def read_state(self) -> RobotState:
@@ -87,7 +103,10 @@ class TwinRobot:
         self._apply_controls()
 
     def wait_for_tick(self) -> float:
+        before_s = float(self.data.time)
         mujoco.mj_step(self.model, self.data, nstep=self.physics_steps_per_tick)
+        if self.physics_diverged:  # MuJoCo's reset took the clock back to 0 too: the twin's clock runs on
+            self.data.time = before_s + self.physics_steps_per_tick * self.model.opt.timestep
         return float(self.data.time)
 
     def stop(self) -> None:

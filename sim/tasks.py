@@ -29,6 +29,7 @@ OUTCOMES = {
     "on_rim": "insert: the object is over the fixture but its bottom is above the top face (missed the hole)",
     "short_of_depth": "insert: in the hole, centred, not deep enough (jammed or stopped)",
     "off_centre": "insert: deep enough but further off the hole's axis than allowed",
+    "sim_unstable": "the twin's physics diverged (MuJoCo reset its state) and the episode was ended: a failure",
 }
 
 

@@ -9,6 +9,7 @@ one control period at a time; sim time never goes backwards, not even across sce
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 import mujoco
@@ -26,6 +27,8 @@ from sim.scene import ImageSize, build_model
 from sim.tasks import TwinTask
 
 SETTLE_TICKS = 20
+
+logger = logging.getLogger(__name__)
 
 class SimNodeParams(NodeParams):
     """``sim_node``'s parameters."""
@@ -185,7 +188,12 @@ class SimCell:
         else:
             self.data.ctrl[self._arm_actuators] = self._follower.sample(self.time_s)
             self.data.ctrl[self._gripper_actuator] = GRIPPER_CTRL_CLOSED * self._gripper_closure
-        return self.robot.wait_for_tick()
+        now_s = self.robot.wait_for_tick()
+        if self.robot.physics_diverged:  # MuJoCo reset the state (the robot kept the clock): a new scene
+            logger.error("the twin's physics diverged at t=%.3f s (MuJoCo reset its state): a new scene", now_s)
+            self.reset()
+            now_s = self.time_s
+        return now_s
 
     def state(self) -> RobotState:
         state = self.robot.read_state()
