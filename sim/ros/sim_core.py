@@ -30,6 +30,7 @@ SETTLE_TICKS = 20
 
 logger = logging.getLogger(__name__)
 
+
 class SimNodeParams(NodeParams):
     """``sim_node``'s parameters."""
 
