@@ -95,6 +95,7 @@ def plot_curves(csv_path: Path, png_path: Path, title: str) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter
 
     with csv_path.open() as f:
         rows = list(csv.DictReader(f))
@@ -116,6 +117,8 @@ def plot_curves(csv_path: Path, png_path: Path, title: str) -> Path:
     ax_s.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8)  # off the curves
     ax_r.plot(trained_steps, [float(r["train_return"]) for r in trained])
     ax_r.set(xlabel="env steps", ylabel="mean episode return", title="return")
+    for ax in (ax_s, ax_r):  # 100k, not 100000: long runs' tick labels ran into each other
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)
