@@ -57,7 +57,7 @@ class TwinRobot:
         self._jac_rot = np.zeros((3, model.nv))
         self._q_target = self._home.copy()
         self._gripper_closure = 0.0
-        self._divergences_at_reset = self._divergences()
+        self._divergences_at_reset, self._diverged = self._divergences(), False
 
     # ------------------------------------------------------------------ set-up
     def reset_to(self, joint_positions_rad: np.ndarray | None = None) -> None:
@@ -69,14 +69,14 @@ class TwinRobot:
         self._gripper_closure = 0.0
         self._apply_controls()
         mujoco.mj_forward(self.model, self.data)
-        self._divergences_at_reset = self._divergences()
+        self._divergences_at_reset, self._diverged = self._divergences(), False
 
     @property
     def physics_diverged(self) -> bool:
         """True once MuJoCo found a NaN or huge position, velocity or acceleration since the last
         :meth:`reset_to` and reset the state itself: the scene is gone, the episode must end (the real arm's
         counterpart is a controller fault)."""
-        return self._divergences() > self._divergences_at_reset
+        return self._diverged
 
     def _divergences(self) -> int:
         return sum(int(self.data.warning[w].number) for w in DIVERGENCE_WARNINGS)
@@ -105,7 +105,9 @@ class TwinRobot:
     def wait_for_tick(self) -> float:
         before_s = float(self.data.time)
         mujoco.mj_step(self.model, self.data, nstep=self.physics_steps_per_tick)
-        if self.physics_diverged:  # MuJoCo's reset took the clock back to 0 too: the twin's clock runs on
+        # physics moves only here, so one look at MuJoCo's counters per tick keeps physics_diverged current
+        self._diverged = self._diverged or self._divergences() > self._divergences_at_reset
+        if self._diverged:  # MuJoCo's reset took the clock back to 0 too: the twin's clock runs on
             self.data.time = before_s + self.physics_steps_per_tick * self.model.opt.timestep
         return float(self.data.time)
 
