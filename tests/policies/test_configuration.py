@@ -49,7 +49,7 @@ def test_a_yaml_error_names_the_file_and_the_field(tmp_path):
 
 
 def test_the_shipped_configs_load():
-    for name in ("lift_cpu", "peg_insert_cpu", "gpu_resnet18", "smoke"):
+    for name in ("lift_cpu", "peg_insert_cpu", "peg_insert_student_cpu", "gpu_resnet18", "smoke"):
         load_training_config(name)
 
 

@@ -93,9 +93,10 @@ def test_a_student_without_cameras_or_with_other_inputs_is_refused(policy, messa
         check_student_config(student(**policy))
 
 
-def test_the_shipped_camera_config_is_a_valid_student_and_an_unset_low_dim_list_takes_the_robot_default():
-    shipped = load_student_config("peg_insert_cpu")
-    assert shipped.policy.low_dim_keys == ["tcp_position", "tcp_rot6d", "gripper_width"]
+def test_the_shipped_camera_configs_are_valid_students_and_an_unset_low_dim_list_takes_the_robot_default():
+    for name in ("peg_insert_cpu", "peg_insert_student_cpu"):
+        shipped = load_student_config(name)
+        assert shipped.policy.low_dim_keys == ["tcp_position", "tcp_rot6d", "gripper_width"]
     assert check_student_config(student()).policy.low_dim_keys == ["tcp_position", "tcp_rot6d", "gripper_width"]
     assert set(ROBOT_LOW_DIM_KEYS) == {"tcp_position", "tcp_rot6d", "joint_pos", "gripper_width"}
 
